@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine with Python >= 3.11:
+#   make repro   -> the full comparison (dvc repro)
+#   make test    -> the test suite
+# Both create .venv on first use. MNIST comes from $PIPELINE_MNIST_MIRROR when set.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: repro test smoke lint bench mlflow-ui clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+repro: $(BIN)/.installed
+	dvc repro
+
+test: $(BIN)/.installed
+	pytest -q
+
+smoke: $(BIN)/.installed
+	bash scripts/smoke.sh
+
+lint: $(BIN)/.installed
+	ruff check .
+	ruff format --check .
+
+bench: $(BIN)/.installed
+	python benchmarks/train_speed.py
+
+mlflow-ui: $(BIN)/.installed
+	mlflow ui --backend-store-uri sqlite:///mlflow.db

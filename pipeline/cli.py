@@ -1,0 +1,211 @@
+"""The `pipeline` command line: one thin command per DVC stage, plus tuning.
+
+Commands parse options, load params.yaml once, call one library function and print a short
+summary. Any :class:`PipelineError` becomes one line on stderr and a non-zero exit code
+(2 for an invalid params file), never a traceback. Heavy imports (torch, mlflow, optuna)
+happen inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.errors import PipelineError
+
+app = typer.Typer(
+    help=(
+        "Train, sample, score and compare GAN variants on MNIST.\n\n"
+        "Each DVC stage in dvc.yaml calls one of these commands; `dvc repro` runs them all."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--params", "-p", help="Parameter file; relative paths in it resolve against its folder."
+    ),
+]
+VariantArg = Annotated[
+    str, typer.Argument(help="Variant key, as listed under `variants:` in params.yaml.")
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N.")
+]
+
+
+def _load(params_path: Path):
+    from pipeline.config import load_params
+
+    return load_params(params_path)
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg)
+
+
+def command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Register ``fn`` as a command whose PipelineErrors become one line + exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except PipelineError as err:
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
+
+    return app.command()(wrapper)
+
+
+@command
+def prepare(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Fetch MNIST (md5-checked; local mirror from $PIPELINE_MNIST_MIRROR or data.mirror) and
+    write it under data/mnist as uint8 tensors, atomically."""
+    from pipeline.data import prepare as run
+
+    p = _load(params)
+    out = run(p)
+    _echo(
+        f"MNIST prepared in {out.dir}: train {out.counts['train']:,}, test {out.counts['test']:,} "
+        f"images; train pixel mean {out.train_mean:.4f}"
+    )
+
+
+@command
+def classifier(
+    params: ParamsOpt = Path("params.yaml"),
+    epochs: Annotated[int | None, typer.Option(help="Override classifier.epochs.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Train the MNIST CNN used as the evaluator's feature extractor (>= 99% test accuracy)."""
+    from pipeline.classifier import train_classifier
+
+    p = _load(params)
+    result = train_classifier(p, epochs=epochs, device=device)
+    _echo(f"classifier: test accuracy {result.test_accuracy:.4%} -> {result.path}")
+
+
+@command
+def train(
+    variant: VariantArg,
+    params: ParamsOpt = Path("params.yaml"),
+    epochs: Annotated[int | None, typer.Option(help="Override the variant's epochs.")] = None,
+    subset: Annotated[
+        int | None, typer.Option(help="Train on the first N images only (smoke runs).")
+    ] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Train one variant; resumes from its last checkpoint after an interruption."""
+    from pipeline.train import train_variant
+
+    p = _load(params)
+    result = train_variant(p, variant, epochs=epochs, subset=subset, device=device)
+    _echo(
+        f"{variant}: {result.epochs} epochs, {result.steps:,} steps at "
+        f"{result.steps_per_s:,.1f} steps/s -> {result.checkpoint}"
+    )
+
+
+@command
+def sample(
+    variant: VariantArg,
+    params: ParamsOpt = Path("params.yaml"),
+    n: Annotated[int | None, typer.Option(help="Override sample.n.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Generate sample.n images from a trained variant (uint8 tensor + preview grid)."""
+    from pipeline.sample import sample_variant
+
+    p = _load(params)
+    out = sample_variant(p, variant, n=n, device=device)
+    _echo(f"{variant}: {out.n:,} samples -> {out.path}")
+
+
+@command
+def evaluate(
+    variant: VariantArg,
+    params: ParamsOpt = Path("params.yaml"),
+    device: DeviceOpt = None,
+) -> None:
+    """Score a variant's samples (classifier and/or Inception metrics) -> metrics/VARIANT.json."""
+    from pipeline.evaluate import evaluate_variant
+
+    p = _load(params)
+    path = evaluate_variant(p, variant, device=device)
+    _echo(f"{variant}: metrics -> {path}")
+
+
+@command
+def report(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Build the comparison report: reports/index.html, reports/comparison.md and plots."""
+    from pipeline.report import build_report
+
+    p = _load(params)
+    out = build_report(p)
+    _echo(f"report -> {out}")
+
+
+@command
+def tune(
+    variant: VariantArg,
+    params: ParamsOpt = Path("params.yaml"),
+    trials: Annotated[int | None, typer.Option(help="Trials to add (default tune.trials).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting new trials after this many seconds.")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default tune.storage; PostgreSQL for many workers)."
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: gan-tune-VARIANT).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (default tune.seed).")] = None,
+    device: DeviceOpt = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Write the best trial's hyperparameters into params.yaml."),
+    ] = False,
+) -> None:
+    """Optuna study over lr, Adam betas and n_critic; resumable; --apply writes the best."""
+    from pipeline import tune as tuning
+
+    p = _load(params)
+    if apply:
+        changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
+        _echo(f"{variant}: wrote best trial to {params}: {changes}")
+        return
+    summary = tuning.run_study(
+        p,
+        variant,
+        trials=trials,
+        timeout=timeout,
+        storage=storage,
+        study_name=study,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+    )
+    _echo(summary)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

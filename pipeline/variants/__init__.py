@@ -1,0 +1,10 @@
+"""The variant registry: one file per variant declares only what differs from the others.
+
+A variant module calls :func:`registry.register` with a :class:`Variant`; the trainer reads
+these fields and never branches on a variant's name. Modules in this package are discovered
+on first use, so adding a variant is one new file plus one ``variants.<name>`` params block.
+"""
+
+from pipeline.variants.base import Hyper, Variant, registry
+
+__all__ = ["Hyper", "Variant", "registry"]

@@ -1,0 +1,18 @@
+"""Conditional GAN (Mirza & Osindero 2014): G and D both see a one-hot label."""
+
+from pipeline.nets import MLPDiscriminator, MLPGenerator
+from pipeline.variants.base import Variant, registry
+
+VARIANT = registry.register(
+    Variant(
+        name="cgan",
+        generator=MLPGenerator,
+        discriminator=MLPDiscriminator,
+        objective="bce",
+        conditional=True,
+        epochs=200,
+        lr=2e-4,
+        betas=(0.5, 0.999),
+        description="MLP conditional GAN, BCE on (x, one-hot label)",
+    )
+)

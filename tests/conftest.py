@@ -1,0 +1,88 @@
+"""Shared fixtures: the local MNIST mirror, prepared data (once per session), params files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.config import MIRROR_ENV, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mirror() -> Path:
+    env = os.environ.get(MIRROR_ENV)
+    return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_mirror() -> Path:
+    path = _mirror()
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"MNIST mirror not found at {path}; set {MIRROR_ENV}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, mnist_mirror: Path) -> None:
+    # Every test sees the local mirror and never a user's tracking server.
+    monkeypatch.setenv(MIRROR_ENV, str(mnist_mirror))
+    monkeypatch.delenv("PIPELINE_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_params(root: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """The repo's params.yaml with ``overrides`` merged in, written to ``root/params.yaml``."""
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    data = deep_update(base, overrides or {})
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
+    """MNIST prepared once per session; tests point data.dir here (read-only use)."""
+    from pipeline.data import prepare
+
+    root = tmp_path_factory.mktemp("prepared")
+    os.environ[MIRROR_ENV] = str(mnist_mirror)
+    prepare(load_params(write_params(root)))
+    return root / "data"
+
+
+TINY: dict[str, Any] = {
+    "train": {"subset": 512, "log_every": 4, "device": "cpu"},
+    "sample": {"n": 200, "batch_size": 100, "device": "cpu"},
+    "classifier": {"device": "cpu"},
+    "evaluate": {
+        "extractors": ["classifier"],
+        "device": "cpu",
+        "n_real": 500,
+        "floor_n": 500,
+        "kid_subset_size": 100,
+        "batch_size": 250,
+    },
+    "tracking": {"log_model": True},
+}
+
+
+@pytest.fixture
+def tiny_params_path(tmp_path: Path, prepared_dir: Path) -> Path:
+    """A params file in tmp_path: shared prepared data, tiny CPU budgets, outputs in tmp_path."""
+    return write_params(tmp_path, deep_update(TINY, {"data": {"dir": str(prepared_dir)}}))

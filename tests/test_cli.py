@@ -1,0 +1,43 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from tests.conftest import write_params
+
+COMMANDS = ["prepare", "classifier", "train", "sample", "evaluate", "report", "tune"]
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_explains_itself(name: str) -> None:
+    result = CliRunner().invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "--params" in result.output
+    # the first docstring line is the summary typer shows
+    doc = app.registered_commands[COMMANDS.index(name)].callback.__doc__
+    assert doc.split()[0] in result.output
+
+
+def test_prepare_through_the_cli(tmp_path: Path) -> None:
+    path = write_params(tmp_path)
+    result = CliRunner().invoke(app, ["prepare", "--params", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "train 60,000, test 10,000" in result.output
+    assert (tmp_path / "data" / "mnist" / "train.pt").is_file()
+
+
+def test_python_dash_m_entry_point() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "prepare" in out.stdout
