@@ -147,6 +147,17 @@ def evaluate(
 
 
 @command
+def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
+    """Score evaluate.floor_n MNIST train images against the test set: the real-vs-real floor
+    every variant is compared with -> metrics/floor.json."""
+    from pipeline.evaluate import evaluate_floor
+
+    p = _load(params)
+    path = evaluate_floor(p, device=device)
+    _echo(f"floor: metrics -> {path}")
+
+
+@command
 def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Build the comparison report: reports/index.html, reports/comparison.md and plots."""
     from pipeline.report import build_report

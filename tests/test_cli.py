@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from tests.conftest import write_params
 
-COMMANDS = ["prepare", "classifier", "train", "sample", "evaluate", "report", "tune"]
+COMMANDS = ["prepare", "classifier", "train", "sample", "evaluate", "floor", "report", "tune"]
 
 
 def test_top_level_help_lists_every_command() -> None:
