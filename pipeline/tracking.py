@@ -7,6 +7,7 @@ Default store: embedded SQLite (``sqlite:///mlflow.db`` beside params.yaml) with
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import urllib.error
@@ -14,6 +15,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mlflow.entities import Param, RunTag
 
 from pipeline.config import Params
 from pipeline.errors import PipelineError
@@ -120,3 +123,105 @@ def log_metrics(
 def flat_str_params(d: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params are strings of at most 6000 chars."""
     return {k: str(v)[:6000] for k, v in d.items()}
+
+
+class TrainRecorder:
+    """Records a training run in MLflow (a TrainCallback).
+
+    One run per variant: params (flattened resolved config), per-epoch metrics (step = epoch),
+    sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model.
+    The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
+    """
+
+    def __init__(self, params: Params, train_config: Mapping[str, Any]) -> None:
+        self.params = params
+        self.train_config = dict(train_config)
+        self.run_id: str | None = None
+        self.out_dir: Path | None = None
+
+    def on_start(self, spec: Any, out_dir: Path, resumed_epoch: int) -> None:
+        from pipeline.config import flatten
+        from pipeline.io import write_text
+        from pipeline.train import RUN_ID_FILE, read_run_id
+
+        c = client(self.params)
+        exp_id = setup(self.params)
+        self.out_dir = out_dir
+        run_id = read_run_id(out_dir)
+        if run_id is not None:
+            try:
+                c.get_run(run_id)
+                c.update_run(run_id, status="RUNNING")
+            except Exception:  # the id belongs to another store: start a new run
+                run_id = None
+        if run_id is None:
+            tags = {
+                "variant": spec.variant,
+                "mlflow.source.git.commit": git_commit(self.params.root),
+                "git_commit": git_commit(self.params.root),
+                "stage": "train",
+            }
+            run = c.create_run(exp_id, run_name=spec.variant, tags=tags)
+            run_id = run.info.run_id
+            resolved = {"run": spec.as_dict(), "train": self.train_config}
+            p = [Param(k, v) for k, v in flat_str_params(flatten(resolved)).items()]
+            for i in range(0, len(p), 100):
+                c.log_batch(run_id, params=p[i : i + 100])
+            write_text(out_dir / RUN_ID_FILE, run_id + "\n")
+        self.run_id = run_id
+
+    def on_epoch_end(self, event: Any) -> None:
+        import math
+
+        metrics = {
+            f"train.{k}": v
+            for k, v in event.metrics.items()
+            if k not in ("epoch", "step") and not math.isnan(v)
+        }
+        log_metrics(self.params, self.run_id, metrics, step=event.epoch)
+        if event.grid is not None:
+            client(self.params).log_artifact(self.run_id, str(event.grid), "grids")
+
+    def on_end(self, result: Any) -> None:
+        import mlflow
+
+        c = client(self.params)
+        for name in ("progress.gif", "grid.png", "config.json", "checkpoint.pt"):
+            path = result.out_dir / name
+            if path.is_file():
+                c.log_artifact(
+                    self.run_id, str(path), "checkpoint" if name.endswith(".pt") else None
+                )
+        c.log_batch(
+            self.run_id,
+            metrics=[],
+            params=[],
+            tags=[RunTag("train_time_s", f"{result.train_time_s:.1f}"),
+                  RunTag("steps_per_s", f"{result.steps_per_s:.1f}")],
+        )  # fmt: skip
+        if self.params.tracking.log_model:
+            from pipeline.sample import load_generator
+
+            generator, _ = load_generator(result.checkpoint, "cpu")
+            # MLflow warns that pickled models run code on load; that is the documented
+            # trade-off of serialization_format="pickle" (pt2 needs example inputs).
+            logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(
+                    generator,
+                    name="generator",
+                    serialization_format="pickle",
+                    pip_requirements=["torch", "torchvision"],
+                )
+        c.set_terminated(self.run_id, "FINISHED")
+
+    def on_failure(self, exc: BaseException) -> None:
+        if self.run_id is None:
+            return
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            c = client(self.params)
+            c.set_tag(self.run_id, "failure", f"{type(exc).__name__}: {exc}"[:5000])
+            c.set_terminated(self.run_id, status)
+        except Exception:  # never hide the original error behind a tracking error
+            pass

@@ -1,0 +1,584 @@
+"""The one training loop for every variant.
+
+The loop reads the variant's declaration (nets, objective, optional penalty and after-D-step
+hook, n_critic, optimiser) and never branches on its name. Fast-path choices, all numerically
+float32-equivalent to the classic loop:
+
+* the whole training set lives on the device as one float tensor, shuffled once per epoch
+  by a seeded generator (no DataLoader, no per-batch host->device copies);
+* metrics accumulate on the device and are read once per ``log_every`` steps (no per-step
+  ``.item()`` host synchronisation);
+* foreach optimiser kernels (fused on CUDA);
+* the discriminator's parameters are frozen during the generator step, so its weight
+  gradients are not computed for nothing.
+
+Every random draw comes from explicit generators saved in the checkpoint, so a run killed
+and resumed ends with exactly the same weights as an uninterrupted one (on the CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from pipeline import checkpoint as ckpt
+from pipeline.config import Params, to_plain
+from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
+from pipeline.devices import resolve_device
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path, write_json
+from pipeline.losses import LOSSES
+from pipeline.nets import NetSpec
+from pipeline.variants import Hyper, Variant, registry
+
+GRID_SEED = 20_250_101  # fixed noise for grids: identical across unconditional variants
+GRID_ROWS = 10
+CURVE_COLUMNS = [
+    "epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "wasserstein", "gp",
+    "grad_norm_d", "grad_norm_g", "steps_per_s", "elapsed_s",
+]  # fmt: skip
+# Accumulator slots (device tensor): sums over critic steps, then over generator steps.
+_D_SLOTS = ["d_loss", "d_real", "d_fake", "wasserstein", "gp"]
+_G_SLOTS = ["g_loss"]
+
+
+class NonFiniteLossError(PipelineError):
+    """A loss became NaN/inf; the run stops (tuning prunes the trial)."""
+
+
+class ResumeRefusedError(PipelineError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a training run's result (the identity checked on resume)."""
+
+    variant: str
+    hyper: Hyper
+    seed: int
+    batch_size: int
+    z_dim: int
+    subset: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hyper"]["betas"] = list(self.hyper.betas)
+        return d
+
+
+@dataclass
+class EpochEnd:
+    """What callbacks see after each epoch."""
+
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    grid: Path | None
+    generator: nn.Module
+    spec: RunSpec
+    device: torch.device
+
+
+class TrainCallback(Protocol):
+    def on_start(self, spec: RunSpec, out_dir: Path, resumed_epoch: int) -> None: ...
+    def on_epoch_end(self, event: EpochEnd) -> None: ...
+    def on_end(self, result: TrainResult) -> None: ...
+    def on_failure(self, exc: BaseException) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    variant: str
+    epochs: int
+    steps: int
+    train_time_s: float
+    steps_per_s: float
+    checkpoint: Path
+    out_dir: Path
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def run_spec(
+    params: Params,
+    name: str,
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    hyper: Hyper | None = None,
+) -> RunSpec:
+    try:
+        variant = registry.get(name)
+    except KeyError:
+        raise PipelineError(
+            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
+        ) from None
+    if hyper is None:
+        hyper = variant.resolve(params.variants.get(name))
+    if epochs is not None:
+        hyper = Hyper(**{**asdict(hyper), "epochs": epochs})
+    return RunSpec(
+        variant=name,
+        hyper=hyper,
+        seed=params.train.seed,
+        batch_size=params.train.batch_size,
+        z_dim=params.train.z_dim,
+        subset=subset if subset is not None else params.train.subset,
+    )
+
+
+def build_models(
+    variant: Variant, spec: RunSpec, device: torch.device
+) -> tuple[nn.Module, nn.Module]:
+    """Seeded construction of (generator, discriminator) on ``device``."""
+    net_spec = NetSpec(spec.z_dim, IMG_SHAPE, N_CLASSES if variant.conditional else 0)
+    torch.manual_seed(spec.seed)
+    g, d = variant.generator(net_spec), variant.discriminator(net_spec)
+    if variant.init is not None:
+        variant.init(g)
+        variant.init(d)
+    return g.to(device), d.to(device)
+
+
+def make_optimizer(
+    hyper: Hyper, module: nn.Module, device: torch.device, fast: bool
+) -> torch.optim.Optimizer:
+    kwargs: dict[str, Any] = {"lr": hyper.lr}
+    if fast and device.type == "cuda":
+        kwargs["fused"] = True
+    else:
+        kwargs["foreach"] = True
+    if hyper.optimizer == "rmsprop":
+        return torch.optim.RMSprop(module.parameters(), **kwargs)
+    return torch.optim.Adam(module.parameters(), betas=tuple(hyper.betas), **kwargs)
+
+
+def grid_inputs(
+    spec: RunSpec, conditional: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fixed noise [100, z_dim] (same for all variants) and, if conditional, labels 0..9 by row."""
+    g = torch.Generator().manual_seed(GRID_SEED)
+    z = torch.randn(GRID_ROWS * GRID_ROWS, spec.z_dim, generator=g).to(device)
+    labels = None
+    if conditional:
+        labels = torch.arange(N_CLASSES).repeat_interleave(GRID_ROWS).to(device)
+    return z, labels
+
+
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    """images: float [N, C, H, W] in [-1, 1] -> one PNG, 10 per row."""
+    from torchvision.utils import save_image
+
+    with atomic_path(path) as tmp:
+        save_image(
+            images,
+            tmp,
+            format="png",
+            nrow=GRID_ROWS,
+            normalize=True,
+            value_range=(-1, 1),
+            padding=2,
+        )
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def write_curves(path: Path, history: Sequence[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                        for k, v in row.items()})  # fmt: skip
+
+
+def make_gif(grids: Sequence[Path], path: Path, ms_per_frame: int = 200) -> None:
+    from PIL import Image
+
+    if not grids:
+        return
+    frames = [Image.open(p).convert("P") for p in grids]
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=ms_per_frame, loop=0)  # fmt: skip
+
+
+class Trainer:
+    """One variant's run: state, the epoch loop, checkpoints. Callbacks observe it."""
+
+    def __init__(
+        self,
+        params: Params,
+        spec: RunSpec,
+        out_dir: Path,
+        device: torch.device,
+        callbacks: Sequence[TrainCallback] = (),
+        curves_path: Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
+        self.callbacks = list(callbacks)
+        self.curves_path = curves_path
+        self.progress = progress
+        self.variant = registry.get(spec.variant)
+        self.objective = LOSSES[self.variant.objective]
+        self.cfg = params.train
+
+    # ---------------------------------------------------------------- state
+    def _fresh_state(self) -> None:
+        self.g, self.d = build_models(self.variant, self.spec, self.device)
+        self.opt_g = make_optimizer(self.spec.hyper, self.g, self.device, self.cfg.fast)
+        self.opt_d = make_optimizer(self.spec.hyper, self.d, self.device, self.cfg.fast)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(self.spec.seed + 1)
+        self.data_gen = torch.Generator().manual_seed(self.spec.seed + 2)
+        self.epoch, self.step, self.train_time = 0, 0, 0.0
+        self.history: list[dict[str, float]] = []
+        self.complete = False
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.noise_gen.set_state(state["rng"]["noise"])
+        self.data_gen.set_state(state["rng"]["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.train_time = state["train_time_s"]
+        self.history = list(state["history"])
+        self.complete = state["complete"]
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "variant": self.spec.variant,
+            "config": json.dumps(self.spec.as_dict(), sort_keys=True),
+            "epoch": self.epoch,
+            "step": self.step,
+            "complete": self.complete,
+            "train_time_s": self.train_time,
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "noise": self.noise_gen.get_state(),
+                "data": self.data_gen.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+            "history": self.history,
+        }
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / ckpt.CHECKPOINT
+
+    def restore_or_start(self) -> None:
+        """Resume from the checkpoint in ``out_dir`` when it belongs to this config.
+
+        A finished run with another config is stale output (e.g. params changed before
+        ``dvc repro``): start over. An unfinished run with another config is refused.
+        """
+        self._fresh_state()
+        path = self.checkpoint_path
+        if not path.exists():
+            return
+        state = ckpt.load(path, map_location=self.device)
+        diff = ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
+        if diff and not state["complete"]:
+            raise ResumeRefusedError(
+                f"{path} holds an unfinished run with a different config ({'; '.join(diff)}); "
+                f"refusing to resume. Restore the old params, or delete {self.out_dir} to start over"
+            )
+        if diff:
+            shutil.rmtree(self.out_dir)
+            return
+        self._load_state(state)
+        if not self.complete and self.progress:
+            print(f"{self.spec.variant}: resuming from epoch {self.epoch} ({path})", file=sys.stderr)
+
+    # ---------------------------------------------------------------- loop
+    def run(self) -> TrainResult:
+        self.restore_or_start()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.out_dir / "config.json", self.spec.as_dict())
+        if self.complete:  # finished earlier with this very config: nothing to train or log
+            return self._finish()
+        for cb in self.callbacks:
+            cb.on_start(self.spec, self.out_dir, self.epoch)
+        try:
+            self._train_epochs()
+            result = self._finish()
+        except BaseException as exc:
+            for cb in self.callbacks:
+                cb.on_failure(exc)
+            raise
+        for cb in self.callbacks:
+            cb.on_end(result)
+        return result
+
+    def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = load_split(self.params, "train")
+        if self.spec.subset is not None:
+            images, labels = images[: self.spec.subset], labels[: self.spec.subset]
+        if len(labels) < self.spec.batch_size:
+            raise PipelineError(
+                f"train.subset={len(labels)} is smaller than train.batch_size={self.spec.batch_size}"
+            )
+        return to_model_range(images).to(self.device), labels.to(self.device)
+
+    def _train_epochs(self) -> None:
+        from tqdm.auto import tqdm
+
+        x_all, y_all = self._load_data()
+        n, bs = len(y_all), self.spec.batch_size
+        steps_per_epoch = n // bs  # drop_last, as the classic DataLoader loop
+        hyper = self.spec.hyper
+        total = hyper.epochs * steps_per_epoch
+        grid_z, grid_y = grid_inputs(self.spec, self.variant.conditional, self.device)
+        bar = tqdm(
+            total=total, initial=self.step, unit="step", disable=not self.progress,
+            desc=self.spec.variant, mininterval=0.5 if sys.stderr.isatty() else 10.0,
+            dynamic_ncols=True,
+        )  # fmt: skip
+        try:
+            while self.epoch < hyper.epochs:
+                t0 = time.perf_counter()
+                bar.set_description(f"{self.spec.variant} epoch {self.epoch + 1}/{hyper.epochs}")
+                metrics = self._epoch(x_all, y_all, steps_per_epoch, bar)
+                self.epoch += 1
+                elapsed = time.perf_counter() - t0
+                self.train_time += elapsed
+                metrics.update(
+                    epoch=self.epoch, step=self.step, steps_per_s=steps_per_epoch / elapsed,
+                    elapsed_s=self.train_time,
+                )  # fmt: skip
+                self.history.append(metrics)
+                grid = self._grid(grid_z, grid_y)
+                last = self.epoch == hyper.epochs
+                self.complete = last
+                if last or self.epoch % self.cfg.checkpoint_every == 0:
+                    ckpt.save(self.checkpoint_path, self._state())
+                if self.curves_path is not None:
+                    write_curves(self.curves_path, self.history)
+                event = EpochEnd(
+                    self.epoch, self.step, metrics, grid, self.g, self.spec, self.device
+                )
+                for cb in self.callbacks:
+                    cb.on_epoch_end(event)
+        finally:
+            bar.close()
+
+    def _grid(self, z: torch.Tensor, labels: torch.Tensor | None) -> Path | None:
+        if self.epoch % self.cfg.grid_every and self.epoch != self.spec.hyper.epochs:
+            return None
+        self.g.eval()
+        with torch.no_grad():
+            images = self.g(z, labels)
+        self.g.train()
+        path = self.out_dir / "grids" / f"epoch_{self.epoch:04d}.png"
+        save_grid(images, path)
+        return path
+
+    def _epoch(
+        self, x_all: torch.Tensor, y_all: torch.Tensor, steps: int, bar: Any
+    ) -> dict[str, float]:
+        v, obj, hyper = self.variant, self.objective, self.spec.hyper
+        g, d, opt_g, opt_d = self.g, self.d, self.opt_g, self.opt_d
+        bs, dev = self.spec.batch_size, self.device
+        conditional = v.conditional
+        penalty_w = hyper.options.get("penalty_weight", 0.0)
+        d_params = list(d.parameters())
+
+        perm = torch.randperm(len(y_all), generator=self.data_gen).to(dev)
+        # One gather per epoch; each batch is then a view (no per-step indexing kernel).
+        x_epoch = x_all.index_select(0, perm)
+        y_epoch = y_all.index_select(0, perm) if conditional else None
+        acc_d = torch.zeros(len(_D_SLOTS), device=dev)
+        acc_g = torch.zeros(len(_G_SLOTS), device=dev)
+        n_d = n_g = 0
+        zero = torch.zeros((), device=dev)
+        norms = {"grad_norm_d": math.nan, "grad_norm_g": math.nan}
+        measure_g = False
+        g.train()
+        d.train()
+        for i in range(steps):
+            real = x_epoch[i * bs : (i + 1) * bs]
+            labels = y_epoch[i * bs : (i + 1) * bs] if y_epoch is not None else None
+            g_step = (self.step + 1) % hyper.n_critic == 0
+            measure = (self.step + 1) % self.cfg.log_every == 0 or i == steps - 1
+            # G steps only every n_critic steps: measure its gradient at the next one.
+            measure_g = measure_g or measure
+            z = torch.randn(bs, self.spec.z_dim, device=dev, generator=self.noise_gen)
+
+            # Critic / discriminator step. G's graph is kept only when G steps next.
+            with torch.set_grad_enabled(g_step):
+                fake = g(z, labels)
+            fake_d = fake.detach()
+            out_real, out_fake = d(real, labels), d(fake_d, labels)
+            loss_d = obj.d_loss(out_real, out_fake)
+            gp = zero
+            if v.penalty is not None:
+                gp = v.penalty(d, real, fake_d, labels, generator=self.noise_gen)
+                loss_d = loss_d + penalty_w * gp
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if measure:
+                norms["grad_norm_d"] = grad_norm(d)
+            opt_d.step()
+            if v.after_d_step is not None:
+                v.after_d_step(d, hyper.options)
+            with torch.no_grad():
+                if obj.probabilistic:
+                    p_real, p_fake = torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()
+                else:
+                    p_real = p_fake = torch.full((), math.nan, device=dev)
+                w_est = out_real.mean() - out_fake.mean()
+                acc_d += torch.stack([loss_d.detach(), p_real, p_fake, w_est, gp.detach()])
+            n_d += 1
+
+            if g_step:
+                for p in d_params:
+                    p.requires_grad_(False)
+                loss_g = obj.g_loss(d(fake, labels))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                if measure_g:
+                    norms["grad_norm_g"] = grad_norm(g)
+                    measure_g = False
+                opt_g.step()
+                for p in d_params:
+                    p.requires_grad_(True)
+                acc_g += loss_g.detach()
+                n_g += 1
+
+            self.step += 1
+            bar.update(1)
+            if measure:
+                self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
+
+        out = self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
+        out.update({k: float(v) for k, v in norms.items()})
+        if not v.penalty:
+            out["gp"] = math.nan
+        if obj.probabilistic:
+            out["wasserstein"] = math.nan
+        return out
+
+    def _check_and_show(
+        self, acc_d: torch.Tensor, acc_g: torch.Tensor, n_d: int, n_g: int, bar: Any
+    ) -> dict[str, float]:
+        """Read the device accumulators (one host sync), stop on NaN/inf, update the bar."""
+        sums_d, sums_g = acc_d.tolist(), acc_g.tolist()
+        means = {k: s / max(n_d, 1) for k, s in zip(_D_SLOTS, sums_d, strict=True)}
+        means.update(
+            {k: (s / n_g if n_g else math.nan) for k, s in zip(_G_SLOTS, sums_g, strict=True)}
+        )
+        for key in ("d_loss", "g_loss"):
+            if math.isinf(means[key]) or (math.isnan(means[key]) and (key == "d_loss" or n_g)):
+                raise NonFiniteLossError(
+                    f"{self.spec.variant}: non-finite {key} at epoch {self.epoch + 1}, step "
+                    f"{self.step}; the run diverged (try a lower learning rate)"
+                )
+        shown = {"D": f"{means['d_loss']:.3f}", "G": f"{means['g_loss']:.3f}"}
+        if not self.objective.probabilistic:
+            shown["W"] = f"{means['wasserstein']:.3f}"
+        bar.set_postfix(shown, refresh=False)
+        return means
+
+    def _finish(self) -> TrainResult:
+        grids = sorted((self.out_dir / "grids").glob("epoch_*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], self.out_dir / "grid.png")
+            make_gif(grids, self.out_dir / "progress.gif")
+        if self.curves_path is not None:
+            write_curves(self.curves_path, self.history)
+        steps_per_s = self.step / self.train_time if self.train_time else 0.0
+        result = TrainResult(
+            variant=self.spec.variant, epochs=self.epoch, steps=self.step,
+            train_time_s=self.train_time, steps_per_s=steps_per_s,
+            checkpoint=self.checkpoint_path, out_dir=self.out_dir, device=str(self.device),
+            history=self.history,
+        )  # fmt: skip
+        return result
+
+
+RUN_ID_FILE = "run_id.txt"
+
+
+def read_run_id(out_dir: Path) -> str | None:
+    path = out_dir / RUN_ID_FILE
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+def write_summary(result: TrainResult, spec: RunSpec) -> None:
+    write_json(
+        result.out_dir / "summary.json",
+        {
+            "variant": result.variant,
+            "epochs": result.epochs,
+            "steps": result.steps,
+            "train_time_s": round(result.train_time_s, 3),
+            "steps_per_s": round(result.steps_per_s, 2),
+            "device": result.device,
+            "hyper": spec.as_dict()["hyper"],
+            "run_id": read_run_id(result.out_dir),
+        },
+    )
+
+
+def variant_dir(params: Params, name: str) -> Path:
+    return params.path(params.train.out_dir) / name
+
+
+def curves_path(params: Params, name: str) -> Path:
+    return params.path(params.evaluate.out_dir) / "curves" / f"{name}.csv"
+
+
+def train_variant(
+    params: Params,
+    name: str,
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    device: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) one variant into ``models/<name>``, tracked in MLflow."""
+    spec = run_spec(params, name, epochs=epochs, subset=subset)
+    dev = resolve_device(device or params.train.device)
+    out_dir = variant_dir(params, name)
+    callbacks: list[TrainCallback] = []
+    if track:
+        from pipeline.tracking import TrainRecorder
+
+        callbacks.append(TrainRecorder(params, to_plain(params.train)))
+    trainer = Trainer(
+        params,
+        spec,
+        out_dir,
+        dev,
+        callbacks,
+        curves_path=curves_path(params, name),
+        progress=progress,
+    )
+    result = trainer.run()
+    write_summary(result, spec)
+    return result

@@ -1,0 +1,103 @@
+"""Shapes per variant, losses against hand-computed values, the gradient penalty's closed form."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.losses import LOSSES, gradient_penalty
+from pipeline.nets import NetSpec
+from pipeline.train import RunSpec, build_models
+from pipeline.variants import registry
+
+VARIANTS = registry.names()
+
+
+def _spec(name: str) -> RunSpec:
+    v = registry.get(name)
+    return RunSpec(name, v.resolve(None), seed=0, batch_size=8, z_dim=100, subset=None)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_generator_and_discriminator_shapes(name: str) -> None:
+    variant = registry.get(name)
+    g, d = build_models(variant, _spec(name), torch.device("cpu"))
+    z = torch.randn(8, 100)
+    labels = torch.arange(8) % 10 if variant.conditional else None
+    x = g(z, labels)
+    assert x.shape == (8, 1, 28, 28)
+    assert x.min() >= -1 and x.max() <= 1
+    assert d(x, labels).shape == (8,)
+
+
+def test_conditional_nets_need_labels() -> None:
+    g, _ = build_models(registry.get("cgan"), _spec("cgan"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="labels are required"):
+        g(torch.randn(2, 100))
+
+
+def test_dcgan_init_is_normal_0_002() -> None:
+    g, d = build_models(registry.get("dcgan"), _spec("dcgan"), torch.device("cpu"))
+    w = d.conv[0].weight
+    assert abs(w.mean().item()) < 0.005 and w.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_bce_losses_match_hand_computation() -> None:
+    obj = LOSSES["bce"]
+    real = torch.tensor([0.0, math.log(3.0)])  # D(x) = 1/2, 3/4
+    fake = torch.tensor([0.0, -math.log(3.0)])  # D(G(z)) = 1/2, 1/4
+    # -mean(log D(x)) - mean(log(1 - D(G(z))))
+    want_d = -(math.log(0.5) + math.log(0.75)) / 2 - (math.log(0.5) + math.log(0.75)) / 2
+    assert obj.d_loss(real, fake).item() == pytest.approx(want_d, rel=1e-6)
+    # non-saturating: -mean(log D(G(z)))
+    assert obj.g_loss(fake).item() == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2, rel=1e-6)
+
+
+def test_wasserstein_losses_match_hand_computation() -> None:
+    obj = LOSSES["wasserstein"]
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.5, -0.5])
+    assert obj.d_loss(real, fake).item() == pytest.approx(0.0 - 2.0)
+    assert obj.g_loss(fake).item() == pytest.approx(0.0)
+    assert obj.g_loss(torch.tensor([2.0, 4.0])).item() == pytest.approx(-3.0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_gradient_penalty_of_a_linear_critic(channels: int) -> None:
+    """C(x) = <w, x> has gradient w everywhere: penalty = (||w|| - 1)^2, any channel count."""
+    shape = (channels, 28, 28)
+    w = torch.randn(shape)
+    w = 3.0 * w / w.norm()
+
+    def critic(x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return (x * w).flatten(1).sum(1)
+
+    real, fake = torch.randn(5, *shape), torch.randn(5, *shape)
+    gp = gradient_penalty(critic, real, fake)
+    assert gp.item() == pytest.approx((3.0 - 1.0) ** 2, rel=1e-5)
+
+
+def test_gradient_penalty_of_a_quadratic_critic_is_differentiable() -> None:
+    """C(x) = ||x||^2 / 2: grad = x_hat; with real == fake, x_hat = x: (||x|| - 1)^2."""
+    x = torch.randn(4, 1, 28, 28)
+    d = nn.Module()
+    d.scale = nn.Parameter(torch.tensor(1.0))
+
+    def critic(inp: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return d.scale * inp.pow(2).flatten(1).sum(1) / 2
+
+    gp = gradient_penalty(critic, x, x.clone())
+    want = ((x.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    assert gp.item() == pytest.approx(want.item(), rel=1e-5)
+    gp.backward()  # the penalty trains the critic: its parameters get a gradient
+    assert d.scale.grad is not None and d.scale.grad.abs() > 0
+
+
+def test_net_spec_img_shape_is_respected() -> None:
+    from pipeline.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+
+    spec = NetSpec(z_dim=16, img_shape=(3, 32, 32), n_classes=0)
+    for gen, dis in [(MLPGenerator, MLPDiscriminator), (DCGANGenerator, DCGANDiscriminator)]:
+        g, d = gen(spec).eval(), dis(spec)
+        x = g(torch.randn(2, 16))
+        assert x.shape == (2, 3, 32, 32) and d(x).shape == (2,)

@@ -1,0 +1,228 @@
+"""The trainer: one step per variant, tiny real runs with MLflow, kill-and-resume equality."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline import checkpoint as ckpt
+from pipeline.cli import app
+from pipeline.config import load_params
+from pipeline.nets import MLPDiscriminator, MLPGenerator
+from pipeline.tracking import resolve_uri
+from pipeline.train import NonFiniteLossError, ResumeRefusedError, Trainer, run_spec, train_variant
+from pipeline.variants import Variant, registry
+from tests.conftest import REPO, deep_update, write_params
+
+VARIANTS = registry.names()
+
+
+def _trainer(params_path: Path, name: str, out: Path, epochs: int = 1) -> Trainer:
+    params = load_params(params_path)
+    spec = run_spec(params, name, epochs=epochs)
+    return Trainer(params, spec, out, torch.device("cpu"), progress=False)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_one_step_changes_the_weights(name: str, tmp_path: Path, prepared_dir: Path) -> None:
+    path = write_params(tmp_path, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64}})
+    trainer = _trainer(path, name, tmp_path / "run")
+    trainer._fresh_state()
+    g0 = {k: v.clone() for k, v in trainer.g.state_dict().items()}
+    d0 = {k: v.clone() for k, v in trainer.d.state_dict().items()}
+    hyper = trainer.spec.hyper
+    # n_critic steps: the critic moves every step, the generator once.
+    trainer.spec = run_spec(load_params(path), name, epochs=1, subset=64 * hyper.n_critic)
+    trainer._train_epochs()
+    assert trainer.step == hyper.n_critic
+    for before, module in ((g0, trainer.g), (d0, trainer.d)):
+        changed = [
+            k
+            for k, v in module.state_dict().items()
+            if k.endswith("weight") and not torch.equal(v, before[k])
+        ]
+        assert changed, f"{name}: no weight changed"
+    if name == "wgan":
+        clip = hyper.options["clip"]
+        assert all(p.abs().max() <= clip for p in trainer.d.parameters())
+        assert any(p.abs().max() == clip for p in trainer.d.parameters())  # clipping was active
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
+    name: str, tiny_params_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["train", name, "--epochs", "2", "--params", str(tiny_params_path)]
+    )
+    assert result.exit_code == 0, result.output
+    params = load_params(tiny_params_path)
+    out = tiny_params_path.parent / "models" / name
+    state = ckpt.load(out / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["complete"] and state["step"] == 2 * (512 // 64)
+    assert len(state["history"]) == 2
+    assert (out / "grid.png").is_file() and (out / "progress.gif").is_file()
+    assert sorted(p.name for p in (out / "grids").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    curves = (
+        (tiny_params_path.parent / "metrics" / "curves" / f"{name}.csv").read_text().splitlines()
+    )
+    assert curves[0].startswith("epoch,step,d_loss,g_loss") and len(curves) == 3
+
+    run_id = (out / "run_id.txt").read_text().strip()
+    client = mlflow.MlflowClient(resolve_uri(params))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["variant"] == name and "git_commit" in run.data.tags
+    assert run.data.params["run.hyper.lr"] == str(registry.get(name).lr)
+    history = client.get_metric_history(run_id, "train.d_loss")
+    assert [m.step for m in history] == [1, 2]
+    key = "train.wasserstein" if name.startswith("wgan") else "train.d_real"
+    assert len(client.get_metric_history(run_id, key)) == 2
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"grids", "progress.gif", "checkpoint"} <= artifacts
+    assert any(m.name == "generator" for m in client.search_logged_models([run.info.experiment_id]))
+
+
+def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
+    tiny_params_path: Path,
+) -> None:
+    params = load_params(tiny_params_path)
+    first = train_variant(params, "gan", epochs=1, progress=False)
+    mtime = first.checkpoint.stat().st_mtime_ns
+    again = train_variant(params, "gan", epochs=1, progress=False)
+    assert again.checkpoint.stat().st_mtime_ns == mtime and again.steps == first.steps
+    run_id = (first.out_dir / "run_id.txt").read_text()
+    # a finished run with another config is stale output: a new run replaces it
+    changed = train_variant(params, "gan", epochs=2, progress=False)
+    assert changed.epochs == 2 and (first.out_dir / "run_id.txt").read_text() != run_id
+
+
+def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path: Path) -> None:
+    def poison(critic: torch.nn.Module, options: dict[str, float]) -> None:
+        with torch.no_grad():
+            for p in critic.parameters():
+                p.fill_(float("nan"))
+
+    registry.register(
+        Variant(name="nan_test", generator=MLPGenerator, discriminator=MLPDiscriminator,
+                objective="bce", epochs=1, lr=1e-4, after_d_step=poison)
+    )  # fmt: skip
+    try:
+        params = load_params(tiny_params_path)
+        with pytest.raises(NonFiniteLossError, match="non-finite d_loss"):
+            train_variant(params, "nan_test", progress=False)
+        run_id = (
+            (tiny_params_path.parent / "models" / "nan_test" / "run_id.txt").read_text().strip()
+        )
+        run = mlflow.MlflowClient(resolve_uri(params)).get_run(run_id)
+        assert run.info.status == "FAILED" and "non-finite" in run.data.tags["failure"]
+    finally:
+        registry.unregister("nan_test")
+
+
+def test_a_new_variant_needs_only_its_declaration_and_a_params_block(
+    tmp_path: Path, prepared_dir: Path
+) -> None:
+    """Registering a variant (what a new file in pipeline/variants does) is all the trainer needs."""
+    from functools import partial
+
+    registry.register(
+        Variant(
+            name="tiny_mlp", objective="wasserstein", epochs=3, lr=1e-3, betas=(0.0, 0.9), n_critic=2,
+            generator=partial(MLPGenerator, hidden=(32, 32)),
+            discriminator=partial(MLPDiscriminator, hidden=(32,)),
+        )
+    )  # fmt: skip
+    try:
+        path = write_params(
+            tmp_path,
+            {"data": {"dir": str(prepared_dir)}, "train": {"subset": 256, "device": "cpu"},
+             "variants": {"tiny_mlp": {"epochs": 2}}},
+        )  # fmt: skip
+        params = load_params(path)
+        result = train_variant(params, "tiny_mlp", track=False, progress=False)
+        assert result.epochs == 2 and result.steps == 8
+        # the trainer source never names a variant
+        source = (REPO / "pipeline" / "train.py").read_text()
+        assert not any(f'"{v}"' in source for v in registry.names())
+    finally:
+        registry.unregister("tiny_mlp")
+
+
+def _ckpt_epoch(path: Path) -> int:
+    try:
+        return ckpt.load(path)["epoch"]
+    except ckpt.CheckpointError:
+        return 0
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Path) -> None:
+    over = {"data": {"dir": str(prepared_dir)}, "train": {"subset": 2048, "device": "cpu"},
+            "tracking": {"log_model": False}}  # fmt: skip
+    epochs = 8
+    # uninterrupted reference, in-process
+    ref_params = load_params(write_params(tmp_path / "ref", over))
+    ref = train_variant(ref_params, "gan", epochs=epochs, track=False, progress=False)
+    ref_state = ckpt.load(ref.checkpoint)
+
+    # same config in a subprocess, SIGKILLed after its second checkpoint
+    path = write_params(tmp_path / "killed", over)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "gan",
+        "--epochs",
+        str(epochs),
+        "--params",
+        str(path),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = tmp_path / "killed" / "models" / "gan" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _ckpt_epoch(ck) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _ckpt_epoch(ck)
+    assert 2 <= killed_at < epochs, f"not killed mid-way (checkpoint epoch {killed_at})"
+
+    # a different config must not resume this unfinished run
+    changed = load_params(
+        write_params(tmp_path / "killed", deep_update(over, {"variants": {"gan": {"lr": 0.001}}}))
+    )
+    with pytest.raises(ResumeRefusedError, match="variants|lr"):
+        train_variant(changed, "gan", epochs=epochs, progress=False)
+
+    write_params(tmp_path / "killed", over)
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from epoch {killed_at}" in resumed.stderr
+    state = ckpt.load(ck)
+    assert state["epoch"] == epochs and state["step"] == ref_state["step"]
+    for key in ("generator", "discriminator"):
+        for name, tensor in ref_state[key].items():
+            assert torch.equal(state[key][name], tensor), f"{key}.{name} differs after resume"
+    assert state["history"][-1]["d_loss"] == ref_state["history"][-1]["d_loss"]
+    run_id = (ck.parent / "run_id.txt").read_text().strip()
+    run = mlflow.MlflowClient(resolve_uri(load_params(path))).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert (
+        len(
+            mlflow.MlflowClient(resolve_uri(load_params(path))).get_metric_history(
+                run_id, "train.d_loss"
+            )
+        )
+        >= epochs
+    )
