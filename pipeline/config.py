@@ -111,6 +111,11 @@ class EvaluateConfig(Strict):
 
 class ReportConfig(Strict):
     out_dir: Path = Path("reports")
+    gif_max_mb: float = Field(
+        default=4.0,
+        gt=0,
+        description="Largest progression GIF embedded as is; bigger ones keep every k-th frame.",
+    )
 
 
 class TuneConfig(Strict):
@@ -239,3 +244,35 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in ``over`` replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _main(argv: list[str]) -> None:
+    """``python -m pipeline.config merge PARAMS OVERRIDES``: merge a profile into a params
+    file in place (used by scripts/smoke.sh), then validate the result."""
+    if len(argv) != 3 or argv[0] != "merge":
+        raise SystemExit("usage: python -m pipeline.config merge PARAMS.yaml OVERRIDES.yaml")
+    target, profile = Path(argv[1]), Path(argv[2])
+    merged = merge_overrides(
+        yaml.safe_load(target.read_text()) or {}, yaml.safe_load(profile.read_text()) or {}
+    )
+    target.write_text(
+        f"# params.yaml merged with {profile}\n" + yaml.safe_dump(merged, sort_keys=False)
+    )
+    load_params(target)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1:])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config import MIRROR_ENV, load_params
+from pipeline.config import MIRROR_ENV, load_params, merge_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,14 +35,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, mnist_mirror: Path) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_update(out[key], value)
-        else:
-            out[key] = value
-    return out
+deep_update = merge_overrides
 
 
 def write_params(root: Path, overrides: dict[str, Any] | None = None) -> Path:
