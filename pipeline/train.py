@@ -156,7 +156,9 @@ def make_optimizer(
     hyper: Hyper, module: nn.Module, device: torch.device, fast: bool
 ) -> torch.optim.Optimizer:
     kwargs: dict[str, Any] = {"lr": hyper.lr}
-    if fast and device.type == "cuda":
+    if not fast:
+        kwargs["foreach"] = False  # the per-parameter for-loop implementation
+    elif device.type == "cuda":
         kwargs["fused"] = True
     else:
         kwargs["foreach"] = True
@@ -311,7 +313,9 @@ class Trainer:
             return
         self._load_state(state)
         if not self.complete and self.progress:
-            print(f"{self.spec.variant}: resuming from epoch {self.epoch} ({path})", file=sys.stderr)
+            print(
+                f"{self.spec.variant}: resuming from epoch {self.epoch} ({path})", file=sys.stderr
+            )
 
     # ---------------------------------------------------------------- loop
     def run(self) -> TrainResult:
@@ -406,10 +410,12 @@ class Trainer:
         penalty_w = hyper.options.get("penalty_weight", 0.0)
         d_params = list(d.parameters())
 
+        fast = self.cfg.fast
         perm = torch.randperm(len(y_all), generator=self.data_gen).to(dev)
-        # One gather per epoch; each batch is then a view (no per-step indexing kernel).
-        x_epoch = x_all.index_select(0, perm)
-        y_epoch = y_all.index_select(0, perm) if conditional else None
+        if fast:
+            # One gather per epoch; each batch is then a view (no per-step indexing kernel).
+            x_epoch = x_all.index_select(0, perm)
+            y_epoch = y_all.index_select(0, perm) if conditional else None
         acc_d = torch.zeros(len(_D_SLOTS), device=dev)
         acc_g = torch.zeros(len(_G_SLOTS), device=dev)
         n_d = n_g = 0
@@ -419,10 +425,14 @@ class Trainer:
         g.train()
         d.train()
         for i in range(steps):
-            real = x_epoch[i * bs : (i + 1) * bs]
-            labels = y_epoch[i * bs : (i + 1) * bs] if y_epoch is not None else None
+            if fast:
+                real = x_epoch[i * bs : (i + 1) * bs]
+                labels = y_epoch[i * bs : (i + 1) * bs] if y_epoch is not None else None
+            else:  # the classic way: gather each batch, read the losses every step
+                idx = perm[i * bs : (i + 1) * bs]
+                real, labels = x_all[idx], (y_all[idx] if conditional else None)
             g_step = (self.step + 1) % hyper.n_critic == 0
-            measure = (self.step + 1) % self.cfg.log_every == 0 or i == steps - 1
+            measure = not fast or (self.step + 1) % self.cfg.log_every == 0 or i == steps - 1
             # G steps only every n_critic steps: measure its gradient at the next one.
             measure_g = measure_g or measure
             z = torch.randn(bs, self.spec.z_dim, device=dev, generator=self.noise_gen)

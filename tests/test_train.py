@@ -226,3 +226,25 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
         )
         >= epochs
     )
+
+
+@pytest.mark.parametrize("name", ["gan", "wgan_gp"])
+def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_dir: Path) -> None:
+    """Same seed, fast on/off: same losses (float tolerance) and same weights after an epoch."""
+    results = {}
+    for fast in (True, False):
+        path = write_params(
+            tmp_path / str(fast),
+            {
+                "data": {"dir": str(prepared_dir)},
+                "train": {"subset": 640, "fast": fast, "device": "cpu"},
+            },
+        )
+        trainer = _trainer(path, name, tmp_path / str(fast) / "run", epochs=1)
+        trainer.run()
+        results[fast] = trainer
+    on, off = results[True], results[False]
+    for key in ("d_loss", "g_loss"):
+        assert on.history[0][key] == pytest.approx(off.history[0][key], rel=1e-5, abs=1e-6)
+    for a, b in zip(on.g.parameters(), off.g.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,226 @@
+"""Training speed: the classic PyTorch GAN loop vs the pipeline's trainer, per variant.
+
+Usage (from the repo root; MNIST from $PIPELINE_MNIST_MIRROR or ../shared/data/mnist):
+
+    python benchmarks/train_speed.py [--device auto] [--steps 300] [--repeats 3] [--variants gan,...]
+
+Both loops run in this process, on the same device, with the same models, optimisers,
+batch size (64) and updates. The reference is written here, deliberately in the style of the
+classic write-ups (torchvision MNIST + ToTensor/Normalize, a DataLoader, ``.to(device)`` per
+batch, ``.item()`` per step for logging). Writes ``reports/benchmarks/train_speed_<device>.json``
+and ``.md`` (steps/s, s/epoch at 60k images, ratio) plus evaluation throughput (images/s of
+the classifier extractor; Inception too on CUDA when its weights are available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
+from pipeline.data import RESOURCES, prepare  # noqa: E402
+from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.losses import LOSSES  # noqa: E402
+from pipeline.train import Trainer, build_models, make_optimizer, run_spec  # noqa: E402
+from pipeline.variants import registry  # noqa: E402
+
+STEPS_PER_EPOCH = 60_000 // 64
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def classic_loader(root: Path, mirror: Path):
+    """torchvision.datasets.MNIST + ToTensor + Normalize(0.5, 0.5) + DataLoader(64, shuffle)."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in RESOURCES:
+        shutil.copy(mirror / name, raw / name)  # download=True then finds them and checks md5
+    ds = datasets.MNIST(
+        str(root), train=True, download=True,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]),
+    )  # fmt: skip
+    return DataLoader(ds, batch_size=64, shuffle=True, drop_last=True)
+
+
+def classic_steps_per_s(name: str, loader, device: torch.device, steps: int, warmup: int) -> float:
+    """The classic loop: one D step per batch, a G step every n_critic batches."""
+    variant = registry.get(name)
+    params = load_params(REPO / "params.yaml")
+    spec = run_spec(params, name)
+    g, d = build_models(variant, spec, device)
+    hyper = spec.hyper
+    opt_g = make_optimizer(hyper, g, device, fast=False)
+    opt_d = make_optimizer(hyper, d, device, fast=False)
+    obj = LOSSES[variant.objective]
+    w = hyper.options.get("penalty_weight", 0.0)
+    done, t0 = 0, 0.0
+    while done < steps + warmup:
+        for i, (imgs, labels) in enumerate(loader):
+            if done == warmup:
+                _sync(device)
+                t0 = time.perf_counter()
+            if done == steps + warmup:
+                break
+            real = imgs.to(device)
+            y = labels.to(device) if variant.conditional else None
+            z = torch.randn(imgs.shape[0], spec.z_dim, device=device)
+            fake = g(z, y)
+            opt_d.zero_grad()
+            loss_d = obj.d_loss(d(real, y), d(fake.detach(), y))
+            if variant.penalty is not None:
+                loss_d = loss_d + w * variant.penalty(d, real, fake.detach(), y)
+            loss_d.backward()
+            opt_d.step()
+            if variant.after_d_step is not None:
+                variant.after_d_step(d, hyper.options)
+            log = {"d": loss_d.item()}
+            if i % hyper.n_critic == 0:
+                opt_g.zero_grad()
+                loss_g = obj.g_loss(d(fake, y))
+                loss_g.backward()
+                opt_g.step()
+                log["g"] = loss_g.item()
+            done += 1
+    _sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def pipeline_steps_per_s(name: str, params_path: Path, device: torch.device, steps: int) -> float:
+    """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up."""
+    params = load_params(params_path)
+    spec = run_spec(params, name, epochs=3, subset=steps * 64)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(params, spec, Path(out), device, progress=False)
+        result = trainer.run()
+    return statistics.median(h["steps_per_s"] for h in result.history[1:])
+
+
+def eval_throughput(params_path: Path, device: torch.device, n: int) -> dict[str, float]:
+    """Images/s of the classifier feature extractor through torch-fidelity (fresh, uncached)."""
+    out: dict[str, float] = {}
+    try:
+        from pipeline.classifier import checkpoint_path, train_classifier
+        from pipeline.evaluate import score
+    except ImportError:
+        return out
+    params = load_params(params_path)
+    if not checkpoint_path(params).is_file():
+        train_classifier(params)
+    from pipeline.data import load_split
+
+    images = load_split(params, "train")[0][:n].unsqueeze(1)
+    p = params.model_copy(update={"evaluate": params.evaluate.model_copy(
+        update={"extractors": ["classifier"], "n_real": min(n, 10_000)})})  # fmt: skip
+    t0 = time.perf_counter()
+    score(p, "bench", images, None, device=str(device))
+    # generated + real features are extracted (the real ones are cached after the first call)
+    out["classifier_metrics_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score(p, "bench", images, None, device=str(device))
+    out["classifier_metrics_cached_real_s"] = time.perf_counter() - t0
+    out["classifier_images_per_s"] = n / out["classifier_metrics_cached_real_s"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=300, help="Measured steps per repeat.")
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(registry.names()))
+    ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    mirror = Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "data" / "mnist")
+    os.environ[MIRROR_ENV] = str(mirror)
+    work = Path(tempfile.mkdtemp(prefix="bench."))
+    try:
+        import yaml
+
+        base = yaml.safe_load((REPO / "params.yaml").read_text())
+        cfg = merge_overrides(base, {"train": {"device": str(device), "log_every": 10_000},
+                                     "classifier": {"device": str(device), "epochs": 1},
+                                     "evaluate": {"device": str(device)}})  # fmt: skip
+        params_path = work / "params.yaml"
+        params_path.write_text(yaml.safe_dump(cfg))
+        prepare(load_params(params_path))
+        loader = classic_loader(work / "torchvision", mirror)
+
+        rows = []
+        for name in args.variants.split(","):
+            ref = [
+                classic_steps_per_s(name, loader, device, args.steps, args.warmup)
+                for _ in range(args.repeats)
+            ]
+            fast = [
+                pipeline_steps_per_s(name, params_path, device, args.steps)
+                for _ in range(args.repeats)
+            ]
+            r, f = statistics.median(ref), statistics.median(fast)
+            rows.append({
+                "variant": name, "reference_steps_per_s": round(r, 1), "pipeline_steps_per_s": round(f, 1),
+                "reference_s_per_epoch": round(STEPS_PER_EPOCH / r, 2),
+                "pipeline_s_per_epoch": round(STEPS_PER_EPOCH / f, 2), "ratio": round(f / r, 2),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+        evaluation = eval_throughput(params_path, device, args.eval_images)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    doc = {
+        "device": name, "torch": torch.__version__, "steps": args.steps, "repeats": args.repeats,
+        "batch_size": 64, "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "training": rows, "evaluation": evaluation,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = device.type
+    (args.out / f"train_speed_{tag}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = [
+        f"# Training speed on {name}", "",
+        f"torch {torch.__version__}; batch 64; median of {args.repeats} repeats of {args.steps} steps; "
+        f"command: `{doc['command']}`", "",
+        "| variant | classic loop steps/s | pipeline steps/s | classic s/epoch | pipeline s/epoch | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    lines += [
+        f"| {r['variant']} | {r['reference_steps_per_s']} | {r['pipeline_steps_per_s']} | "
+        f"{r['reference_s_per_epoch']} | {r['pipeline_s_per_epoch']} | {r['ratio']}x |"
+        for r in rows
+    ]
+    if evaluation:
+        lines += ["", "## Evaluation", ""] + [f"- {k}: {v:.2f}" for k, v in evaluation.items()]
+    (args.out / f"train_speed_{tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
