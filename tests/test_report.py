@@ -1,0 +1,461 @@
+"""The comparison report, built from real (fake-valued) stage outputs written into tmp_path."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torchvision.utils import make_grid, save_image
+
+from pipeline.config import Params, load_params
+from pipeline.report import FLOOR_CSV_NAME, FLOOR_LABEL, MISSING, PUBLISHED_FID, build_report
+from tests.conftest import _mirror, write_params
+
+VARIANTS = ["gan", "cgan", "dcgan", "wgan", "wgan_gp"]
+CRITIC = {"wgan", "wgan_gp"}
+
+# Inception FID: wgan_gp lowest; Inception IS: dcgan highest; classifier FID: dcgan lowest;
+# classifier IS: cgan highest. The floor beats them all and must not be marked.
+SCORES: dict[str, dict[str, float]] = {
+    "gan": {"inc_fid": 31.4, "inc_is": 2.11, "clf_fid": 4.2, "clf_is": 9.02},
+    "cgan": {"inc_fid": 18.7, "inc_is": 2.24, "clf_fid": 2.9, "clf_is": 9.71},
+    "dcgan": {"inc_fid": 9.6, "inc_is": 2.41, "clf_fid": 1.1, "clf_is": 9.55},
+    "wgan": {"inc_fid": 44.0, "inc_is": 1.98, "clf_fid": 7.5, "clf_is": 8.61},
+    "wgan_gp": {"inc_fid": 8.9, "inc_is": 2.30, "clf_fid": 1.8, "clf_is": 9.40},
+}
+FLOOR = {"inc_fid": 0.9, "inc_is": 2.52, "clf_fid": 0.05, "clf_is": 9.93}
+# Cell order of the score table (the label is the row header, not a cell).
+COL = {"samples": 0, "inc_fid": 1, "inc_is": 2, "inc_kid": 3, "clf_fid": 6, "clf_is": 7}
+
+
+def _metrics(name: str, s: dict[str, float], conditional: bool = False) -> dict[str, Any]:
+    histogram = [0.1, 0.11, 0.09, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    if s["clf_fid"] > 5:  # the worst generator: digit 8 is missing (mode collapse)
+        histogram = [0.12, 0.13, 0.1, 0.11, 0.11, 0.09, 0.12, 0.13, 0.0, 0.09]
+    return {
+        "variant": name,
+        "n_generated": 10_000,
+        "n_real": 10_000,
+        "classifier": {
+            "network": "mnist-cnn (penultimate 128-d)",
+            "fid": s["clf_fid"],
+            "kid_mean": s["clf_fid"] / 1000,
+            "kid_std": 0.0002,
+            "precision": round(0.95 - s["clf_fid"] / 50, 3),
+            "recall": round(0.9 - s["clf_fid"] / 40, 3),
+            "is_mean": s["clf_is"],
+            "is_std": 0.05,
+            "histogram": histogram,
+            "coverage": sum(h > 0 for h in histogram),
+            "kl_uniform": round(s["clf_fid"] / 100, 4),
+            "label_accuracy": 0.973 if conditional else None,
+            "seconds": 3.2,
+        },
+        "inception": {
+            "network": "inception-v3-compat",
+            "fid": s["inc_fid"],
+            "is_mean": s["inc_is"],
+            "is_std": 0.03,
+            "kid_mean": s["inc_fid"] / 1000,
+            "kid_std": 0.0004,
+            "precision": round(0.9 - s["inc_fid"] / 100, 3),
+            "recall": round(0.85 - s["inc_fid"] / 80, 3),
+            "seconds": 6.1,
+        },
+    }
+
+
+@functools.cache
+def _mnist_test_images(n: int = 400) -> torch.Tensor:
+    """The first ``n`` MNIST test digits from the local mirror, (n, 1, 28, 28) in [0, 1]."""
+    with gzip.open(_mirror() / "t10k-images-idx3-ubyte.gz", "rb") as fh:
+        raw = fh.read(16 + n * 784)[16:]
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(n, 1, 28, 28) / 255.0
+
+
+def _fake_samples(seed: int, noise: float) -> torch.Tensor:
+    """Real digits blurred by noise: stand-ins for a generator's 10x10 grid."""
+    g = torch.Generator().manual_seed(seed)
+    digits = _mnist_test_images()[seed % 4 * 100 : seed % 4 * 100 + 100]
+    return (digits * (1 - noise) + noise * torch.rand(digits.shape, generator=g)).clamp(0, 1)
+
+
+def _grid(path: Path, seed: int, noise: float = 0.2) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(_fake_samples(seed, noise), path, nrow=10)
+
+
+def _gif(path: Path, seed: int) -> None:
+    frames = []
+    for noise in (0.9, 0.6, 0.3, 0.15):
+        grid = make_grid(_fake_samples(seed, noise), nrow=10)[0]
+        frames.append(Image.fromarray((grid * 255).round().to(torch.uint8).numpy()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=400, loop=0)
+
+
+def _line_plot(path: Path) -> None:
+    """A stand-in for an Optuna plot (a PNG written by matplotlib)."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(range(20), [5 / (1 + t / 4) + 0.2 * (t % 3) for t in range(20)], "o-")
+    ax.set(xlabel="trial", ylabel="objective", title="Optimization history")
+    fig.savefig(path, metadata={"Software": None})
+
+
+def _curves(path: Path, critic: bool, epochs: int = 6) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "epoch,step,d_loss,g_loss,d_real,d_fake,wasserstein,gp,grad_norm_d,grad_norm_g,steps_per_s,elapsed_s"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header.split(","))
+        for e in range(1, epochs + 1):
+            if critic:
+                row = [-0.5 / e, 0.3 / e, "", "", 0.5 / e, 0.1, 1.2, 0.8]
+            else:
+                row = [
+                    0.6 + 0.1 / e,
+                    1.5 - 0.2 / e,
+                    0.7 - 0.02 * e,
+                    0.3 + 0.02 * e,
+                    "",
+                    "",
+                    2.0,
+                    1.1,
+                ]
+            w.writerow([e, 938 * e, *row, 150.0, 6.2 * e])
+
+
+def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Every input of the report for the five variants, the floor and the classifier."""
+    params = load_params(write_params(root, overrides))
+    for i, name in enumerate(VARIANTS):
+        conditional = name == "cgan"
+        metrics = _metrics(name, SCORES[name], conditional)
+        (root / "metrics").mkdir(parents=True, exist_ok=True)
+        (root / "metrics" / f"{name}.json").write_text(json.dumps(metrics))
+        summary = {
+            "variant": name,
+            "epochs": 6,
+            "steps": 6 * 938,
+            "train_time_s": 37.5 + i,
+            "steps_per_s": 150.0 - 10 * i,
+            "device": "cpu",
+            "hyper": {
+                "lr": 5e-5 if name == "wgan" else 2e-4,
+                "betas": [0.0, 0.0] if name == "wgan" else [0.5, 0.999],
+                "n_critic": 5 if name in CRITIC else 1,
+                "optimizer": "rmsprop" if name == "wgan" else "adam",
+                "options": {"clip": 0.01} if name == "wgan" else {},
+                "epochs": 6,
+            },
+            "run_id": f"{i:02d}" + "ab" * 15,
+        }
+        (root / "models" / name).mkdir(parents=True, exist_ok=True)
+        (root / "models" / name / "summary.json").write_text(json.dumps(summary))
+        _curves(root / "metrics" / "curves" / f"{name}.csv", critic=name in CRITIC)
+        noise = SCORES[name]["clf_fid"] / 15
+        _grid(root / "models" / name / "grid.png", seed=i, noise=noise)
+        _gif(root / "models" / name / "progress.gif", seed=i)
+        _grid(root / "samples" / name / "grid.png", seed=i + 1, noise=noise)
+    floor = _metrics("floor", FLOOR)
+    floor["classifier"]["label_accuracy"] = None
+    (root / "metrics" / "floor.json").write_text(json.dumps(floor))
+    (root / "models" / "classifier").mkdir(parents=True, exist_ok=True)
+    (root / "models" / "classifier" / "metrics.json").write_text(
+        json.dumps({"test_accuracy": 0.9912, "epochs": 4})
+    )
+    tuning = root / "reports" / "tuning" / "gan"
+    tuning.mkdir(parents=True)
+    (tuning / "best.json").write_text(
+        json.dumps(
+            {
+                "variant": "gan",
+                "study": "gan-tune-gan",
+                "best_value": 3.1,
+                "best_params": {"lr": 0.00031, "beta1": 0.42, "beta2": 0.991},
+                "default_value": 4.2,
+                "trials": {"COMPLETE": 14, "PRUNED": 5, "FAIL": 1},
+            }
+        )
+    )
+    _line_plot(tuning / "optimization_history.png")
+    return params
+
+
+class _Tables(HTMLParser):
+    """Rows of every <table id=...>: {table id: [(data-row, [(text, classes), ...])]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {}
+        self.imgs: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._cls = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id") or ""
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None and a.get("data-row"):
+            self.tables[self._table].append((a["data-row"] or "", []))
+        elif tag == "td" and self._table is not None and self.tables[self._table]:
+            self._cell, self._cls = [], a.get("class") or ""
+        elif tag == "img":
+            self.imgs.append(a.get("src") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        elif tag == "td" and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1][1].append(("".join(self._cell).strip(), self._cls))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(page: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(page)
+    return parser
+
+
+def _best(rows: list[tuple[str, list[tuple[str, str]]]], col: int) -> list[str]:
+    return [key for key, cells in rows if "best" in cells[col][1].split()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, Path]:
+    root = tmp_path_factory.mktemp("report")
+    params = make_stage_outputs(root)
+    return params, build_report(params)
+
+
+def test_score_table_rows_and_best_marks(built: tuple[Params, Path]) -> None:
+    params, index = built
+    assert index == params.path("reports") / "index.html"
+    page = index.read_text(encoding="utf-8")
+    rows = _parse(page).tables["score-table"]
+    keys = [key for key, _ in rows]
+    assert keys == (
+        [f"variant:{v}" for v in VARIANTS]
+        + ["floor"]
+        + [f"published:{n}" for n, _ in PUBLISHED_FID]
+    )
+    assert FLOOR_LABEL in page
+    assert "Lucic et al. 2018" in page
+    assert "Inception-v3 (torch-fidelity)" in page and "MNIST classifier" in page
+    assert "VGG16" in page  # the precision/recall footnote
+    # Lowest FID, highest IS; the floor (better than all) and published rows are not ranked.
+    assert _best(rows, COL["inc_fid"]) == ["variant:wgan_gp"]
+    assert _best(rows, COL["inc_is"]) == ["variant:dcgan"]
+    assert _best(rows, COL["clf_fid"]) == ["variant:dcgan"]
+    assert _best(rows, COL["clf_is"]) == ["variant:cgan"]
+    cells = dict(rows)
+    assert cells["variant:dcgan"][COL["inc_is"]][0] == "2.41 ± 0.03★"
+    assert cells["variant:gan"][COL["samples"]][0] == "10,000 / 10,000"
+    assert cells["published:WGAN-GP"][COL["inc_fid"]][0] == "20.30"
+    assert cells["published:WGAN-GP"][COL["clf_fid"]][0] == ""
+    assert cells["variant:gan"][10][0] == "n/a"  # label accuracy: unconditional
+    assert cells["variant:cgan"][10][0] == "97.30%"
+    # The class-balance table flags the digit the worst generator never produces.
+    details = dict(_parse(page).tables["classifier-table"])
+    digit8 = details["variant:wgan"][3 + 8]
+    assert digit8[0] == "0.0" and "warn" in digit8[1].split()
+    assert "warn" not in details["variant:gan"][3 + 8][1].split()
+
+
+def test_images_are_embedded_and_sections_present(built: tuple[Params, Path]) -> None:
+    params, index = built
+    page = index.read_text(encoding="utf-8")
+    parsed = _parse(page)
+    # scores chart + 5 grids + 5 previews + 5 GIFs + 5 curve plots + 1 tuning plot
+    assert len(parsed.imgs) == 22
+    assert all(
+        src.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for src in parsed.imgs
+    )
+    assert sum(src.startswith("data:image/gif;base64,") for src in parsed.imgs) == 5
+    assert not re.search(r'(src|href)="(?!data:|#|http://127\.0\.0\.1)', page)  # no external assets
+    assert "<script" not in page
+    assert not re.search(r"\{[a-z_.]+\}", page)  # no f-string placeholder left unfilled
+    uri = "sqlite:///" + str(params.path("mlflow.db").resolve())
+    assert f"mlflow ui --backend-store-uri {uri}" in page
+    assert "00" + "ab" * 15 in page  # a run id from summary.json
+    assert "Tuning: best trial vs defaults" in page and "gan-tune-gan" in page
+    assert "Evaluator test accuracy: 99.12%." in page
+    assert "Missing inputs" not in page
+    out = params.path("reports")
+    for name in VARIANTS:
+        assert (out / "plots" / f"curves_{name}.png").is_file()
+        assert (out / "grids" / f"{name}.png").is_file()
+        assert (out / "grids" / f"{name}_progress.gif").is_file()
+
+
+def test_markdown_has_the_table_and_relative_images(built: tuple[Params, Path]) -> None:
+    params, _ = built
+    out = params.path("reports")
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    for name in VARIANTS:
+        assert any(line.startswith(f"| {name} |") for line in table)
+    assert any(FLOOR_LABEL in line for line in table)
+    assert any("**8.90** ★" in line and line.startswith("| wgan_gp |") for line in table)
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert "plots/scores.png" in images and "grids/dcgan_progress.gif" in images
+    assert "tuning/gan/optimization_history.png" in images
+    for rel in images:
+        assert not rel.startswith(("/", "data:")) and (out / rel).is_file(), rel
+
+
+def test_scores_csv_for_dvc_plots(built: tuple[Params, Path]) -> None:
+    params, _ = built
+    with (params.path("reports") / "scores.csv").open(newline="") as fh:
+        rows = {row["variant"]: row for row in csv.DictReader(fh)}
+    assert list(rows) == [*VARIANTS, FLOOR_CSV_NAME]
+    assert float(rows["dcgan"]["classifier_fid"]) == SCORES["dcgan"]["clf_fid"]
+    assert float(rows["wgan_gp"]["inception_fid"]) == SCORES["wgan_gp"]["inc_fid"]
+    assert rows["gan"]["classifier_label_accuracy"] == ""  # null for unconditional variants
+    assert rows[FLOOR_CSV_NAME]["train_time_s"] == ""
+
+
+def test_same_inputs_give_identical_bytes(built: tuple[Params, Path]) -> None:
+    params, index = built
+    out = params.path("reports")
+
+    def snapshot() -> dict[str, bytes]:
+        return {
+            p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and "screenshots" not in p.parts
+        }
+
+    before = snapshot()
+    assert build_report(params) == index
+    assert snapshot() == before
+
+
+def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path)
+    (tmp_path / "metrics" / "wgan.json").unlink()
+    (tmp_path / "models" / "wgan" / "grid.png").unlink()
+    (tmp_path / "models" / "gan" / "summary.json").write_text("{not json")
+    (tmp_path / "metrics" / "curves" / "cgan.csv").unlink()
+    del_inception = json.loads((tmp_path / "metrics" / "dcgan.json").read_text())
+    del del_inception["inception"]
+    (tmp_path / "metrics" / "dcgan.json").write_text(json.dumps(del_inception))
+    shutil.rmtree(tmp_path / "reports" / "tuning")
+
+    page = build_report(params).read_text(encoding="utf-8")
+    cells = dict(_parse(page).tables["score-table"])
+    assert all(text == MISSING for text, _ in cells["variant:wgan"][:11])
+    assert cells["variant:dcgan"][COL["inc_fid"]][0] == MISSING
+    assert cells["variant:dcgan"][COL["clf_fid"]][0] == "1.10★"  # its classifier scores remain
+    assert cells["variant:gan"][11][0] == MISSING  # training time: summary unreadable
+    assert "gan (configured)" in page  # its hyperparameters come from params.yaml instead
+    # With dcgan's Inception FID gone, the best is still the lowest of the rest.
+    assert _best(_parse(page).tables["score-table"], COL["inc_fid"]) == ["variant:wgan_gp"]
+    assert "metrics/wgan.json: not found" in page
+    assert "models/gan/summary.json: unreadable" in page
+    assert "No final grid (models/wgan/grid.png missing)" in page
+    assert "No training curves (metrics/curves/cgan.csv missing or empty)" in page
+    assert "Tuning: best trial vs defaults" not in page
+    md = (tmp_path / "reports" / "comparison.md").read_text(encoding="utf-8")
+    assert f"| wgan | {MISSING} |" in md
+
+
+def test_long_progress_gif_is_thinned_to_the_budget(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path, {"report": {"gif_max_mb": 0.25}})
+    size = (tmp_path / "models" / "gan" / "progress.gif").stat().st_size
+    assert size > 0.25 * 1024 * 1024  # 4 frames of noisy digits: ~400 kB
+    page = build_report(params).read_text(encoding="utf-8")
+    gif = tmp_path / "reports" / "grids" / "gan_progress.gif"
+    assert gif.stat().st_size <= 0.25 * 1024 * 1024
+    with Image.open(gif) as im:
+        assert im.n_frames == 2  # frames 1 and 3 of 0..3: counted back from the last one
+    assert "one frame in 2" in page
+
+
+def test_nothing_at_all_still_builds(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path))
+    page = build_report(params).read_text(encoding="utf-8")
+    rows = _parse(page).tables["score-table"]
+    assert len(rows) == len(VARIANTS) + 1 + len(PUBLISHED_FID)
+    assert "No scores yet" in page
+
+
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const b = document.body.dataset;
+  b.rows = document.querySelectorAll("table#score-table tbody tr").length;
+  b.imgs = imgs.length;
+  b.imgsOk = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
+  b.pageOverflow = document.documentElement.scrollWidth > document.documentElement.clientWidth;
+  const wrap = document.querySelector("#score-table").parentElement;
+  b.tableScrolls = wrap.scrollWidth > wrap.clientWidth;
+  b.done = "1";
+});
+</script>
+"""
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("chromium")
+    assert exe is not None
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_renders_in_headless_chromium(built: tuple[Params, Path], tmp_path: Path) -> None:
+    _, index = built
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        index.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
+    )
+    # A narrow window: the wide score table must scroll in its box, not widen the page.
+    dom = _chromium(
+        ["--window-size=1000,2000", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        tmp_path / "profile",
+    )
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stderr[-2000:]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("done") == "1", attrs
+    assert attrs["rows"] == str(len(VARIANTS) + 1 + len(PUBLISHED_FID))
+    assert attrs["imgs"] == "22" and attrs["imgs-ok"] == "22"
+    assert attrs["page-overflow"] == "false"
+    assert attrs["table-scrolls"] == "true"
+
+    shot = tmp_path / "report.png"
+    result = _chromium(
+        ["--window-size=1400,3000", f"--screenshot={shot}", index.as_uri()], tmp_path / "profile"
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
