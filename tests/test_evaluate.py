@@ -1,0 +1,428 @@
+"""Evaluation through torch-fidelity (no mocks): classifier metrics on real MNIST, the Inception
+path on locally generated random weights, errors, the JSON schema and MLflow logging."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import pipeline.evaluate as ev
+from pipeline.cli import app
+from pipeline.config import Params, load_params
+from pipeline.data import load_split
+from pipeline.errors import PipelineError
+from tests.conftest import TINY, deep_update, write_params
+from tests.test_classifier import train_once
+
+CLASSIFIER_KEYS = {
+    "network",
+    "fid",
+    "kid_mean",
+    "kid_std",
+    "precision",
+    "recall",
+    "is_mean",
+    "is_std",
+    "histogram",
+    "coverage",
+    "kl_uniform",
+    "label_accuracy",
+    "seconds",
+}
+INCEPTION_KEYS = {
+    "network",
+    "fid",
+    "is_mean",
+    "is_std",
+    "kid_mean",
+    "kid_std",
+    "precision",
+    "recall",
+    "seconds",
+}
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
+    return train_once(tmp_path_factory, prepared_dir)
+
+
+def make_params(
+    root: Path, prepared_dir: Path, classifier_dir: Path, **evaluate: Any
+) -> tuple[Params, Path]:
+    over = deep_update(
+        TINY,
+        {
+            "data": {"dir": str(prepared_dir)},
+            "classifier": {"out_dir": str(classifier_dir)},
+            "evaluate": evaluate,
+        },
+    )
+    path = write_params(root, over)
+    return load_params(path), path
+
+
+def write_samples(
+    params: Params, variant: str, images: torch.Tensor, labels: torch.Tensor | None = None
+) -> Path:
+    """What `pipeline sample` writes: uint8 [N, 1, 28, 28] (+ int64 [N] requested labels)."""
+    data: dict[str, torch.Tensor] = {"images": images.reshape(-1, 1, 28, 28).to(torch.uint8)}
+    if labels is not None:
+        data["labels"] = labels
+    path = ev.samples_path(params, variant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path: Path, prepared_dir: Path, classifier_dir: Path) -> tuple[Params, Path]:
+    """Tiny classifier-only params (500 real test images) in tmp_path."""
+    return make_params(tmp_path, prepared_dir, classifier_dir)
+
+
+def test_identical_sets_score_zero_and_noise_scores_far(setup: tuple[Params, Path]) -> None:
+    params, _ = setup
+    test_images, _ = load_split(params, "test")
+    real = test_images[: params.evaluate.n_real].unsqueeze(1)
+    same = ev.score(params, "same", real)["classifier"]
+    noise = torch.randint(0, 256, (500, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    far = ev.score(params, "noise", noise.to(torch.uint8))["classifier"]
+
+    assert far["fid"] > 100
+    assert abs(same["fid"]) < 1e-6 * far["fid"]
+    assert same["precision"] == same["recall"] == 1.0
+    assert far["precision"] == far["recall"] == 0.0
+    assert far["kid_mean"] > 100 * abs(same["kid_mean"])
+    # IS on the classifier's softmax: near 10 for balanced confident digits, 1 for one class.
+    assert 8.0 < same["is_mean"] <= 10.0
+    assert far["is_mean"] < 2.0
+
+
+def test_one_digit_generator_has_coverage_one(setup: tuple[Params, Path]) -> None:
+    params, _ = setup
+    images, labels = load_split(params, "test")
+    threes = images[labels == 3].unsqueeze(1)
+    m = ev.score(params, "threes", threes)["classifier"]
+    assert m["coverage"] == 1
+    assert m["histogram"][3] > 0.97
+    # Each 1% of threes read as another digit lowers the KL by ~0.07 nats, so real threes land
+    # a little below log 10; a collapsed generator repeating one image hits it exactly.
+    assert m["kl_uniform"] == pytest.approx(math.log(10), abs=0.15)
+    assert m["recall"] < 0.3  # the other nine digits are missed
+    assert m["label_accuracy"] is None
+    collapsed = threes[:1].expand(200, -1, -1, -1)
+    m = ev.score(params, "collapsed", collapsed)["classifier"]
+    assert m["coverage"] == 1
+    assert m["kl_uniform"] == pytest.approx(math.log(10), abs=1e-9)
+    assert m["is_mean"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_class_coverage_definition() -> None:
+    balanced = torch.arange(1000) % 10
+    cov = ev.class_coverage(balanced, balanced)
+    assert cov["coverage"] == 10
+    assert cov["kl_uniform"] == pytest.approx(0.0, abs=1e-12)
+    assert cov["histogram"] == [0.1] * 10
+    assert cov["label_accuracy"] == 1.0
+    # 4% of a digit is below the 5% threshold; 6% is above.
+    skewed = torch.cat([torch.zeros(90), torch.ones(4), torch.full((6,), 2)]).long()
+    cov = ev.class_coverage(skewed, torch.zeros(100, dtype=torch.long))
+    assert cov["coverage"] == 2
+    assert cov["label_accuracy"] == pytest.approx(0.9)
+    assert ev.class_coverage(torch.full((7,), 5))["kl_uniform"] == pytest.approx(math.log(10))
+
+
+def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> None:
+    params, _ = setup
+    images, labels = load_split(params, "test")
+    write_samples(params, "cgan", images[:1000], labels[:1000])
+    path = ev.evaluate_variant(params, "cgan")
+    assert path == params.path("metrics") / "cgan.json"
+    doc = json.loads(path.read_text())
+
+    assert set(doc) == {"variant", "n_generated", "n_real", "classifier"}  # no "inception"
+    assert (doc["variant"], doc["n_generated"], doc["n_real"]) == ("cgan", 1000, 500)
+    m = doc["classifier"]
+    assert set(m) == CLASSIFIER_KEYS
+    assert m["network"] == "MNIST CNN (penultimate 128-d features; softmax for IS)"
+    assert len(m["histogram"]) == 10 and sum(m["histogram"]) == pytest.approx(1.0)
+    assert isinstance(m["coverage"], int) and m["coverage"] == 10
+    assert m["label_accuracy"] >= 0.98
+    for key in CLASSIFIER_KEYS - {"network", "histogram", "label_accuracy", "coverage"}:
+        assert isinstance(m[key], float) and math.isfinite(m[key]), key
+
+    # Requested labels that do not match what was drawn: label accuracy collapses.
+    shuffled = labels[:1000][torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    write_samples(params, "cgan", images[:1000], shuffled)
+    low = json.loads(ev.evaluate_variant(params, "cgan").read_text())["classifier"]
+    assert low["label_accuracy"] < 0.3
+    assert low["fid"] == pytest.approx(m["fid"])  # same images, same scores
+
+
+def test_real_features_are_cached_per_classifier(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path
+) -> None:
+    params, _ = make_params(tmp_path / "a", prepared_dir, classifier_dir)
+    images, _ = load_split(params, "train")
+    gen = images[:300].unsqueeze(1)
+    first = ev.score(params, "x", gen)["classifier"]
+    cache = params.path(params.evaluate.cache_dir)
+    files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    digest = ev._sha256(classifier_dir / "classifier.pt")[:16]
+    assert files and all(f"n500-mnist-classifier-{digest}" in name for name in files)
+
+    # A second variant reuses the cached reference features: nothing is rewritten.
+    second = ev.score(params, "y", gen)["classifier"]
+    assert second["fid"] == pytest.approx(first["fid"])
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == files
+
+    # A retrained classifier gets its own cache entry (no stale features).
+    other = tmp_path / "other-classifier"
+    other.mkdir()
+    ckpt = torch.load(classifier_dir / "classifier.pt", weights_only=True)
+    ckpt["state_dict"]["fc.weight"] = ckpt["state_dict"]["fc.weight"] * 1.5
+    torch.save(ckpt, other / "classifier.pt")
+    params2, _ = make_params(tmp_path / "a", prepared_dir, other)
+    third = ev.score(params2, "z", gen)["classifier"]
+    assert len(list(cache.iterdir())) == 2 * len(files)
+    assert third["fid"] != pytest.approx(first["fid"])
+
+
+def test_metrics_reach_the_variant_mlflow_run(setup: tuple[Params, Path]) -> None:
+    import mlflow
+
+    from pipeline import tracking
+
+    params, _ = setup
+    exp_id = tracking.setup(params)
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        run_id = run.info.run_id
+    run_file = params.path(params.train.out_dir) / "gan" / "run_id.txt"
+    run_file.parent.mkdir(parents=True)
+    run_file.write_text(run_id + "\n")
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:200])
+
+    doc = json.loads(ev.evaluate_variant(params, "gan").read_text())
+    logged = mlflow.MlflowClient(tracking.resolve_uri(params)).get_run(run_id).data.metrics
+    assert logged["eval.classifier.fid"] == pytest.approx(doc["classifier"]["fid"])
+    assert logged["eval.classifier.coverage"] == doc["classifier"]["coverage"]
+    assert logged["eval.classifier.hist_3"] == pytest.approx(doc["classifier"]["histogram"][3])
+    assert logged["eval.n_generated"] == 200
+    assert "eval.classifier.label_accuracy" not in logged  # null for unconditional samples
+
+
+def test_without_a_run_id_metrics_are_written_with_a_warning(
+    setup: tuple[Params, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    params, _ = setup
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:100])
+    path = ev.evaluate_variant(params, "gan")
+    assert json.loads(path.read_text())["n_generated"] == 100
+    assert "run_id.txt not found" in capsys.readouterr().err
+
+
+def test_floor_scores_train_images_against_test(setup: tuple[Params, Path]) -> None:
+    params, _ = setup
+    doc = json.loads(ev.evaluate_floor(params).read_text())
+    assert (doc["variant"], doc["n_generated"], doc["n_real"]) == ("floor", 500, 500)
+    m = doc["classifier"]
+    assert m["label_accuracy"] is None
+    assert m["coverage"] == 10 and m["kl_uniform"] < 0.05
+    assert m["precision"] > 0.7 and m["recall"] > 0.7
+
+
+def test_missing_inputs_are_one_line_errors(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path
+) -> None:
+    params, _ = make_params(tmp_path, prepared_dir, classifier_dir)
+    with pytest.raises(PipelineError, match=r"run `pipeline sample gan` first"):
+        ev.evaluate_variant(params, "gan")
+
+    bare, _ = make_params(tmp_path / "bare", prepared_dir, tmp_path / "no-classifier")
+    images, _ = load_split(params, "train")
+    write_samples(bare, "gan", images[:100])
+    with pytest.raises(PipelineError, match=r"run `pipeline classifier` first"):
+        ev.evaluate_variant(bare, "gan")
+    assert not ev.metrics_path(bare, "gan").exists()
+
+    bad = ev.samples_path(params, "bad")
+    bad.parent.mkdir(parents=True)
+    torch.save({"images": torch.zeros(20, 1, 28, 28)}, bad)  # float, not uint8
+    with pytest.raises(PipelineError, match=r"uint8 \[N, 1, 28, 28\]"):
+        ev.evaluate_variant(params, "bad")
+
+
+# --------------------------------------------------------------------------------------------
+# The Inception path without the internet
+
+
+@pytest.fixture(scope="session")
+def random_fidelity_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Weights files in torch-fidelity's formats with random values (no download).
+
+    inception-v3-compat loads a plain state dict of its own module; vgg16 one of
+    torchvision's ``vgg16()``. Shapes come from the real architectures.
+    """
+    import torchvision
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    root = tmp_path_factory.mktemp("fidelity-weights")
+    empty = root / "empty.pt"
+    torch.save({}, empty)
+
+    class Architecture(FeatureExtractorInceptionV3):
+        # Build the network only; the constructor would otherwise insist on real weights.
+        def load_state_dict(
+            self, state_dict: Any, strict: bool = True, assign: bool = False
+        ) -> Any:
+            return None
+
+    torch.manual_seed(0)
+    state = Architecture("inception-v3-compat", ["2048"], feature_extractor_weights_path=empty)
+    for module in state.modules():
+        if isinstance(module, nn.Conv2d):
+            # He init keeps activations alive through ~90 layers (default init fades to 0).
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    inception = root / "inception.pth"
+    torch.save(state.state_dict(), inception)
+    vgg = root / "vgg16.pth"
+    torch.save(torchvision.models.vgg16().state_dict(), vgg)
+    return inception, vgg
+
+
+def test_inception_section_with_local_weights(
+    tmp_path: Path,
+    prepared_dir: Path,
+    classifier_dir: Path,
+    random_fidelity_weights: tuple[Path, Path],
+) -> None:
+    inception, vgg = random_fidelity_weights
+    # Inception runs at ~6 img/s on a 2-core CPU: 20 real + 20 generated images only.
+    params, _ = make_params(
+        tmp_path,
+        prepared_dir,
+        classifier_dir,
+        extractors=["classifier", "inception"],
+        inception_weights=str(inception),
+        vgg16_weights=str(vgg),
+        n_real=20,
+        batch_size=20,
+    )
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:20])
+    doc = json.loads(ev.evaluate_variant(params, "gan").read_text())
+
+    assert set(doc) == {"variant", "n_generated", "n_real", "classifier", "inception"}
+    m = doc["inception"]
+    assert set(m) == INCEPTION_KEYS
+    assert m["network"] == "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"
+    for key in INCEPTION_KEYS - {"network"}:
+        assert isinstance(m[key], float) and math.isfinite(m[key]), key
+    assert m["fid"] > 0 and m["is_mean"] >= 1.0
+    assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0
+    cached = [p.name for p in params.path(params.evaluate.cache_dir).iterdir()]
+    assert any(name.startswith("mnist-test-n20-inception-v3-compat-") for name in cached)
+    assert any(name.startswith("mnist-test-n20-vgg16-") for name in cached)
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache and download URLs that refuse at once, online or not."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    dead = "http://127.0.0.1:9/"
+    monkeypatch.setattr(ev, "URL_INCEPTION_V3", dead + "weights-inception-2015-12-05-6726825d.pth")
+    monkeypatch.setattr(ev, "VGG16_URL", dead + "vgg16-397923af.pth")
+    return tmp_path / "torch-home"
+
+
+def test_missing_inception_weights_fail_fast_in_one_line(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path, offline_hub: Path
+) -> None:
+    _, path = make_params(
+        tmp_path, prepared_dir, classifier_dir, extractors=["classifier", "inception"]
+    )
+    params = load_params(path)
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:100])
+
+    start = time.perf_counter()
+    with pytest.raises(PipelineError) as info:
+        ev.evaluate_variant(params, "gan")
+    assert time.perf_counter() - start < 10
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "evaluate.inception_weights" in msg and "evaluate.extractors to [classifier]" in msg
+    assert not ev.metrics_path(params, "gan").exists()
+    assert not params.path(params.evaluate.cache_dir).exists()  # nothing was computed
+
+    # The same params scored with the classifier alone (what a tuning objective does).
+    doc = ev.score(params, "gan", images[:100].unsqueeze(1), extractors=["classifier"])
+    assert "inception" not in doc and doc["classifier"]["coverage"] >= 8
+
+    # Through the CLI: one line on stderr, exit code 1, no traceback.
+    result = CliRunner().invoke(app, ["evaluate", "gan", "--params", str(path)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
+    assert "Traceback" not in result.output
+
+
+def test_weights_are_found_in_the_torch_hub_cache(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path, offline_hub: Path
+) -> None:
+    params, _ = make_params(tmp_path, prepared_dir, classifier_dir)
+    hub = ev.hub_file(ev.URL_INCEPTION_V3)
+    assert hub.parent == offline_hub / "hub" / "checkpoints"
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"weights")
+    found = ev.resolve_weights(None, ev.URL_INCEPTION_V3, "inception_weights", params)
+    assert found.path == hub and found.digest == "6726825d"
+
+    with pytest.raises(PipelineError, match=r"evaluate.vgg16_weights: .*nope.pth: file not found"):
+        ev.resolve_weights(Path("nope.pth"), ev.VGG16_URL, "vgg16_weights", params)
+
+
+def test_wrong_weights_file_is_a_one_line_error(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path, random_fidelity_weights: tuple
+) -> None:
+    _, vgg = random_fidelity_weights
+    params, _ = make_params(
+        tmp_path,
+        prepared_dir,
+        classifier_dir,
+        extractors=["inception"],
+        inception_weights=str(classifier_dir / "classifier.pt"),  # not an Inception state dict
+        vgg16_weights=str(vgg),
+        n_real=20,
+    )
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:20])
+    with pytest.raises(PipelineError, match=r"evaluate.inception_weights: .*classifier.pt") as info:
+        ev.evaluate_variant(params, "gan")
+    assert "\n" not in str(info.value)
+    assert not ev.metrics_path(params, "gan").exists()
+
+
+def test_flat_metrics_for_mlflow() -> None:
+    doc = {
+        "variant": "gan",
+        "n_generated": 10,
+        "n_real": 20,
+        "classifier": {"network": "x", "fid": 1.5, "histogram": [0.1] * 10, "label_accuracy": None},
+        "inception": {"network": "y", "fid": 30.0, "is_mean": 2.0},
+    }
+    flat = ev.flat_metrics(doc)
+    assert flat["eval.classifier.fid"] == 1.5 and flat["eval.inception.fid"] == 30.0
+    assert flat["eval.classifier.hist_9"] == 0.1
+    assert "eval.classifier.network" not in flat
+    assert "eval.classifier.label_accuracy" not in flat
