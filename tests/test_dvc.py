@@ -1,0 +1,105 @@
+"""The DVC pipeline end to end on a tiny budget, in a copy of the working tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import merge_overrides
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+DVC = str(Path(sys.executable).with_name("dvc"))
+
+
+def _copy_tree(dest: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [DVC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def _ran(log: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", log))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
+    root = tmp_path_factory.mktemp("dvcproj")
+    _copy_tree(root)
+    params = merge_overrides(
+        yaml.safe_load((REPO / "params.yaml").read_text()),
+        yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text()),
+    )
+    params["variants"] = {k: params["variants"][k] for k in ("gan", "wgan")}
+    params["sample"]["n"] = 500
+    params["classifier"]["subset"] = 5000  # the scores' quality is not under test here
+    params["evaluate"].update(n_real=500, floor_n=500, kid_subset_size=200)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    os.environ["PIPELINE_MNIST_MIRROR"] = str(mnist_mirror)
+    _dvc(root, "init", "--no-scm", "-f", "-q")
+    return root
+
+
+def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(project: Path) -> None:
+    log = _dvc(project, "repro")
+    assert _ran(log) == {
+        "prepare", "classifier", "floor", "report",
+        "train@gan", "train@wgan", "sample@gan", "sample@wgan", "evaluate@gan", "evaluate@wgan",
+    }  # fmt: skip
+    for v in ("gan", "wgan"):
+        doc = json.loads((project / "metrics" / f"{v}.json").read_text())
+        assert doc["variant"] == v and doc["n_generated"] == 500
+        assert doc["classifier"]["fid"] > 0
+    html = (project / "reports" / "index.html").read_text()
+    assert "wgan" in html and "data:image/png;base64," in html
+    assert (project / "mlflow.db").is_file()
+    again = _dvc(project, "repro")
+    assert _ran(again) == set() and "Data and pipelines are up to date" in again
+    metrics = _dvc(project, "metrics", "show")
+    assert "metrics/gan.json" in metrics and "metrics/floor.json" in metrics
+
+
+def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["variants"]["gan"]["lr"] = 0.0003
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _dvc(project, "status")
+    assert "train@gan" in status and "train@wgan" not in status
+    log = _dvc(project, "repro")
+    assert _ran(log) == {"train@gan", "sample@gan", "evaluate@gan", "report"}
+
+
+def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
+    project: Path, tmp_path: Path
+) -> None:
+    shutil.copy(project / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["variants"]["my_new_gan"] = {"epochs": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _dvc(tmp_path, "init", "--no-scm", "-f", "-q")
+    stages = _dvc(tmp_path, "stage", "list")
+    for stage in ("train@my_new_gan", "sample@my_new_gan", "evaluate@my_new_gan"):
+        assert stage in stages
