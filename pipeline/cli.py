@@ -171,28 +171,46 @@ def report(params: ParamsOpt = Path("params.yaml")) -> None:
 def tune(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
-    trials: Annotated[int | None, typer.Option(help="Trials to add (default tune.trials).")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Finished trials to add to the study (default tune.trials); workers started "
+            "with the same number share it instead of adding it each."
+        ),
+    ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Stop starting new trials after this many seconds.")
+        float | None,
+        typer.Option(help="Stop starting new trials after this many seconds (overnight runs)."),
     ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
-            help="Optuna storage URL (default tune.storage; PostgreSQL for many workers)."
+            help="Optuna storage URL (default tune.storage): sqlite:///optuna.db for one worker; "
+            "postgresql://user@host/db, or journal:///shared/path.log without a server, for "
+            "several workers on one study."
         ),
     ] = None,
-    study: Annotated[
-        str | None, typer.Option(help="Study name (default: gan-tune-VARIANT).")
+    study: Annotated[str | None, typer.Option(help="Study name (default: tune-VARIANT).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs per trial (default tune.epochs).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampler seed (default tune.seed).")] = None,
     device: DeviceOpt = None,
     apply: Annotated[
         bool,
-        typer.Option("--apply", help="Write the best trial's hyperparameters into params.yaml."),
+        typer.Option(
+            "--apply",
+            help="Write the study's best trial into variants.VARIANT of the params file "
+            "(comments kept; the old block goes to reports/tuning/VARIANT/applied.json).",
+        ),
     ] = False,
 ) -> None:
-    """Optuna study over lr, Adam betas and n_critic; resumable; --apply writes the best."""
+    """Optuna study over lr, Adam betas and n_critic (objective: MNIST-classifier FID).
+
+    Resumable: the same command continues the study; Ctrl-C keeps every finished trial.
+    Run the same command on several machines against one PostgreSQL (or journal) storage to
+    share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
+    """
     from pipeline import tune as tuning
 
     p = _load(params)

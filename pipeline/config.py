@@ -119,19 +119,78 @@ class ReportConfig(Strict):
 
 
 class TuneConfig(Strict):
-    lr: tuple[float, float] = (1e-5, 1e-2)
-    beta1: tuple[float, float] = (0.0, 0.9)
-    beta2: tuple[float, float] = (0.9, 0.999)
-    n_critic: tuple[int, int] = (1, 10)
+    """``pipeline tune``: Optuna search space, per-trial budget, storage and pruning.
+
+    Ranges default to the wide ones of Lucic et al. 2018 ("Are GANs Created Equal?").
+    """
+
+    lr: tuple[float, float] = Field(default=(1e-5, 1e-2), description="Log-uniform range.")
+    beta1: tuple[float, float] = Field(default=(0.0, 0.9), description="Adam variants only.")
+    beta2: tuple[float, float] = Field(default=(0.9, 0.999), description="Adam variants only.")
+    n_critic: tuple[int, int] = Field(
+        default=(1, 10), description="Critic variants only (wgan, wgan_gp)."
+    )
     epochs: int = Field(default=5, ge=1, description="Training epochs per trial.")
-    trials: int = Field(default=20, ge=1)
-    sample_n: int = Field(default=2000, ge=2, description="Samples scored per trial.")
-    storage: str = "sqlite:///optuna.db"
+    trials: int = Field(
+        default=20, ge=1, description="Finished trials one `pipeline tune` adds to the study."
+    )
+    sample_n: int = Field(default=2000, ge=10, description="Samples scored per trial and epoch.")
+    storage: str = Field(
+        default="sqlite:///optuna.db",
+        description="Optuna storage URL: sqlite:///rel.db (one worker), postgresql://..., "
+        "journal:///abs/file.log or journal://rel.log (shared file system, no server).",
+    )
     seed: int = 0
-    pruner_warmup_epochs: int = Field(default=2, ge=0)
-    pruner_startup_trials: int = Field(default=5, ge=0)
-    heartbeat_s: int = Field(default=60, ge=1)
+    pruner_warmup_epochs: int = Field(
+        default=2, ge=0, description="No pruning before the report of this epoch."
+    )
+    pruner_startup_trials: int = Field(
+        default=5, ge=0, description="Trials that finish before pruning starts."
+    )
+    pruner_patience: int = Field(
+        default=1, ge=0, description="Keep a trial that improved in its last patience+1 epochs."
+    )
+    heartbeat_s: int = Field(
+        default=60, ge=1, description="RDB storages: seconds between a running trial's beats."
+    )
+    grace_s: int | None = Field(
+        default=None, ge=1, description="Silence after which a trial is failed (2 x heartbeat)."
+    )
+    max_retry: int = Field(
+        default=2, ge=0, description="Re-runs of a trial whose worker died (heartbeat lost)."
+    )
     out_dir: Path = Path("reports/tuning")
+
+    @field_validator("lr", "beta1", "beta2", "n_critic")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] <= 0:
+            raise ValueError("a log-uniform range needs low > 0")
+        return v
+
+    @field_validator("beta1", "beta2")
+    @classmethod
+    def _beta_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+    @field_validator("n_critic")
+    @classmethod
+    def _n_critic_range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 1:
+            raise ValueError("n_critic must be >= 1")
+        return v
+
+    def grace_period_s(self) -> int:
+        return self.grace_s if self.grace_s is not None else 2 * self.heartbeat_s
 
 
 class Params(Strict):

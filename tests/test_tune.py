@@ -1,0 +1,641 @@
+"""Tuning: search spaces, real tiny studies (SQLite, journal, PostgreSQL), MLflow, --apply + DVC."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FixedTrial, TrialState
+from typer.testing import CliRunner
+
+from pipeline import tune
+from pipeline.cli import app
+from pipeline.config import Params, TuneConfig, load_params, parse_params
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.nets import MLPDiscriminator, MLPGenerator
+from pipeline.tracking import resolve_uri
+from pipeline.variants import Variant, registry
+from tests.conftest import REPO, TINY, deep_update, write_params
+
+# What each shipped variant exposes to tuning (a variant added later is checked by its fields).
+EXPECTED_SPACE = {
+    "gan": {"lr", "beta1", "beta2"},
+    "cgan": {"lr", "beta1", "beta2"},
+    "dcgan": {"lr", "beta1", "beta2"},
+    "wgan": {"lr", "n_critic", "clip"},
+    "wgan_gp": {"lr", "beta1", "beta2", "n_critic"},
+}
+TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
+    """The evaluator CNN, trained once per session on a small subset (the objective needs it)."""
+    from pipeline.classifier import train_classifier
+
+    root = tmp_path_factory.mktemp("tune-classifier")
+    over = {"data": {"dir": str(prepared_dir)}, "classifier": {"subset": 2000, "epochs": 1}}
+    train_classifier(load_params(write_params(root, deep_update(TINY, over))))
+    return root / "models" / "classifier"
+
+
+@pytest.fixture
+def make_params(prepared_dir: Path, classifier_dir: Path):
+    """Write a tiny CPU params file under ``root``: shared data and classifier, 200 samples."""
+
+    def make(root: Path, tune_over: dict[str, Any] | None = None) -> Path:
+        over = {
+            "data": {"dir": str(prepared_dir)},
+            "classifier": {"out_dir": str(classifier_dir)},
+            "tune": {"sample_n": 200, "epochs": 2, **(tune_over or {})},
+        }
+        return write_params(root, deep_update(TINY, over))
+
+    return make
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def mlflow_runs(params: Params, study_name: str) -> tuple[list[Any], list[Any]]:
+    """(parent runs, child runs) tagged with the study."""
+    c = mlflow.MlflowClient(resolve_uri(params))
+    exp = c.get_experiment_by_name(params.tracking.experiment)
+    runs = c.search_runs(
+        [exp.experiment_id], f"tags.`optuna.study` = '{study_name}'", max_results=1000
+    )
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def assert_mlflow_mirrors(params: Params, study: optuna.Study) -> None:
+    """One parent run for the study, one child per trial with the trial's state and values."""
+    c = mlflow.MlflowClient(resolve_uri(params))
+    parents, children = mlflow_runs(params, study.study_name)
+    assert len(parents) == 1, [p.info.run_name for p in parents]
+    parent = parents[0]
+    assert parent.info.run_name == study.study_name
+    assert parent.info.run_id == study.user_attrs[tune.parent_attr(params)]
+    trials = study.get_trials()
+    by_number = {int(r.data.tags["optuna.trial"]): r for r in children}
+    assert sorted(by_number) == [t.number for t in trials] and len(children) == len(trials)
+    for t in trials:
+        run = by_number[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.run_id == t.user_attrs[tune.ATTR_RUN]
+        assert run.data.tags["optuna.state"] == t.state.name
+        expected = {"COMPLETE": {"FINISHED"}, "PRUNED": {"FINISHED"}, "FAIL": {"FAILED", "KILLED"}}
+        assert run.info.status in expected[t.state.name]
+        for key, value in t.params.items():
+            assert run.data.params[key] == str(value)
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, tune.OBJECTIVE)]
+        if t.state != TrialState.FAIL:  # a killed worker may die between the two writes
+            assert steps == sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            assert run.data.metrics[f"final_{tune.OBJECTIVE}"] == pytest.approx(t.value)
+
+
+def load(params: Params, name: str, storage: str | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=tune.open_storage(params, storage))
+
+
+# ------------------------------------------------------------------------------ search space
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_search_space_per_variant(name: str) -> None:
+    v = registry.get(name)
+    base = v.resolve(None)
+    cfg = TuneConfig()
+    expected = EXPECTED_SPACE.get(name)
+    if expected is None:  # a variant added later: derive from its declaration
+        expected = {"lr"} | ({"beta1", "beta2"} if base.optimizer == "adam" else set())
+        expected |= {"n_critic"} if v.tunes_n_critic else set()
+        expected |= set(v.tune_space(FixedTrial(dict(base.options)))) if v.tune_space else set()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(25):
+        trial = study.ask()
+        hyper = tune.suggest(trial, v, base, cfg)
+        assert set(trial.params) == expected
+        d = trial.distributions
+        assert d["lr"] == FloatDistribution(1e-5, 1e-2, log=True)
+        assert hyper.lr == trial.params["lr"]
+        if "beta1" in expected:
+            assert d["beta1"] == FloatDistribution(0.0, 0.9)
+            assert d["beta2"] == FloatDistribution(0.9, 0.999)
+            assert hyper.betas == (trial.params["beta1"], trial.params["beta2"])
+        else:
+            assert hyper.betas == base.betas
+        if "n_critic" in expected:
+            assert d["n_critic"] == IntDistribution(1, 10)
+            assert hyper.n_critic == trial.params["n_critic"]
+        else:
+            assert hyper.n_critic == base.n_critic
+        extra = expected - {"lr", "beta1", "beta2", "n_critic"}
+        for key in extra:
+            assert hyper.options[key] == trial.params[key]
+        assert {k: v for k, v in hyper.options.items() if k not in extra} == {
+            k: v for k, v in base.options.items() if k not in extra
+        }
+        assert (hyper.optimizer, hyper.epochs) == (base.optimizer, base.epochs)
+        study.tell(trial, 1.0)
+    # The published defaults enqueued as the first trial are inside the space.
+    fixed = tune.suggest(FixedTrial(tune.default_trial_params(v)), v, base, cfg)
+    assert (fixed.lr, fixed.betas, fixed.n_critic, fixed.options) == (
+        base.lr,
+        base.betas,
+        base.n_critic,
+        base.options,
+    )
+
+
+def test_fixed_trials_map_onto_hyper_and_configured_ranges_apply() -> None:
+    gan, wgan = registry.get("gan"), registry.get("wgan")
+    cfg = TuneConfig()
+    h = tune.suggest(FixedTrial({"lr": 3e-4, "beta1": 0.1, "beta2": 0.95}), gan, gan.resolve(), cfg)
+    assert (h.lr, h.betas, h.n_critic, h.optimizer) == (3e-4, (0.1, 0.95), 1, "adam")
+    h = tune.suggest(
+        FixedTrial({"lr": 1e-4, "n_critic": 3, "clip": 0.02}), wgan, wgan.resolve(), cfg
+    )
+    assert (h.lr, h.betas, h.n_critic, h.optimizer) == (1e-4, (0.0, 0.0), 3, "rmsprop")
+    assert h.options == {"clip": 0.02}
+    narrow = TuneConfig(lr=(1e-4, 2e-4), n_critic=(2, 3))
+    study = optuna.create_study()
+    trial = study.ask()
+    tune.suggest(trial, wgan, wgan.resolve(), narrow)
+    assert trial.distributions["lr"] == FloatDistribution(1e-4, 2e-4, log=True)
+    assert trial.distributions["n_critic"] == IntDistribution(2, 3)
+    assert tune.block_updates(
+        {"lr": 1e-4, "beta1": 0.1, "beta2": 0.95, "n_critic": 2, "clip": 0.02}
+    ) == {
+        "lr": 1e-4,
+        "n_critic": 2,
+        "betas": [0.1, 0.95],
+        "options": {"clip": 0.02},
+    }
+
+
+@pytest.mark.parametrize(
+    ("over", "where"),
+    [
+        ({"lr": [1e-2, 1e-5]}, "tune.lr"),
+        ({"lr": [0, 1e-3]}, "tune.lr"),
+        ({"beta2": [0.9, 1.0]}, "tune.beta2"),
+        ({"n_critic": [0, 5]}, "tune.n_critic"),
+        ({"heartbeat": 5}, "tune.heartbeat"),
+    ],
+)
+def test_bad_tune_settings_name_their_key(over: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError, match=where):
+        parse_params({"tune": over}, Path("."))
+
+
+def test_storage_urls_resolve_against_the_params_folder(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path))
+    root = str(tmp_path.resolve())
+    assert tune.resolve_storage_url(params) == f"sqlite:///{root}/optuna.db"
+    assert tune.resolve_storage_url(params, "sqlite:////abs/o.db") == "sqlite:////abs/o.db"
+    assert tune.resolve_storage_url(params, "journal://t/o.log") == f"journal://{root}/t/o.log"
+    assert tune.resolve_storage_url(params, "journal:///abs/o.log") == "journal:///abs/o.log"
+    pg = tune.resolve_storage_url(params, "postgresql://u:secret@h:5/db")
+    assert pg.startswith("postgresql") and pg.endswith("://u:secret@h:5/db")
+    assert "secret" not in tune.public_url(pg)
+
+
+# ---------------------------------------------------------------------------- real studies
+
+
+def test_study_runs_resumes_and_records_results_and_mlflow_runs(
+    tmp_path: Path, make_params
+) -> None:
+    path = make_params(tmp_path)
+    params = load_params(path)
+    first = tune.run_study(params, "gan", trials=1, device="cpu")
+    assert "tune-gan: 1 trial(s) run here (1 complete" in first
+    study = load(params, "tune-gan")
+    assert len(study.trials) == 1
+    # Same command again: the same study grows; the defaults trial is not enqueued twice.
+    second = tune.run_study(params, "gan", trials=1, device="cpu")
+    assert "study: 2 complete" in second
+    study = load(params, "tune-gan")
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs.get(tune.ATTR_ROLE) for t in trials] == ["defaults", None]
+    assert trials[0].params == tune.default_trial_params(registry.get("gan"))
+    assert trials[1].params != trials[0].params
+    for t in trials:  # one report per epoch; the value is the last epoch's FID
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.value == t.intermediate_values[2] and 0 < t.value < 1e4
+        assert t.user_attrs[tune.ATTR_PID] == os.getpid()
+
+    out = tmp_path / "reports" / "tuning" / "gan"
+    best = yaml.safe_load((out / "best.json").read_text())
+    winner = min(trials, key=lambda t: t.value)
+    assert best["variant"] == "gan" and best["study"] == "tune-gan"
+    assert best["best_value"] == winner.value and best["best_params"] == winner.params
+    assert best["default_value"] == trials[0].value
+    assert best["trials"] == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
+    assert best["epochs_per_trial"] == 2 and best["trials_per_hour"] > 0
+    for plot in ("optimization_history", "param_importances"):
+        assert (out / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Trials train in temp dirs: no stage output appears in the project.
+    for stage_dir in ("models", "metrics", "samples"):
+        assert not (tmp_path / stage_dir).exists(), stage_dir
+
+    assert_mlflow_mirrors(params, study)
+
+    # Another per-trial budget would make the scores incomparable: refused, nothing run.
+    with pytest.raises(PipelineError, match="another per-trial budget"):
+        tune.run_study(params, "gan", trials=1, epochs=3, device="cpu")
+    assert len(load(params, "tune-gan").trials) == 2
+
+
+def test_forced_pruning_on_a_journal_storage(tmp_path: Path, make_params) -> None:
+    params = load_params(make_params(tmp_path))
+    summary = tune.run_study(
+        params, "gan", trials=1, epochs=3, storage="journal://journal/tune.log",
+        pruner=AlwaysPrune(), device="cpu",
+    )  # fmt: skip
+    assert "1 pruned" in summary
+    assert (tmp_path / "journal" / "tune.log").is_file()
+    study = load(params, "tune-gan", "journal://journal/tune.log")
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]  # stopped right after the first report
+    assert "pruned at epoch 1" in trial.user_attrs[tune.ATTR_PRUNE]
+    assert_mlflow_mirrors(params, study)
+    best = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "best.json").read_text())
+    assert best["trials"]["PRUNED"] == 1 and best["best_value"] is None
+    with pytest.raises(PipelineError, match="no complete trial"):
+        tune.apply_best(
+            params, tmp_path / "params.yaml", "gan", storage="journal://journal/tune.log"
+        )
+
+
+def _register(name: str, hook) -> None:
+    registry.register(
+        Variant(name=name, generator=MLPGenerator, discriminator=MLPDiscriminator,
+                objective="bce", epochs=1, lr=1e-4, after_d_step=hook)
+    )  # fmt: skip
+
+
+def test_non_finite_loss_prunes_and_other_errors_fail_with_their_reason(
+    tmp_path: Path, make_params
+) -> None:
+    def poison(critic: torch.nn.Module, options: dict[str, float]) -> None:
+        with torch.no_grad():
+            for p in critic.parameters():
+                p.fill_(float("nan"))
+
+    def oom(critic: torch.nn.Module, options: dict[str, float]) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    _register("nan_tune", poison)
+    _register("oom_tune", oom)
+    try:
+        params = load_params(make_params(tmp_path, {"epochs": 1}))
+        tune.run_study(params, "nan_tune", trials=1, device="cpu")
+        study = load(params, "tune-nan_tune")
+        (trial,) = study.get_trials()
+        assert trial.state == TrialState.PRUNED
+        assert "non-finite" in trial.user_attrs[tune.ATTR_PRUNE]
+        assert_mlflow_mirrors(params, study)
+
+        # A failing trial is recorded and the study goes on, until failures in a row say
+        # that something is wrong with the setup.
+        with pytest.raises(PipelineError, match="3 trials in a row failed.*out of memory"):
+            tune.run_study(params, "oom_tune", trials=5, device="cpu")
+        study = load(params, "tune-oom_tune")
+        trials = study.get_trials()
+        assert [t.state for t in trials] == [TrialState.FAIL] * tune.MAX_FAILURES_IN_A_ROW
+        for t in trials:
+            assert t.user_attrs[tune.ATTR_FAIL] == "RuntimeError: CUDA out of memory (simulated)"
+        assert_mlflow_mirrors(params, study)
+        best = yaml.safe_load(
+            (tmp_path / "reports" / "tuning" / "oom_tune" / "best.json").read_text()
+        )
+        assert best["trials"] == {"COMPLETE": 0, "PRUNED": 0, "FAIL": 3}
+    finally:
+        registry.unregister("nan_tune")
+        registry.unregister("oom_tune")
+
+
+def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(
+    tmp_path: Path, make_params
+) -> None:
+    critics: list[torch.nn.Module] = []
+    armed = [True]
+
+    def interrupt_second_trial(critic: torch.nn.Module, options: dict[str, float]) -> None:
+        if not any(c is critic for c in critics):
+            critics.append(critic)
+        if armed[0] and len(critics) >= 2:
+            raise KeyboardInterrupt
+
+    _register("kbi_tune", interrupt_second_trial)
+    try:
+        path = make_params(tmp_path, {"epochs": 1})
+        args = ["tune", "kbi_tune", "--params", str(path), "--trials", "3", "--device", "cpu"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 130, result.output
+        assert "Interrupted" in result.output
+        params = load_params(path)
+        study = load(params, "tune-kbi_tune")
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL]
+        assert "interrupted" in study.trials[1].user_attrs[tune.ATTR_FAIL]
+        out = tmp_path / "reports" / "tuning" / "kbi_tune"
+        best = yaml.safe_load((out / "best.json").read_text())
+        assert best["trials"] == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}
+        assert best["best_value"] == study.trials[0].value
+        assert (out / "optimization_history.png").is_file()
+        assert_mlflow_mirrors(params, study)
+        parents, children = mlflow_runs(params, "tune-kbi_tune")
+        assert parents[0].info.status == "KILLED"
+        assert {r.info.status for r in children} == {"FINISHED", "KILLED"}
+
+        armed[0] = False
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "joining the unfinished session" in result.output
+        study = load(params, "tune-kbi_tune")
+        states = [t.state for t in study.get_trials()]
+        assert states == [TrialState.COMPLETE, TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    finally:
+        registry.unregister("kbi_tune")
+
+
+def test_missing_classifier_is_one_line_and_creates_nothing(
+    tmp_path: Path, prepared_dir: Path
+) -> None:
+    path = write_params(
+        tmp_path, deep_update(TINY, {"data": {"dir": str(prepared_dir)}, "tune": {"sample_n": 200}})
+    )
+    result = CliRunner().invoke(app, ["tune", "gan", "--params", str(path), "--trials", "1"])
+    assert result.exit_code == 1
+    assert "run `pipeline classifier` first" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "optuna.db").exists()
+
+
+# ---------------------------------------------------------------------------- --apply + DVC
+
+
+def _fake_study(params: Params, name: str, values: list[tuple[dict[str, Any], float]]) -> None:
+    """A study of ``name``'s space with the given (params, value) trials, no training."""
+    v = registry.get(name)
+    study = optuna.create_study(
+        storage=tune.resolve_storage_url(params), study_name=tune.default_study_name(name)
+    )
+    study.set_user_attr(tune.ATTR_BUDGET, {"epochs": 3})
+    for trial_params, value in values:
+        role = "defaults" if trial_params == tune.default_trial_params(v) else None
+        study.enqueue_trial(trial_params, user_attrs={tune.ATTR_ROLE: role})
+        trial = study.ask()
+        tune.suggest(trial, v, v.resolve(), params.tune)
+        study.tell(trial, value)
+    pruned = study.ask()
+    tune.suggest(pruned, v, v.resolve(), params.tune)
+    study.tell(pruned, state=TrialState.PRUNED)
+
+
+def _dvc(root: Path, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def _train_stage_params() -> list[Any]:
+    """The params the repo's train@VARIANT stage declares (what --apply must change)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text()).get("stages", {})
+    train = stages.get("train", {}).get("do", {})
+    return train.get("params") or ["variants.${key}"]
+
+
+def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: Path) -> None:
+    # The repo's own params.yaml, verbatim: comments and layout must survive --apply.
+    path = tmp_path / "params.yaml"
+    original = (REPO / "params.yaml").read_text()
+    path.write_text(original)
+    params = load_params(path)
+    gan_best = {"lr": 3.3e-4, "beta1": 0.25, "beta2": 0.97}
+    _fake_study(
+        params, "gan", [(tune.default_trial_params(registry.get("gan")), 40.0), (gan_best, 30.0)]
+    )
+    wgan_best = {"lr": 1.23e-5, "n_critic": 3, "clip": 0.02}
+    _fake_study(
+        params, "wgan", [(wgan_best, 12.5), ({"lr": 1e-3, "n_critic": 7, "clip": 0.05}, 80.0)]
+    )
+
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "train": {
+                        "foreach": "${variants}",
+                        "do": {
+                            "cmd": "echo ${key} > trained_${key}.txt",
+                            "params": _train_stage_params(),
+                            "outs": ["trained_${key}.txt"],
+                        },
+                    }
+                }
+            }
+        )
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    _dvc(tmp_path, "init", "-q")
+    _dvc(tmp_path, "repro", "-q")
+    before = _dvc(tmp_path, "status")
+    assert "train@" not in before
+
+    for name in ("gan", "wgan"):
+        result = CliRunner().invoke(app, ["tune", name, "--params", str(path), "--apply"])
+        assert result.exit_code == 0, result.output
+        assert "retrains" in result.output
+
+    after = load_params(path)
+    gan = after.variants["gan"]
+    assert (gan.lr, gan.betas, gan.n_critic) == (3.3e-4, (0.25, 0.97), 1)
+    wgan = after.variants["wgan"]
+    assert (wgan.lr, wgan.n_critic, wgan.options, wgan.betas) == (1.23e-5, 3, {"clip": 0.02}, None)
+    assert after.variants["cgan"] == params.variants["cgan"]
+    assert after.variants["gan"].epochs == params.variants["gan"].epochs
+    # Only the tuned lines changed: comments, layout and every other line are kept.
+    text = path.read_text()
+    diff = list(difflib.unified_diff(original.splitlines(), text.splitlines(), n=0, lineterm=""))
+    removed = {line[1:] for line in diff if line.startswith("-") and not line.startswith("---")}
+    assert removed == {
+        "  gan:", "    lr: 0.0002", "    betas: [0.5, 0.999]",
+        "  wgan:", "    lr: 0.00005", "    n_critic: 5", "    options: {clip: 0.01}",
+    }  # fmt: skip
+    assert "  gan:  # tuned: tune-gan trial 1, FID 30.00 (defaults 40.00)" in text
+    applied = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "applied.json").read_text())
+    assert applied["previous_block"] == params.variants["gan"].model_dump(
+        mode="json", exclude_unset=True
+    )
+
+    status = _dvc(tmp_path, "status")
+    assert "train@gan" in status and "train@wgan" in status
+    assert "train@cgan" not in status and "train@dcgan" not in status
+
+
+# ------------------------------------------------------------------- scale-out: PostgreSQL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl), stopped afterwards."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts[-3])
+    if not bins:
+        pytest.skip("PostgreSQL server binaries not installed (Debian package `postgresql`)")
+    bindir = bins[-1].parent
+    pytest.importorskip("psycopg2", reason="psycopg2 (the PostgreSQL driver) is not installed")
+    if os.geteuid() == 0:
+        # postgres refuses to run as root: run it as the `postgres` user, in a folder it owns
+        # (pytest's tmp folders are private to root).
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without `runuser` to start the server as postgres")
+        base = Path(tempfile.mkdtemp(prefix="tune-pg-"))
+        os.chown(base, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    else:
+        base = tmp_path / "pg"
+        base.mkdir()
+        prefix = []
+    data, port = base / "data", _free_port()
+
+    def pg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        out = pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                 "--no-sync", "-E", "UTF8")  # fmt: skip
+        if out.returncode != 0:
+            pytest.skip(f"initdb failed: {out.stderr.strip()[-300:]}")
+        out = pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w",
+                 "-t", "30", "-o", f"-h 127.0.0.1 -p {port} -k {base} -F", "start")  # fmt: skip
+        if out.returncode != 0:
+            log = (base / "log").read_text() if (base / "log").exists() else out.stderr
+            pytest.skip(f"PostgreSQL did not start: {log.strip()[-300:]}")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if data.exists():
+            pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retried(
+    tmp_path: Path, make_params, postgres_url: str
+) -> None:
+    n_trials, study_name = 5, "scale-out"
+    path = make_params(tmp_path, {"heartbeat_s": 1, "grace_s": 4, "max_retry": 2})
+    params = load_params(path)
+    cmd = [sys.executable, "-m", "pipeline", "tune", "gan", "--params", str(path),
+           "--storage", postgres_url, "--study", study_name, "--trials", str(n_trials),
+           "--epochs", "2", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    procs = []
+    for log in logs:
+        with log.open("w") as f:
+            procs.append(
+                subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+            )
+    victim = procs[0]
+
+    def show_logs() -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in logs)
+
+    try:
+        storage = tune.open_storage(params, postgres_url)
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            assert victim.poll() is None, show_logs()
+            try:
+                study = optuna.load_study(study_name=study_name, storage=storage)
+            except KeyError:  # not created yet
+                continue
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # Mid-trial: started by the victim and its MLflow run exists.
+                if t.user_attrs.get(tune.ATTR_PID) == victim.pid and tune.ATTR_RUN in t.user_attrs:
+                    killed = t.number
+        assert killed is not None, "the victim never ran a trial\n" + show_logs()
+        victim.send_signal(signal.SIGKILL)
+        for p in procs[1:]:
+            assert p.wait(timeout=150) == 0, show_logs()
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert numbers == list(range(len(trials)))  # unique, none lost
+    listing = "\n".join(
+        f"{t.number} {t.state.name} pid={t.user_attrs.get(tune.ATTR_PID)} "
+        f"retry_of={t.system_attrs.get('failed_trial')} {t.datetime_start} {t.datetime_complete}"
+        for t in trials
+    )
+    assert all(t.state in TERMINAL for t in trials), listing + show_logs()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    # The study reaches the requested number for all workers together, not per worker
+    # (check-then-start races between workers can add at most one per extra worker).
+    assert n_trials <= len(finished) <= n_trials + 2, show_logs()
+    assert [t.number for t in failed] == [killed], show_logs()  # heartbeat lost -> FAIL
+    assert len(trials) == len(finished) + len(failed)
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retry.params == trials[killed].params
+    assert retry.user_attrs[tune.ATTR_PID] != victim.pid
+    # The published defaults ran once (plus its retry, should the victim have run it).
+    originals = [t for t in trials if "failed_trial" not in t.system_attrs]
+    assert sum(t.user_attrs.get(tune.ATTR_ROLE) == "defaults" for t in originals) == 1
+    assert len({t.user_attrs[tune.ATTR_PID] for t in trials}) >= 2  # several workers took part
+    # MLflow: one parent for all workers; the dead worker's run was closed as FAIL.
+    assert_mlflow_mirrors(params, study)
+    best = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "best.json").read_text())
+    assert best["study"] == study_name and best["trials"]["FAIL"] == 1
