@@ -335,6 +335,22 @@ def class_coverage(
     }
 
 
+# Our metrics-file names for torch-fidelity's result keys.
+_FIDELITY_KEYS = {
+    "fid": torch_fidelity.KEY_METRIC_FID,
+    "kid_mean": torch_fidelity.KEY_METRIC_KID_MEAN,
+    "kid_std": torch_fidelity.KEY_METRIC_KID_STD,
+    "precision": torch_fidelity.KEY_METRIC_PRECISION,
+    "recall": torch_fidelity.KEY_METRIC_RECALL,
+    "is_mean": torch_fidelity.KEY_METRIC_ISC_MEAN,
+    "is_std": torch_fidelity.KEY_METRIC_ISC_STD,
+}
+
+
+def _renamed(m: dict[str, float]) -> dict[str, float]:
+    return {ours: m[theirs] for ours, theirs in _FIDELITY_KEYS.items()}
+
+
 def _classifier_metrics(
     params: Params,
     dev: torch.device,
@@ -369,13 +385,7 @@ def _classifier_metrics(
     cov = class_coverage(predicted, requested)
     return {
         "network": CLASSIFIER_NETWORK,
-        "fid": m[torch_fidelity.KEY_METRIC_FID],
-        "kid_mean": m[torch_fidelity.KEY_METRIC_KID_MEAN],
-        "kid_std": m[torch_fidelity.KEY_METRIC_KID_STD],
-        "precision": m[torch_fidelity.KEY_METRIC_PRECISION],
-        "recall": m[torch_fidelity.KEY_METRIC_RECALL],
-        "is_mean": m[torch_fidelity.KEY_METRIC_ISC_MEAN],
-        "is_std": m[torch_fidelity.KEY_METRIC_ISC_STD],
+        **_renamed(m),
         **cov,
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -421,13 +431,7 @@ def _inception_metrics(
         )
     return {
         "network": INCEPTION_NETWORK,
-        "fid": m[torch_fidelity.KEY_METRIC_FID],
-        "is_mean": m[torch_fidelity.KEY_METRIC_ISC_MEAN],
-        "is_std": m[torch_fidelity.KEY_METRIC_ISC_STD],
-        "kid_mean": m[torch_fidelity.KEY_METRIC_KID_MEAN],
-        "kid_std": m[torch_fidelity.KEY_METRIC_KID_STD],
-        "precision": m[torch_fidelity.KEY_METRIC_PRECISION],
-        "recall": m[torch_fidelity.KEY_METRIC_RECALL],
+        **_renamed(m),
         "seconds": round(time.perf_counter() - start, 3),
     }
 
