@@ -19,6 +19,7 @@ and resumed ends with exactly the same weights as an uninterrupted one (on the C
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import shutil
@@ -152,19 +153,32 @@ def build_models(
     return g.to(device), d.to(device)
 
 
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def optimizer_options(name: str, device_type: str, fast: bool) -> dict[str, Any]:
+    """Implementation flags: fused kernels on CUDA where the optimiser has them (Adam does,
+    RMSprop does not), foreach elsewhere; the per-parameter for-loop when ``fast`` is off."""
+    if not fast:
+        return {"foreach": False}
+    if device_type == "cuda" and "fused" in inspect.signature(OPTIMIZERS[name]).parameters:
+        return {"fused": True}
+    return {"foreach": True}
+
+
 def make_optimizer(
     hyper: Hyper, module: nn.Module, device: torch.device, fast: bool
 ) -> torch.optim.Optimizer:
-    kwargs: dict[str, Any] = {"lr": hyper.lr}
-    if not fast:
-        kwargs["foreach"] = False  # the per-parameter for-loop implementation
-    elif device.type == "cuda":
-        kwargs["fused"] = True
-    else:
-        kwargs["foreach"] = True
-    if hyper.optimizer == "rmsprop":
-        return torch.optim.RMSprop(module.parameters(), **kwargs)
-    return torch.optim.Adam(module.parameters(), betas=tuple(hyper.betas), **kwargs)
+    kwargs: dict[str, Any] = {
+        "lr": hyper.lr,
+        **optimizer_options(hyper.optimizer, device.type, fast),
+    }
+    if hyper.optimizer == "adam":
+        kwargs["betas"] = tuple(hyper.betas)
+    return OPTIMIZERS[hyper.optimizer](module.parameters(), **kwargs)
 
 
 def grid_inputs(
@@ -301,7 +315,8 @@ class Trainer:
         path = self.checkpoint_path
         if not path.exists():
             return
-        state = ckpt.load(path, map_location=self.device)
+        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the weights.
+        state = ckpt.load(path, map_location="cpu")
         diff = ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
         if diff and not state["complete"]:
             raise ResumeRefusedError(

@@ -101,3 +101,22 @@ def test_net_spec_img_shape_is_respected() -> None:
         g, d = gen(spec).eval(), dis(spec)
         x = g(torch.randn(2, 16))
         assert x.shape == (2, 3, 32, 32) and d(x).shape == (2,)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_optimizer_options_are_accepted_by_the_optimizer(
+    name: str, device_type: str, fast: bool
+) -> None:
+    """The CUDA fast path asks for fused kernels only where the optimiser has them
+    (RMSprop has none): checked against the signature, since CI has no GPU."""
+    import inspect
+
+    from pipeline.train import OPTIMIZERS, optimizer_options
+
+    optimizer = registry.get(name).optimizer
+    options = optimizer_options(optimizer, device_type, fast)
+    assert set(options) <= set(inspect.signature(OPTIMIZERS[optimizer]).parameters)
+    if fast and device_type == "cuda" and optimizer == "adam":
+        assert options == {"fused": True}
