@@ -392,15 +392,17 @@ class Trainer:
                 grid = self._grid(grid_z, grid_y)
                 last = self.epoch == hyper.epochs
                 self.complete = last
-                if last or self.epoch % self.cfg.checkpoint_every == 0:
-                    ckpt.save(self.checkpoint_path, self._state())
                 if self.curves_path is not None:
                     write_curves(self.curves_path, self.history)
                 event = EpochEnd(
                     self.epoch, self.step, metrics, grid, self.g, self.spec, self.device
                 )
+                # Observers first, checkpoint second: a kill in between repeats this epoch
+                # on resume (logged twice, same values) instead of never logging it.
                 for cb in self.callbacks:
                     cb.on_epoch_end(event)
+                if last or self.epoch % self.cfg.checkpoint_every == 0:
+                    ckpt.save(self.checkpoint_path, self._state())
         finally:
             bar.close()
 
