@@ -228,23 +228,27 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     )
 
 
-@pytest.mark.parametrize("name", ["gan", "wgan_gp"])
+@pytest.mark.parametrize("name", ["gan", "dcgan", "wgan_gp"])
 def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_dir: Path) -> None:
-    """Same seed, fast on/off: same losses (float tolerance) and same weights after an epoch."""
-    results = {}
-    for fast in (True, False):
+    """Same seed, fast on/off: the same first-step losses, then the same training up to the
+    rounding of fused vs for-loop Adam (it amplifies last-bit differences where v is tiny)."""
+
+    def run(fast: bool, subset: int) -> Trainer:
         path = write_params(
-            tmp_path / str(fast),
+            tmp_path / f"{fast}-{subset}",
             {
                 "data": {"dir": str(prepared_dir)},
-                "train": {"subset": 640, "fast": fast, "device": "cpu"},
+                "train": {"subset": subset, "fast": fast, "device": "cpu"},
             },
         )
-        trainer = _trainer(path, name, tmp_path / str(fast) / "run", epochs=1)
+        trainer = _trainer(path, name, tmp_path / f"{fast}-{subset}" / "run", epochs=1)
         trainer.run()
-        results[fast] = trainer
-    on, off = results[True], results[False]
+        return trainer
+
+    first = {fast: run(fast, 64 * 5).history[0] for fast in (True, False)}  # 5 steps (1 G step)
+    many = {fast: run(fast, 64 * 20) for fast in (True, False)}
     for key in ("d_loss", "g_loss"):
-        assert on.history[0][key] == pytest.approx(off.history[0][key], rel=1e-5, abs=1e-6)
-    for a, b in zip(on.g.parameters(), off.g.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert first[True][key] == pytest.approx(first[False][key], rel=1e-6, abs=1e-7)
+        assert many[True].history[0][key] == pytest.approx(many[False].history[0][key], rel=1e-3)
+    for a, b in zip(many[True].g.parameters(), many[False].g.parameters(), strict=True):
+        assert ((a - b).norm() / a.norm()).item() < 1e-3  # same weights, up to rounding
