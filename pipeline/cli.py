@@ -9,6 +9,7 @@ happen inside the commands so that ``--help`` stays fast.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,6 +65,17 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # unexpected: one line, the traceback only on request
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            typer.echo(
+                f"Error: {type(err).__name__}: {first_line} (PIPELINE_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return app.command()(wrapper)
 
@@ -100,9 +112,11 @@ def classifier(
 def train(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
-    epochs: Annotated[int | None, typer.Option(help="Override the variant's epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Override the variant's epochs.")
+    ] = None,
     subset: Annotated[
-        int | None, typer.Option(help="Train on the first N images only (smoke runs).")
+        int | None, typer.Option(min=1, help="Train on the first N images only (smoke runs).")
     ] = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -121,7 +135,7 @@ def train(
 def sample(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
-    n: Annotated[int | None, typer.Option(help="Override sample.n.")] = None,
+    n: Annotated[int | None, typer.Option(min=1, help="Override sample.n.")] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Generate sample.n images from a trained variant (uint8 tensor + preview grid)."""

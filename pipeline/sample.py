@@ -33,6 +33,11 @@ def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, d
     from pipeline.train import RunSpec, build_models
 
     state = ckpt.load(path, map_location=device)
+    if not state["complete"]:
+        raise PipelineError(
+            f"{path}: training is unfinished (epoch {state['epoch']}); "
+            f"finish it with `pipeline train {state['variant']}` before sampling"
+        )
     cfg = ckpt.config_of(state)
     hyper = Hyper(**{**cfg["hyper"], "betas": tuple(cfg["hyper"]["betas"])})
     spec = RunSpec(**{**cfg, "hyper": hyper})

@@ -172,15 +172,19 @@ class TrainRecorder:
 
     def on_epoch_end(self, event: Any) -> None:
         import math
+        import sys
 
         metrics = {
             f"train.{k}": v
             for k, v in event.metrics.items()
             if k not in ("epoch", "step") and not math.isnan(v)
         }
-        log_metrics(self.params, self.run_id, metrics, step=event.epoch)
-        if event.grid is not None:
-            client(self.params).log_artifact(self.run_id, str(event.grid), "grids")
+        try:
+            log_metrics(self.params, self.run_id, metrics, step=event.epoch)
+            if event.grid is not None:
+                client(self.params).log_artifact(self.run_id, str(event.grid), "grids")
+        except Exception as err:  # a tracking hiccup must not kill hours of training
+            print(f"warning: MLflow logging of epoch {event.epoch} failed: {err}", file=sys.stderr)
 
     def on_end(self, result: Any) -> None:
         import mlflow

@@ -20,6 +20,7 @@ and resumed ends with exactly the same weights as an uninterrupted one (on the C
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
 import json
 import math
@@ -73,6 +74,8 @@ class RunSpec:
     batch_size: int
     z_dim: int
     subset: int | None
+    fast: bool = True  # fast and classic paths round differently (and lay out Adam state)
+    code: str = ""  # hash of the source that defines the training math (see code_hash)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,6 +116,22 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+PACKAGE = Path(__file__).resolve().parent
+_CODE_FILES = ("train.py", "nets.py", "losses.py", "data.py", "variants/base.py")
+
+
+def code_hash(variant: str) -> str:
+    """sha256 prefix of the sources that define a run's math (the trainer, nets, losses, data
+    scaling, the variant's file). Part of the run identity: with ``persist: true`` in dvc.yaml
+    a code change must retrain, not reuse the old checkpoint."""
+    h = hashlib.sha256()
+    for rel in (*_CODE_FILES, f"variants/{variant}.py"):
+        path = PACKAGE / rel
+        if path.is_file():  # a variant registered from elsewhere (tests) has no file here
+            h.update(rel.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_spec(
     params: Params,
     name: str,
@@ -138,6 +157,8 @@ def run_spec(
         batch_size=params.train.batch_size,
         z_dim=params.train.z_dim,
         subset=subset if subset is not None else params.train.subset,
+        fast=params.train.fast,
+        code=code_hash(name),
     )
 
 
@@ -276,19 +297,30 @@ class Trainer:
         self.epoch, self.step, self.train_time = 0, 0, 0.0
         self.history: list[dict[str, float]] = []
         self.complete = False
+        self.trained_on = str(self.device)
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.g.load_state_dict(state["generator"])
         self.d.load_state_dict(state["discriminator"])
+        self.trained_on = state["device"]
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.train_time = state["train_time_s"]
+        self.history = list(state["history"])
+        self.complete = state["complete"]
+        if self.complete:  # only the weights matter now; RNG states are device-specific
+            return
+        if torch.device(state["device"]).type != self.device.type:
+            # A CUDA generator state (Philox) cannot seed a CPU generator and vice versa.
+            raise ResumeRefusedError(
+                f"{self.checkpoint_path}: an unfinished run started on {state['device']} cannot "
+                f"resume exactly on {self.device}; resume it there (--device), or delete "
+                f"{self.out_dir} to start over"
+            )
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.noise_gen.set_state(state["rng"]["noise"])
         self.data_gen.set_state(state["rng"]["data"])
         torch.set_rng_state(state["rng"]["torch"])
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.train_time = state["train_time_s"]
-        self.history = list(state["history"])
-        self.complete = state["complete"]
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -297,6 +329,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "complete": self.complete,
+            "device": self.trained_on,
             "train_time_s": self.train_time,
             "generator": self.g.state_dict(),
             "discriminator": self.d.state_dict(),
@@ -323,6 +356,10 @@ class Trainer:
         self._fresh_state()
         path = self.checkpoint_path
         if not path.exists():
+            # Leftovers of a run killed before its first checkpoint (grids, an MLflow run id)
+            # may belong to another config: start clean.
+            if self.out_dir.exists():
+                shutil.rmtree(self.out_dir)
             return
         # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the weights.
         state = ckpt.load(path, map_location="cpu")
@@ -353,12 +390,12 @@ class Trainer:
         try:
             self._train_epochs()
             result = self._finish()
+            for cb in self.callbacks:
+                cb.on_end(result)
         except BaseException as exc:
             for cb in self.callbacks:
                 cb.on_failure(exc)
             raise
-        for cb in self.callbacks:
-            cb.on_end(result)
         return result
 
     def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -549,7 +586,7 @@ class Trainer:
         result = TrainResult(
             variant=self.spec.variant, epochs=self.epoch, steps=self.step,
             train_time_s=self.train_time, steps_per_s=steps_per_s,
-            checkpoint=self.checkpoint_path, out_dir=self.out_dir, device=str(self.device),
+            checkpoint=self.checkpoint_path, out_dir=self.out_dir, device=self.trained_on,
             history=self.history,
         )  # fmt: skip
         return result

@@ -5,6 +5,10 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 dest=$(realpath -m "${1:-$repo/smoke}")
+case "$repo/" in "$dest"/*) echo "smoke: refusing to use $dest (it holds the repo)"; exit 2 ;; esac
+[ ! -e "$dest" ] || [ -f "$dest/dvc.yaml" ] || [ -z "$(ls -A "$dest")" ] \
+  || { echo "smoke: $dest exists and is not an earlier smoke copy; refusing to delete it"; exit 2; }
+unset PIPELINE_TRACKING_URI MLFLOW_TRACKING_URI  # keep the smoke run's MLflow store in the copy
 rm -rf "$dest" && mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
   | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \

@@ -41,3 +41,19 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True
     )
     assert "prepare" in out.stdout
+
+
+def test_unexpected_errors_are_one_line_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.data
+
+    def boom(params: object) -> None:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(pipeline.data, "prepare", boom)
+    result = CliRunner().invoke(app, ["prepare", "--params", str(write_params(tmp_path))])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: RuntimeError: disk on fire (PIPELINE_DEBUG=1 shows the traceback)"
+    ]

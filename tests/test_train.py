@@ -271,3 +271,40 @@ def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_
     # Measured: gan 3e-4, wgan_gp 1e-3, dcgan 0.17 (BN + sign-like early Adam steps amplify
     # the conv rounding of channels-last) of the distance travelled.
     assert apart < 0.25 * moved
+
+
+def test_a_code_change_retrains_a_finished_run(
+    tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `persist: true` in dvc.yaml, DVC re-runs train@V on a code change but keeps
+    models/V: the source hash in the run identity makes that a retrain, not a no-op."""
+    import pipeline.train as train_mod
+
+    params = load_params(tiny_params_path)
+    first = train_variant(params, "gan", epochs=1, track=False, progress=False)
+    before = ckpt.load(first.checkpoint)
+    monkeypatch.setattr(train_mod, "code_hash", lambda variant: "edited-source")
+    again = train_variant(params, "gan", epochs=1, track=False, progress=False)
+    after = ckpt.load(again.checkpoint)
+    assert ckpt.config_of(after)["code"] == "edited-source" != ckpt.config_of(before)["code"]
+
+
+def test_unfinished_run_from_another_device_type_is_refused(tiny_params_path: Path) -> None:
+    params = load_params(tiny_params_path)
+    result = train_variant(params, "gan", epochs=2, track=False, progress=False)
+    state = ckpt.load(result.checkpoint)
+    state.update(complete=False, epoch=1, device="cuda:0")
+    ckpt.save(result.checkpoint, {k: v for k, v in state.items() if k != "format"})
+    with pytest.raises(ResumeRefusedError, match="cannot resume exactly"):
+        train_variant(params, "gan", epochs=2, track=False, progress=False)
+
+
+def test_sampling_refuses_an_unfinished_checkpoint(tiny_params_path: Path) -> None:
+
+    params = load_params(tiny_params_path)
+    result = train_variant(params, "gan", epochs=1, track=False, progress=False)
+    state = ckpt.load(result.checkpoint)
+    state["complete"] = False
+    ckpt.save(result.checkpoint, {k: v for k, v in state.items() if k != "format"})
+    result = CliRunner().invoke(app, ["sample", "gan", "--params", str(tiny_params_path)])
+    assert result.exit_code == 1 and "unfinished" in result.output
