@@ -370,7 +370,16 @@ class Trainer:
                 f"refusing to resume. Restore the old params, or delete {self.out_dir} to start over"
             )
         if diff:
-            shutil.rmtree(self.out_dir)
+            # Keep the finished run one step back (a one-off --epochs/--subset must not
+            # destroy a long run): <out_dir>.previous, replacing an older one.
+            previous = self.out_dir.with_name(self.out_dir.name + ".previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            self.out_dir.rename(previous)
+            print(
+                f"{self.spec.variant}: config changed ({'; '.join(diff)[:200]}); starting over, "
+                f"the finished run is kept in {previous}",
+                file=sys.stderr,
+            )
             return
         self._load_state(state)
         if not self.complete and self.progress:

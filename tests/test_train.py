@@ -111,6 +111,8 @@ def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
     # a finished run with another config is stale output: a new run replaces it
     changed = train_variant(params, "gan", epochs=2, progress=False)
     assert changed.epochs == 2 and (first.out_dir / "run_id.txt").read_text() != run_id
+    kept = first.out_dir.with_name("gan.previous")  # the finished run is set aside, not lost
+    assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 1
 
 
 def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path: Path) -> None:
