@@ -9,7 +9,6 @@ dict ``{"images": uint8 [N, 28, 28], "labels": int64 [N]}``, loadable onto a GPU
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import struct
 import tempfile
@@ -23,7 +22,7 @@ import torch
 
 from pipeline.config import MIRROR_ENV, Params
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, file_hash, write_json
 
 # (file name, md5) exactly as torchvision.datasets.MNIST.resources lists them.
 RESOURCES: dict[str, str] = {
@@ -51,18 +50,10 @@ def official_mirrors() -> list[str]:
     return list(MNIST.mirrors)
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify(path: Path, name: str, shown: str) -> None:
     if not path.is_file():
         raise DataError(f"{shown}: missing MNIST file")
-    got = md5sum(path)
+    got = file_hash(path, "md5")
     if got != RESOURCES[name]:
         raise DataError(
             f"{shown}: md5 mismatch (got {got}, expected {RESOURCES[name]}); "

@@ -62,7 +62,7 @@ from pipeline.config import Params, flatten
 from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, file_hash, write_json
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
 CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
@@ -224,14 +224,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hub_file(url: str) -> Path:
     """Where torch.hub (and so torch-fidelity/torchvision) keeps the download of ``url``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
@@ -265,7 +257,7 @@ def resolve_weights(configured: Path | None, url: str, key: str, params: Params)
         path = params.path(configured)
         if not path.is_file():
             raise PipelineError(f"evaluate.{key}: {path}: file not found")
-        return Weights(path, _sha256(path)[:16])
+        return Weights(path, file_hash(path)[:16])
     cached = hub_file(url)
     if not cached.is_file():
         try:
@@ -362,7 +354,7 @@ def _classifier_metrics(
     start = time.perf_counter()
     ckpt_file = checkpoint_path(params)
     ckpt = load_checkpoint(ckpt_file)
-    digest = _sha256(ckpt_file)[:16]
+    digest = file_hash(ckpt_file)[:16]
     _register()
     n_gen, n_real = len(generated), len(real)
     with _on(dev):

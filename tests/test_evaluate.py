@@ -19,6 +19,7 @@ from pipeline.cli import app
 from pipeline.config import Params, load_params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError
+from pipeline.io import file_hash
 from tests.conftest import TINY, deep_update, write_params
 from tests.test_classifier import train_once
 
@@ -177,7 +178,7 @@ def test_real_features_are_cached_per_classifier(
     first = ev.score(params, "x", gen)["classifier"]
     cache = params.path(params.evaluate.cache_dir)
     files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    digest = ev._sha256(classifier_dir / "classifier.pt")[:16]
+    digest = file_hash(classifier_dir / "classifier.pt")[:16]
     assert files and all(f"n500-mnist-classifier-{digest}" in name for name in files)
 
     # A second variant reuses the cached reference features: nothing is rewritten.
