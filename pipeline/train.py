@@ -552,7 +552,7 @@ class Trainer:
 
             self.step += 1
             bar.update(1)
-            if measure:
+            if measure and i < steps - 1:  # the last step is read once, below
                 self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
 
         out = self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
