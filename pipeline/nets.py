@@ -31,6 +31,65 @@ def _with_labels(x: torch.Tensor, labels: torch.Tensor | None, n_classes: int) -
     return torch.cat([x, F.one_hot(labels, n_classes).to(x.dtype)], dim=1)
 
 
+def couples_batch(module: nn.Module) -> bool:
+    """False only if two batches give the same per-sample outputs and the same module state
+    whether they go through ``module`` separately or concatenated, in training mode.
+
+    Batch norm couples the samples of a batch (and updates running statistics per call);
+    a parametrization or forward pre-hook (spectral norm's power iteration, say) may change
+    state on every call. Either makes joining batches a different algorithm, so they count
+    as coupling.
+    """
+    from torch.nn.utils import parametrize
+
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm)
+        or parametrize.is_parametrized(m)
+        or bool(m._forward_pre_hooks)
+        for m in module.modules()
+    )
+
+
+class DetachedSlopeLeakyReLU(nn.Module):
+    """LeakyReLU (ReLU for slope 0) computed as ``x * slope(x)``, the slope out of the graph.
+
+    Values and first derivatives are exactly nn.LeakyReLU's (same float products). The slope
+    is piecewise constant, so its derivative is zero almost everywhere, yet autograd's double
+    backward (a gradient penalty) pushes those zeros back through the whole forward graph: for
+    the MLP critic that is about a fifth of the critic step's matrix products, all multiplying
+    zeros. With the slope detached, that pass is never built; no gradient value changes.
+    """
+
+    def __init__(self, negative_slope: float = 0.0) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            one = torch.ones((), dtype=x.dtype, device=x.device)
+            slope = torch.where(x > 0, one, one * self.negative_slope)
+        return x * slope
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+def detach_activation_slopes(module: nn.Module) -> int:
+    """Replace every nn.LeakyReLU / nn.ReLU inside ``module`` by DetachedSlopeLeakyReLU (in
+    place; no parameters, so state dicts are unchanged). Returns how many were replaced."""
+    replaced = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.LeakyReLU):
+            setattr(module, name, DetachedSlopeLeakyReLU(child.negative_slope))
+        elif isinstance(child, nn.ReLU):
+            setattr(module, name, DetachedSlopeLeakyReLU(0.0))
+        else:
+            replaced += detach_activation_slopes(child)
+            continue
+        replaced += 1
+    return replaced
+
+
 class MLPGenerator(nn.Module):
     """z (+ one-hot) -> 128 -> 256 (BN) -> 512 (BN) -> prod(img_shape), LeakyReLU 0.2, tanh."""
 

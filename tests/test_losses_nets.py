@@ -1,5 +1,6 @@
 """Shapes per variant, losses against hand-computed values, the gradient penalty's closed form."""
 
+import copy
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.losses import LOSSES, gradient_penalty
-from pipeline.nets import NetSpec
+from pipeline.nets import NetSpec, couples_batch, detach_activation_slopes
 from pipeline.train import RunSpec, build_models
 from pipeline.variants import registry
 
@@ -120,3 +121,72 @@ def test_optimizer_options_are_accepted_by_the_optimizer(
     assert set(options) <= set(inspect.signature(OPTIMIZERS[optimizer]).parameters)
     if fast and optimizer == "adam":
         assert options == {"fused": True}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_couples_batch_says_whether_joining_batches_changes_outputs(name: str) -> None:
+    """The trainer joins real and fake batches only where couples_batch() is False: check the
+    claim against the network itself (separate vs concatenated forward in training mode)."""
+    variant = registry.get(name)
+    _, d = build_models(variant, _spec(name), torch.device("cpu"))
+    d.train()
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 16, 1, 28, 28).unbind(0)
+    labels = torch.arange(16) % 10 if variant.conditional else None
+    both_labels = None if labels is None else torch.cat([labels, labels])
+    with torch.no_grad():
+        separate = torch.cat([d(a, labels), d(b, labels)])
+        joined = d(torch.cat([a, b]), both_labels)
+    same = torch.allclose(separate, joined, rtol=1e-5, atol=1e-6)
+    assert couples_batch(d) == (not same)
+
+
+def test_spectral_norm_counts_as_coupling() -> None:
+    """Spectral norm's power iteration runs once per call: joining calls changes the state."""
+    assert not couples_batch(nn.Linear(4, 1))
+    assert couples_batch(nn.utils.parametrizations.spectral_norm(nn.Linear(4, 1)))
+    assert couples_batch(nn.Sequential(nn.utils.spectral_norm(nn.Linear(4, 1))))
+
+
+@pytest.mark.parametrize("name", ["wgan_gp", "dcgan"])
+def test_detached_slopes_give_the_same_penalty_gradients_and_skip_the_zero_pass(
+    name: str,
+) -> None:
+    """The fast path's activation swap: identical outputs and critic gradients under the
+    gradient penalty (bit for bit). For the MLP critic the interpolates no longer get a (zero)
+    gradient: the pass through the forward graph that only carried zeros is gone. With batch
+    norm that pass carries real gradient (the batch statistics depend on the inputs) and stays."""
+    _, plain = build_models(registry.get(name), _spec(name), torch.device("cpu"))
+    swapped = copy.deepcopy(plain)
+    assert detach_activation_slopes(swapped) >= 2
+    assert not any(isinstance(m, (nn.LeakyReLU, nn.ReLU)) for m in swapped.modules())
+    torch.manual_seed(1)
+    real, fake = torch.randn(2, 8, 1, 28, 28).unbind(0)
+
+    def penalised(d: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        seen: list[torch.Tensor] = []
+
+        def critic(x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+            seen.append(x)
+            return d(x, labels)
+
+        d.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(2)
+        loss = (
+            d(real).mean()
+            - d(fake).mean()
+            + 10 * gradient_penalty(critic, real, fake, generator=gen)
+        )
+        loss.backward()
+        return loss, [p.grad.clone() for p in d.parameters()], seen[0].grad
+
+    loss_a, grads_a, x_grad_a = penalised(plain)
+    loss_b, grads_b, x_grad_b = penalised(swapped)
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b, strict=True))
+    assert x_grad_a is not None
+    if couples_batch(plain):
+        assert x_grad_b is not None and torch.equal(x_grad_a, x_grad_b)
+    else:
+        assert not x_grad_a.any()  # the zeros autograd carried
+        assert x_grad_b is None

@@ -275,6 +275,34 @@ def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_
     assert apart < 0.25 * moved
 
 
+@pytest.mark.parametrize(("name", "fast"), [("gan", True), ("gan", False), ("dcgan", True)])
+def test_discriminator_sees_real_and_fake_jointly_only_without_batch_norm(
+    name: str, fast: bool, tmp_path: Path, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path scores real+fake in one pass of 2B rows only for a batch-independent D
+    (the MLP); a batch-norm D (DCGAN) must see each batch alone, or its statistics change."""
+    import pipeline.train as train_mod
+
+    rows: list[int] = []
+    original = train_mod.build_models
+
+    def spying(*args, **kwargs):  # type: ignore[no-untyped-def]
+        g, d = original(*args, **kwargs)
+        d.register_forward_hook(lambda _m, inputs, _out: rows.append(inputs[0].shape[0]))
+        return g, d
+
+    monkeypatch.setattr(train_mod, "build_models", spying)
+    path = write_params(
+        tmp_path,
+        {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64 * 2, "fast": fast}},
+    )
+    _trainer(path, name, tmp_path / "run").run()
+    joint = fast and name == "gan"
+    # per step: the D step's pass(es), then the G step's pass over the fake batch alone
+    per_step = [128, 64] if joint else [64, 64, 64]
+    assert rows == per_step * 2
+
+
 def test_a_code_change_retrains_a_finished_run(
     tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
