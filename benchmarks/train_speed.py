@@ -104,9 +104,15 @@ def classic_steps_per_s(name: str, loader, device: torch.device, steps: int, war
     return steps / (time.perf_counter() - t0)
 
 
-def pipeline_steps_per_s(name: str, params_path: Path, device: torch.device, steps: int) -> float:
-    """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up."""
+def pipeline_steps_per_s(
+    name: str, params_path: Path, device: torch.device, steps: int, graphs: bool = False
+) -> float:
+    """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up
+    (and, with ``graphs``, where the CUDA graphs are captured)."""
     params = load_params(params_path)
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"cuda_graphs": graphs})}
+    )
     spec = run_spec(params, name, epochs=3, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)
@@ -149,10 +155,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", default=",".join(registry.names()))
     ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument(
+        "--graphs", choices=["auto", "on", "off"], default="auto",
+        help="Also time the trainer with train.cuda_graphs (auto: on CUDA only).",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks")
     args = ap.parse_args()
 
     device = resolve_device(args.device)
+    graphs = args.graphs == "on" or (args.graphs == "auto" and device.type == "cuda")
     torch.backends.cudnn.benchmark = True
     mirror = Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "data" / "mnist")
     os.environ[MIRROR_ENV] = str(mirror)
@@ -185,6 +196,15 @@ def main() -> None:
                 "reference_s_per_epoch": round(STEPS_PER_EPOCH / r, 2),
                 "pipeline_s_per_epoch": round(STEPS_PER_EPOCH / f, 2), "ratio": round(f / r, 2),
             })  # fmt: skip
+            if graphs:
+                try:
+                    gr = statistics.median(
+                        pipeline_steps_per_s(name, params_path, device, args.steps, graphs=True)
+                        for _ in range(args.repeats)
+                    )
+                    rows[-1].update(graphs_steps_per_s=round(gr, 1), graphs_ratio=round(gr / r, 2))
+                except Exception as exc:  # keep the other figures; say what broke
+                    rows[-1]["graphs_error"] = f"{type(exc).__name__}: {exc}"[:300]
             print(json.dumps(rows[-1]), flush=True)
         evaluation = eval_throughput(params_path, device, args.eval_images)
     finally:
@@ -215,6 +235,20 @@ def main() -> None:
         f"{r['reference_s_per_epoch']} | {r['pipeline_s_per_epoch']} | {r['ratio']}x |"
         for r in rows
     ]
+    if graphs:
+        lines += [
+            "", "## With train.cuda_graphs", "",
+            "| variant | pipeline + CUDA graphs steps/s | s/epoch | ratio to the classic loop |",
+            "|---|---:|---:|---:|",
+        ]  # fmt: skip
+        for r in rows:
+            if "graphs_error" in r:
+                lines.append(f"| {r['variant']} | failed: {r['graphs_error']} | | |")
+            else:
+                gr = r["graphs_steps_per_s"]
+                lines.append(
+                    f"| {r['variant']} | {gr} | {STEPS_PER_EPOCH / gr:.2f} | {r['graphs_ratio']}x |"
+                )
     if evaluation:
         lines += ["", "## Evaluation", ""] + [f"- {k}: {v:.2f}" for k, v in evaluation.items()]
     (args.out / f"train_speed_{tag}.md").write_text("\n".join(lines) + "\n")

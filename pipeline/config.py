@@ -56,6 +56,11 @@ class TrainConfig(Strict):
     grid_every: int = Field(default=1, ge=1, description="Epochs between sample grids.")
     log_every: int = Field(default=200, ge=1, description="Steps between progress updates.")
     fast: bool = Field(default=True, description="Device-resident data, no per-step host sync.")
+    cuda_graphs: bool = Field(
+        default=False,
+        description="With train.fast: replay each step as a CUDA graph (on the CPU: the same "
+        "static-buffer step, run eagerly).",
+    )
     out_dir: Path = Path("models")
 
 

@@ -47,6 +47,7 @@ from pipeline.config import Params, to_plain
 from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
+from pipeline.graphs import StepGraphs
 from pipeline.io import atomic_path, write_json
 from pipeline.losses import LOSSES
 from pipeline.nets import NetSpec, couples_batch, detach_activation_slopes
@@ -305,6 +306,14 @@ class Trainer:
                 detach_activation_slopes(self.d)
         self.opt_g = make_optimizer(self.spec.hyper, self.g, self.device, self.cfg.fast)
         self.opt_d = make_optimizer(self.spec.hyper, self.d, self.device, self.cfg.fast)
+        self._joint_d = self.cfg.fast and not couples_batch(self.d)
+        self._step_graphs: StepGraphs | None = None
+        dev = self.device
+        self._acc_d = torch.zeros(len(_D_SLOTS), device=dev)  # sums over critic steps
+        self._acc_g = torch.zeros(len(_G_SLOTS), device=dev)  # sums over generator steps
+        self._norms = torch.full((2,), math.nan, device=dev)  # last D, G gradient norms
+        self._zero = torch.zeros((), device=dev)
+        self._nan = torch.full((), math.nan, device=dev)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(self.spec.seed + 1)
         self.data_gen = torch.Generator().manual_seed(self.spec.seed + 2)
         self.epoch, self.step, self.train_time = 0, 0, 0.0
@@ -488,28 +497,23 @@ class Trainer:
     def _epoch(
         self, x_all: torch.Tensor, y_all: torch.Tensor, steps: int, bar: Any
     ) -> dict[str, float]:
-        v, obj, hyper = self.variant, self.objective, self.spec.hyper
-        g, d, opt_g, opt_d = self.g, self.d, self.opt_g, self.opt_d
+        v, hyper = self.variant, self.spec.hyper
         bs, dev = self.spec.batch_size, self.device
         conditional = v.conditional
-        penalty_w = hyper.options.get("penalty_weight", 0.0)
-        d_params = list(d.parameters())
-
         fast = self.cfg.fast
-        joint_d = fast and not couples_batch(d)
         perm = torch.randperm(len(y_all), generator=self.data_gen).to(dev)
         if fast:
             # One gather per epoch; each batch is then a view (no per-step indexing kernel).
             x_epoch = x_all.index_select(0, perm)
             y_epoch = y_all.index_select(0, perm) if conditional else None
-        acc_d = torch.zeros(len(_D_SLOTS), device=dev)
-        acc_g = torch.zeros(len(_G_SLOTS), device=dev)
+        graphs = self._graphs(x_all, y_all)
+        self._acc_d.zero_()
+        self._acc_g.zero_()
+        self._norms.fill_(math.nan)
         n_d = n_g = 0
-        zero = torch.zeros((), device=dev)
-        norms = {"grad_norm_d": math.nan, "grad_norm_g": math.nan}
         measure_g = False
-        g.train()
-        d.train()
+        self.g.train()
+        self.d.train()
         for i in range(steps):
             if fast:
                 real = x_epoch[i * bs : (i + 1) * bs]
@@ -519,73 +523,109 @@ class Trainer:
                 real, labels = x_all[idx], (y_all[idx] if conditional else None)
             g_step = (self.step + 1) % hyper.n_critic == 0
             measure = not fast or (self.step + 1) % self.cfg.log_every == 0 or i == steps - 1
-            # G steps only every n_critic steps: measure its gradient at the next one.
-            measure_g = measure_g or measure
-            z = torch.randn(bs, self.spec.z_dim, device=dev, generator=self.noise_gen)
-
-            # Critic / discriminator step. G's graph is kept only when G steps next.
-            with torch.set_grad_enabled(g_step):
-                fake = g(z, labels)
-            fake_d = fake.detach()
-            if joint_d:
-                both = d(torch.cat([real, fake_d]), _twice(labels))
-                out_real, out_fake = both[:bs], both[bs:]
+            if graphs is not None:  # the graphs measure every step, on the device
+                graphs(real, labels, g_step)
             else:
-                out_real, out_fake = d(real, labels), d(fake_d, labels)
-            loss_d = obj.d_loss(out_real, out_fake)
-            gp = zero
-            if v.penalty is not None:
-                gp = v.penalty(d, real, fake_d, labels, generator=self.noise_gen)
-                loss_d = loss_d + penalty_w * gp
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            if measure:
-                norms["grad_norm_d"] = grad_norm(d)
-            opt_d.step()
-            if v.after_d_step is not None:
-                v.after_d_step(d, hyper.options)
-            with torch.no_grad():
-                if obj.probabilistic:
-                    p_real, p_fake = torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()
-                else:
-                    p_real = p_fake = torch.full((), math.nan, device=dev)
-                w_est = out_real.mean() - out_fake.mean()
-                acc_d += torch.stack([loss_d.detach(), p_real, p_fake, w_est, gp.detach()])
+                # G steps only every n_critic steps: measure its gradient at the next one.
+                measure_g = measure_g or measure
+                self._step(real, labels, g_step, measure, measure_g and g_step)
+                measure_g = measure_g and not g_step
             n_d += 1
-
-            if g_step:
-                for p in d_params:
-                    p.requires_grad_(False)
-                loss_g = obj.g_loss(d(fake, labels))
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                if measure_g:
-                    norms["grad_norm_g"] = grad_norm(g)
-                    measure_g = False
-                opt_g.step()
-                for p in d_params:
-                    p.requires_grad_(True)
-                acc_g += loss_g.detach()
-                n_g += 1
-
+            n_g += g_step
             self.step += 1
             bar.update(1)
             if measure and i < steps - 1:  # the last step is read once, below
-                self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
+                self._check_and_show(n_d, n_g, bar)
 
-        out = self._check_and_show(acc_d, acc_g, n_d, n_g, bar)
-        out.update({k: float(v) for k, v in norms.items()})
+        out = self._check_and_show(n_d, n_g, bar)
+        out.update(zip(("grad_norm_d", "grad_norm_g"), self._norms.tolist(), strict=True))
         if not v.penalty:
             out["gp"] = math.nan
-        if obj.probabilistic:
+        if self.objective.probabilistic:
             out["wasserstein"] = math.nan
         return out
 
-    def _check_and_show(
-        self, acc_d: torch.Tensor, acc_g: torch.Tensor, n_d: int, n_g: int, bar: Any
-    ) -> dict[str, float]:
+    def _graphs(self, x_all: torch.Tensor, y_all: torch.Tensor) -> StepGraphs | None:
+        """The step as CUDA graphs (``train.cuda_graphs`` with the fast path), built once."""
+        if not (self.cfg.fast and self.cfg.cuda_graphs):
+            return None
+        if self._step_graphs is None:
+            bs, v = self.spec.batch_size, self.variant
+            kinds = [True] if self.spec.hyper.n_critic == 1 else [False, True]
+            self._step_graphs = StepGraphs(
+                lambda real, labels, g_step: self._step(real, labels, g_step, True, g_step),
+                x_all[:bs],
+                y_all[:bs] if v.conditional else None,
+                kinds,
+                modules=[self.g, self.d],
+                optimizers=[self.opt_g, self.opt_d],
+                noise=self.noise_gen,
+            )
+        return self._step_graphs
+
+    def _step(
+        self,
+        real: torch.Tensor,
+        labels: torch.Tensor | None,
+        g_step: bool,
+        measure_d: bool,
+        measure_g: bool,
+    ) -> None:
+        """One critic update, then the generator's when ``g_step``. Device work only (no
+        host reads), so it can be captured as a CUDA graph; losses and statistics add into
+        ``_acc_d``/``_acc_g``, gradient norms land in ``_norms`` when asked for."""
+        v, obj, hyper = self.variant, self.objective, self.spec.hyper
+        g, d, opt_g, opt_d = self.g, self.d, self.opt_g, self.opt_d
+        bs = real.shape[0]
+        z = torch.randn(bs, self.spec.z_dim, device=self.device, generator=self.noise_gen)
+
+        # Critic / discriminator step. G's graph is kept only when G steps next.
+        with torch.set_grad_enabled(g_step):
+            fake = g(z, labels)
+        fake_d = fake.detach()
+        if self._joint_d:
+            both = d(torch.cat([real, fake_d]), _twice(labels))
+            out_real, out_fake = both[:bs], both[bs:]
+        else:
+            out_real, out_fake = d(real, labels), d(fake_d, labels)
+        loss_d = obj.d_loss(out_real, out_fake)
+        gp = self._zero
+        if v.penalty is not None:
+            gp = v.penalty(d, real, fake_d, labels, generator=self.noise_gen)
+            loss_d = loss_d + hyper.options.get("penalty_weight", 0.0) * gp
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        if measure_d:
+            self._norms[0].copy_(grad_norm(d))
+        opt_d.step()
+        if v.after_d_step is not None:
+            v.after_d_step(d, hyper.options)
+        with torch.no_grad():
+            if obj.probabilistic:
+                p_real, p_fake = torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()
+            else:
+                p_real = p_fake = self._nan
+            w_est = out_real.mean() - out_fake.mean()
+            self._acc_d += torch.stack([loss_d.detach(), p_real, p_fake, w_est, gp.detach()])
+
+        if g_step:
+            d_params = list(d.parameters())
+            for p in d_params:
+                p.requires_grad_(False)
+            loss_g = obj.g_loss(d(fake, labels))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            if measure_g:
+                self._norms[1].copy_(grad_norm(g))
+            opt_g.step()
+            for p in d_params:
+                p.requires_grad_(True)
+            with torch.no_grad():
+                self._acc_g += loss_g.detach()
+
+    def _check_and_show(self, n_d: int, n_g: int, bar: Any) -> dict[str, float]:
         """Read the device accumulators (one host sync), stop on NaN/inf, update the bar."""
-        sums_d, sums_g = acc_d.tolist(), acc_g.tolist()
+        sums_d, sums_g = self._acc_d.tolist(), self._acc_g.tolist()
         means = {k: s / max(n_d, 1) for k, s in zip(_D_SLOTS, sums_d, strict=True)}
         means.update(
             {k: (s / n_g if n_g else math.nan) for k, s in zip(_G_SLOTS, sums_g, strict=True)}
