@@ -308,6 +308,7 @@ class Trainer:
         self.opt_d = make_optimizer(self.spec.hyper, self.d, self.device, self.cfg.fast)
         self._joint_d = self.cfg.fast and not couples_batch(self.d)
         self._step_graphs: StepGraphs | None = None
+        self._graphs_failed = False
         dev = self.device
         self._acc_d = torch.zeros(len(_D_SLOTS), device=dev)  # sums over critic steps
         self._acc_g = torch.zeros(len(_G_SLOTS), device=dev)  # sums over generator steps
@@ -546,21 +547,33 @@ class Trainer:
         return out
 
     def _graphs(self, x_all: torch.Tensor, y_all: torch.Tensor) -> StepGraphs | None:
-        """The step as CUDA graphs (``train.cuda_graphs`` with the fast path), built once."""
-        if not (self.cfg.fast and self.cfg.cuda_graphs):
+        """The step as CUDA graphs (``train.cuda_graphs`` with the fast path), built once.
+        If capture fails, say so in one line and train eagerly: the warm-up was rolled back
+        and capture runs no kernel, so the state is untouched."""
+        if not (self.cfg.fast and self.cfg.cuda_graphs) or self._graphs_failed:
             return None
         if self._step_graphs is None:
             bs, v = self.spec.batch_size, self.variant
             kinds = [True] if self.spec.hyper.n_critic == 1 else [False, True]
-            self._step_graphs = StepGraphs(
-                lambda real, labels, g_step: self._step(real, labels, g_step, True, g_step),
-                x_all[:bs],
-                y_all[:bs] if v.conditional else None,
-                kinds,
-                modules=[self.g, self.d],
-                optimizers=[self.opt_g, self.opt_d],
-                noise=self.noise_gen,
-            )
+            try:
+                self._step_graphs = StepGraphs(
+                    lambda real, labels, g_step: self._step(real, labels, g_step, True, g_step),
+                    x_all[:bs],
+                    y_all[:bs] if v.conditional else None,
+                    kinds,
+                    modules=[self.g, self.d],
+                    optimizers=[self.opt_g, self.opt_d],
+                    noise=self.noise_gen,
+                )
+            except RuntimeError as exc:
+                self._graphs_failed = True
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                print(
+                    f"{self.spec.variant}: CUDA graph capture failed ({first[:200]}); "
+                    "training without graphs",
+                    file=sys.stderr,
+                )
+                return None
         return self._step_graphs
 
     def _step(

@@ -338,6 +338,29 @@ def test_static_step_graphs_train_exactly_like_the_eager_fast_path(
     assert torch.equal(eager.noise_gen.get_state(), graphed.noise_gen.get_state())
 
 
+def test_a_failed_graph_capture_falls_back_to_eager_steps(
+    tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capture that raises (an op CUDA graphs cannot record, say) costs speed, not the run."""
+    import pipeline.train as train_mod
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(train_mod, "StepGraphs", refuse)
+    params = load_params(tiny_params_path)
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"cuda_graphs": True})}
+    )
+    out = tiny_params_path.parent / "models" / "gan"
+    trainer = Trainer(params, run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
+                      progress=False)  # fmt: skip
+    result = trainer.run()
+    assert result.epochs == 2 and trainer._step_graphs is None
+    err = capsys.readouterr().err
+    assert err.count("CUDA graph capture failed (operation not permitted") == 1
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", VARIANTS)
 def test_cuda_graph_replays_train_like_eager_steps(
