@@ -92,6 +92,25 @@ def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path
     assert _ran(log) == {"train@gan", "sample@gan", "evaluate@gan", "report"}
 
 
+def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> None:
+    """`pipeline tune` runs outside DVC; its best.json must still reach the report."""
+    assert _ran(_dvc(project, "repro")) <= {"train@gan", "sample@gan", "evaluate@gan", "report"}
+    best = project / "reports" / "tuning" / "gan" / "best.json"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    best.write_text(
+        json.dumps(
+            {
+                "variant": "gan", "study": "gan-test", "best_value": 40.0,
+                "default_value": 50.0, "best_params": {"lr": 0.0005},
+                "trials": {"COMPLETE": 3, "PRUNED": 1, "FAIL": 0},
+            }
+        )
+    )  # fmt: skip
+    assert _ran(_dvc(project, "repro")) == {"report"}
+    html = (project / "reports" / "index.html").read_text()
+    assert "gan-test" in html and "-20.0%" in html
+
+
 def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
     project: Path, tmp_path: Path
 ) -> None:
