@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run THERE (the GPU machine, via the device tool, carrying .whl and .device made by
+# scripts/gpu_bundle.sh), from the repo root:  bash scripts/gpu_run.sh PART...
+#   test   the CUDA tests (graph replay vs eager) and the fast-vs-classic tests
+#   bench  benchmarks/train_speed.py on CUDA -> $OUT/train_speed_cuda.{json,md}
+#   chain  the full-params DVC chain on CUDA, timed; resumable: run it again in the next call
+#          while the machine is warm (checkpoints persist) and add the wall times
+#   tune   a 20-trial wgan_gp study (2 epochs per trial), timed -> $OUT/tuning_*.{json,png}
+# Each part prints its wall time. Keep each call under the 10-minute limit.
+set -euo pipefail
+export PIPELINE_MNIST_MIRROR=$PWD/.device/mnist PYTHONUNBUFFERED=1 PIPELINE_DEBUG=1
+if [ ! -d /tmp/site/mlflow ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH
+mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 -m pipeline "$@"\n' >/tmp/bin/pipeline
+chmod +x /tmp/bin/pipeline && export PATH=/tmp/bin:$PATH
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi -L; python3 -c "import torch, mlflow, optuna, dvc; print('torch', torch.__version__)"
+
+timed() { local t0; t0=$(date +%s); "$@"; echo "[$1 ${2:-}] wall $(( $(date +%s) - t0 )) s"; }
+
+for part in "$@"; do
+  case $part in
+    test)
+      timed python3 -m pytest -q -x -rs tests/test_train.py -k "cuda or static or fast_path" \
+        2>&1 | tee "$OUT/test.log" ;;
+    bench)
+      timed python3 benchmarks/train_speed.py --device cuda --steps 300 --repeats 3 \
+        2>&1 | tee "$OUT/bench.log"
+      cp reports/benchmarks/train_speed_cuda.* "$OUT/" ;;
+    chain)
+      if [ ! -f .gpu-chain ]; then  # first call: the GPU profile over params.yaml, fresh DVC
+        python3 -m pipeline.config merge params.yaml profiles/gpu.yaml
+        rm -rf .dvc/tmp .dvc/cache && dvc init -q --no-scm -f && dvc config core.analytics false
+        touch .gpu-chain
+      fi
+      timed timeout "${CHAIN_LIMIT:-540}" dvc repro 2>&1 | tail -40 | tee -a "$OUT/chain.log"
+      dvc repro 2>&1 | tail -3 | tee -a "$OUT/chain.log"
+      [ -f reports/comparison.md ] && cp reports/comparison.md reports/index.html "$OUT/" || true ;;
+    tune)
+      timed pipeline tune wgan_gp --trials 20 --epochs 2 --device cuda 2>&1 | tail -30 \
+        | tee "$OUT/tune.log"
+      cp reports/tuning/wgan_gp/best.json "$OUT/tuning_best.json" || true
+      cp reports/tuning/wgan_gp/*.png "$OUT/" 2>/dev/null || true ;;
+    *) echo "unknown part: $part" >&2; exit 2 ;;
+  esac
+done
