@@ -1,0 +1,197 @@
+"""--apply: write a study's best trial into the params file (ruamel round-trip), keeping the old
+block.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Params, load_params, parse_params
+from pipeline.errors import PipelineError
+from pipeline.io import write_json, write_text
+from pipeline.tune.common import OBJECTIVE, _quiet_optuna, _variant, default_study_name, results_dir
+from pipeline.tune.results import study_results
+from pipeline.tune.space import block_updates
+from pipeline.tune.storage import open_storage, public_url, resolve_storage_url
+
+if TYPE_CHECKING:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# --apply
+
+
+def _yaml_float(representer: Any, value: float) -> Any:
+    # repr() round-trips exactly; YAML 1.1 (PyYAML, which load_params uses) needs a dot in
+    # the mantissa and a signed exponent to read "1e-05" as a float.
+    text = repr(float(value))
+    if "e" in text and "." not in text.split("e")[0]:
+        mant, exp = text.split("e")
+        text = f"{mant}.0e{exp}"
+    if "e" in text and text.split("e")[1][0] not in "+-":
+        mant, exp = text.split("e")
+        text = f"{mant}e+{exp}"
+    if text in ("inf", "-inf", "nan"):
+        text = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _edit_params_text(text: str, variant: str, updates: dict[str, Any], comment: str) -> str:
+    """The params file with ``variants.<variant>`` updated; comments and layout kept."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    y = YAML()  # round-trip mode
+    y.preserve_quotes = True
+    y.width = 4096
+    y.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    y.representer.add_representer(float, _yaml_float)
+    doc = y.load(text)
+    if doc is None:
+        doc = CommentedMap()
+    variants = doc.get("variants")
+    if variants is None:
+        variants = doc["variants"] = CommentedMap()
+    block = variants.get(variant)
+    if block is None:
+        block = variants[variant] = CommentedMap()
+    for key, value in updates.items():
+        if key == "betas":
+            seq = block.get("betas")
+            if isinstance(seq, CommentedSeq) and len(seq) == len(value):
+                for i, b in enumerate(value):  # in place: the list keeps its style
+                    seq[i] = float(b)
+            else:
+                seq = CommentedSeq([float(b) for b in value])
+                seq.fa.set_flow_style()
+                block["betas"] = seq
+        elif key == "options":
+            options = block.get("options")
+            if options is None:
+                options = CommentedMap()
+                options.fa.set_flow_style()
+                block["options"] = options
+            for k, val in value.items():
+                options[k] = float(val)
+        else:
+            block[key] = value
+    variants.yaml_add_eol_comment(comment, variant)
+    buf = io.StringIO()
+    y.dump(doc, buf)
+    return buf.getvalue()
+
+
+def apply_best(
+    params: Params,
+    params_path: Path | str,
+    variant: str,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> str:
+    """Write the study's best trial into ``variants.<variant>`` of ``params_path``.
+
+    Sets lr, betas, n_critic and options as tuned (epochs stay); comments and layout of the
+    file are kept; the block it replaces goes to ``<tune.out_dir>/<variant>/applied.json`` (the
+    published defaults also stay in pipeline/variants/<variant>.py). Returns what changed.
+    """
+    import optuna
+    import yaml
+
+    v = _variant(variant)
+    params_path = Path(params_path)
+    name = study_name or default_study_name(variant)
+    url = resolve_storage_url(params, storage)
+    for prefix in ("sqlite:///", "journal://"):
+        if url.startswith(prefix) and not Path(url[len(prefix) :]).is_file():
+            raise PipelineError(
+                f"no tuning storage at {url[len(prefix) :]}; run `pipeline tune {variant}` first"
+            )
+    with _quiet_optuna():
+        store = open_storage(params, url)
+        try:
+            study = optuna.load_study(storage=store, study_name=name)
+        except KeyError:
+            raise PipelineError(
+                f"no study {name!r} in {public_url(url)}; run `pipeline tune {variant}` first"
+            ) from None
+        doc = study_results(study, variant)
+    if doc["best_value"] is None:
+        raise PipelineError(f"study {name!r} has no complete trial yet; nothing to apply")
+    updates = block_updates(doc["best_params"])
+    old_block = params.variants.get(variant)
+    previous = old_block.model_dump(mode="json", exclude_unset=True) if old_block else {}
+    resolved_before = v.resolve(old_block)
+
+    text = params_path.read_text()
+    default = doc["default_value"]
+    comment = (
+        f"tuned: {name} trial {doc['best_trial']}, FID {doc['best_value']:.2f}"
+        + (f" (defaults {default:.2f})" if default is not None else "")
+        + f" at {doc['epochs_per_trial']} epochs; old block in applied.json"
+    )
+    new_text = _edit_params_text(text, variant, updates, comment)
+    # What load_params will read back must be exactly the trial's values.
+    new_params = parse_params(
+        yaml.safe_load(new_text), params_path.resolve().parent, params_path.name
+    )
+    hyper = v.resolve(new_params.variants.get(variant))
+    check = {"lr": hyper.lr, "betas": list(hyper.betas), "n_critic": hyper.n_critic}
+    for key, value in updates.items():
+        got = hyper.options if key == "options" else check[key]
+        if key == "options":
+            got = {k: hyper.options[k] for k in value}
+        if got != value:
+            raise PipelineError(f"{params_path}: writing variants.{variant}.{key} failed")
+
+    write_json(
+        results_dir(params, variant) / "applied.json",
+        {
+            "variant": variant,
+            "study": name,
+            "trial": doc["best_trial"],
+            "value": doc["best_value"],
+            "default_value": default,
+            "applied": updates,
+            "previous_block": previous,
+            "published_defaults": {
+                "lr": v.lr,
+                "betas": list(v.betas),
+                "n_critic": v.n_critic,
+                "options": dict(v.options),
+            },
+            "params_file": str(params_path.resolve()),
+            "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+    write_text(params_path, new_text)
+    load_params(params_path)  # fail loudly (one line) should the result not validate
+
+    def show(x: Any) -> str:
+        if isinstance(x, float):
+            return f"{x:.4g}"
+        if isinstance(x, list | tuple):
+            return "[" + ", ".join(show(i) for i in x) + "]"
+        if isinstance(x, dict):
+            return "{" + ", ".join(f"{k}: {show(i)}" for k, i in x.items()) + "}"
+        return str(x)
+
+    before = {
+        "lr": resolved_before.lr,
+        "betas": list(resolved_before.betas),
+        "n_critic": resolved_before.n_critic,
+        "options": {k: resolved_before.options.get(k) for k in updates.get("options", {})},
+    }
+    changes = "; ".join(f"{k} {show(before[k])} -> {show(val)}" for k, val in updates.items())
+    return (
+        f"{changes} (study {name} trial {doc['best_trial']}, {OBJECTIVE} "
+        f"{doc['best_value']:.3f}); previous block -> "
+        f"{results_dir(params, variant) / 'applied.json'}; `dvc repro` retrains {variant}"
+    )

@@ -1,0 +1,118 @@
+"""Names shared by the tuning modules: study/trial attribute keys, the objective's name, small
+helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.variants import Variant, registry
+
+if TYPE_CHECKING:
+    pass
+
+
+OBJECTIVE = "classifier_fid"
+
+
+MAX_FAILURES_IN_A_ROW = 3
+"""A worker stops after this many of its trials failed in a row (a setup problem, not bad luck)."""
+
+
+# Study user attrs
+ATTR_VARIANT = "variant"
+
+
+ATTR_BUDGET = "budget"
+
+
+ATTR_SESSION = "session"
+
+
+ATTR_PARENT = "mlflow_parent_run_id"  # + ":<tracking store digest>", see parent_attr()
+
+
+PENDING = "pending"
+
+
+# Trial user attrs
+ATTR_ROLE = "role"  # "defaults" on the enqueued published-defaults trial
+
+
+ATTR_PID = "pid"
+
+
+ATTR_HOST = "host"
+
+
+ATTR_RUN = "mlflow_run_id"
+
+
+ATTR_FAIL = "fail_reason"
+
+
+ATTR_PRUNE = "prune_reason"
+
+
+PARENT_WAIT_S = 30.0  # how long a joining worker waits for the creator's MLflow parent run
+
+
+def _poll(get: Callable[[], Any], seconds: float, done: Callable[[Any], bool]) -> Any:
+    deadline = time.monotonic() + seconds
+    value = get()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        value = get()
+    return value
+
+
+def default_study_name(variant: str) -> str:
+    return f"tune-{variant}"
+
+
+def results_dir(params: Params, variant: str) -> Path:
+    return params.path(params.tune.out_dir) / variant
+
+
+def _variant(name: str) -> Variant:
+    try:
+        return registry.get(name)
+    except KeyError:
+        raise PipelineError(
+            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
+        ) from None
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# run_study
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own one line per trial instead
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)

@@ -1,0 +1,183 @@
+"""The trial objective: train with the pipeline's Trainer, score the classifier FID each epoch,
+report, prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import Params
+from pipeline.tune.common import (
+    ATTR_FAIL,
+    ATTR_HOST,
+    ATTR_PID,
+    ATTR_PRUNE,
+    ATTR_RUN,
+    OBJECTIVE,
+    _reason,
+)
+from pipeline.tune.space import suggest
+from pipeline.tune.tracking import _Tracker
+from pipeline.variants import Hyper, Variant
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+
+    from pipeline.train import EpochEnd, RunSpec, TrainResult
+
+
+# --------------------------------------------------------------------------------------------
+# the objective
+
+
+class _EpochScorer:
+    """A TrainCallback: after each epoch, sample, score, report to Optuna, maybe prune."""
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        eval_params: Params,
+        variant: Variant,
+        sample_n: int,
+        device: torch.device,
+        tracker: _Tracker,
+        run_id: str | None,
+    ) -> None:
+        self.trial, self.eval_params, self.variant = trial, eval_params, variant
+        self.sample_n, self.device, self.tracker, self.run_id = sample_n, device, tracker, run_id
+        self.values: list[float] = []
+
+    def on_start(self, spec: RunSpec, out_dir: Path, resumed_epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, event: EpochEnd) -> None:
+        import optuna
+
+        from pipeline.evaluate import score
+        from pipeline.sample import generate
+
+        g = event.generator
+        g.eval()
+        try:
+            images, labels = generate(
+                g,
+                self.sample_n,
+                event.spec.z_dim,
+                self.variant.conditional,
+                self.eval_params.sample.seed,
+                self.eval_params.sample.batch_size,
+                event.device,
+            )
+        finally:
+            g.train()
+        doc = score(self.eval_params, self.variant.name, images, labels, str(event.device))
+        value = float(doc["classifier"]["fid"])
+        if not math.isfinite(value):
+            raise optuna.TrialPruned(f"non-finite {OBJECTIVE} at epoch {event.epoch}")
+        self.values.append(value)
+        self.trial.report(value, event.epoch)
+        self.tracker.epoch(self.run_id, value, event.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {event.epoch} ({OBJECTIVE} {value:.3f})")
+
+    def on_end(self, result: TrainResult) -> None:
+        pass
+
+    def on_failure(self, exc: BaseException) -> None:
+        pass
+
+
+@dataclass
+class _Objective:
+    params: Params
+    variant: Variant
+    base_hyper: Hyper
+    epochs: int
+    device: torch.device
+    tracker: _Tracker
+
+    def __post_init__(self) -> None:
+        p = self.params
+        big = self.epochs + 1  # no intermediate checkpoints or grids: the temp dir is thrown away
+        self.train_params = p.model_copy(
+            update={
+                "train": p.train.model_copy(update={"checkpoint_every": big, "grid_every": big})
+            }
+        )
+        # Classifier metrics only; the real-feature cache lives with the tuning results, so
+        # that tuning writes nothing under models/ or metrics/ (DVC stage outputs).
+        evaluate = p.evaluate.model_copy(
+            update={"extractors": ["classifier"], "cache_dir": p.path(p.tune.out_dir) / ".cache"}
+        )
+        self.eval_params = p.model_copy(update={"evaluate": evaluate})
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        from pipeline.train import NonFiniteLossError, Trainer, run_spec
+
+        trial.set_user_attr(ATTR_PID, os.getpid())
+        trial.set_user_attr(ATTR_HOST, socket.gethostname())
+        hyper = suggest(trial, self.variant, self.base_hyper, self.params.tune)
+        spec = run_spec(self.train_params, self.variant.name, epochs=self.epochs, hyper=hyper)
+        run_id = self.tracker.start_trial(trial, hyper, self.epochs)
+        trial.set_user_attr(ATTR_RUN, run_id)  # a retry must not point at its dead original's run
+        scorer = _EpochScorer(
+            trial,
+            self.eval_params,
+            self.variant,
+            self.params.tune.sample_n,
+            self.device,
+            self.tracker,
+            run_id,
+        )
+        out_dir = Path(tempfile.mkdtemp(prefix=f"tune-{self.variant.name}-{trial.number}-"))
+        try:
+            trainer = Trainer(
+                self.train_params,
+                spec,
+                out_dir,
+                self.device,
+                callbacks=[scorer],
+                curves_path=None,
+                progress=False,
+            )
+            trainer.run()
+            self.tracker.artifact(run_id, out_dir / "grid.png")
+            value = scorer.values[-1]
+            self.tracker.end_trial(run_id, "COMPLETE", value)
+            return value
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr(ATTR_PRUNE, str(exc))
+            self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
+            raise
+        except NonFiniteLossError as exc:
+            trial.set_user_attr(ATTR_PRUNE, str(exc))
+            self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        except Exception as exc:
+            reason = _reason(exc)
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(ATTR_FAIL, reason[:2000])
+            self.tracker.end_trial(run_id, "FAIL", None, reason)
+            raise
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(ATTR_FAIL, "interrupted (Ctrl-C)")
+            self.tracker.end_trial(run_id, "FAIL", None, "interrupted")
+            raise
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if self.device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
