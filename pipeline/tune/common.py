@@ -100,10 +100,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-# --------------------------------------------------------------------------------------------
-# run_study
-
-
 @contextlib.contextmanager
 def _quiet_optuna() -> Iterator[None]:
     import optuna

@@ -35,10 +35,6 @@ if TYPE_CHECKING:
     from pipeline.train import EpochEnd, RunSpec, TrainResult
 
 
-# --------------------------------------------------------------------------------------------
-# the objective
-
-
 class _EpochScorer:
     """A TrainCallback: after each epoch, sample, score, report to Optuna, maybe prune."""
 

@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-# --------------------------------------------------------------------------------------------
-# study bookkeeping
-
-
 @dataclass(frozen=True)
 class Counts:
     complete: int

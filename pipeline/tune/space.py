@@ -13,10 +13,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-# --------------------------------------------------------------------------------------------
-# search space
-
-
 def suggest(
     trial: optuna.Trial, variant: Variant, base_hyper: Hyper, tune_cfg: TuneConfig
 ) -> Hyper:

@@ -15,10 +15,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-# --------------------------------------------------------------------------------------------
-# storage
-
-
 def resolve_storage_url(params: Params, url: str | None = None) -> str:
     """``url`` (default ``tune.storage``) with relative file paths made absolute.
 

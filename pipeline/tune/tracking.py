@@ -48,10 +48,6 @@ def parent_attr(params: Params) -> str:
     return f"{ATTR_PARENT}:{hashlib.sha1(uri.encode()).hexdigest()[:10]}"
 
 
-# --------------------------------------------------------------------------------------------
-# MLflow
-
-
 class _Tracker:
     """One MLflow parent run per study, one nested run per trial (MlflowClient, explicit ids)."""
 
