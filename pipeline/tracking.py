@@ -219,6 +219,30 @@ class TrainRecorder:
                 )
         c.set_terminated(self.run_id, "FINISHED")
 
+    def on_already_complete(self, result: Any) -> None:
+        """A rerun of a finished checkpoint: if its MLflow run did not end FINISHED (killed
+        while logging the final artifacts, say), log them again and finish it."""
+        import sys
+
+        from pipeline.train import read_run_id
+
+        run_id = read_run_id(result.out_dir)
+        if run_id is None:
+            return  # trained without tracking: nothing to repair
+        try:
+            status = client(self.params).get_run(run_id).info.status
+        except Exception:  # another tracking store, or none reachable: not ours to repair
+            return
+        if status == "FINISHED":
+            return
+        print(
+            f"{result.variant}: MLflow run {run_id} was left {status}; "
+            "logging its final artifacts again",
+            file=sys.stderr,
+        )
+        self.run_id, self.out_dir = run_id, result.out_dir
+        self.on_end(result)
+
     def on_failure(self, exc: BaseException) -> None:
         if self.run_id is None:
             return

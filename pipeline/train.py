@@ -109,6 +109,9 @@ class TrainCallback(Protocol):
     def on_epoch_end(self, event: EpochEnd) -> None: ...
     def on_end(self, result: TrainResult) -> None: ...
     def on_failure(self, exc: BaseException) -> None: ...
+    # A rerun found the run finished already (nothing trained): a chance to repair records
+    # that a kill during the first run's finalisation left incomplete.
+    def on_already_complete(self, result: TrainResult) -> None: ...
 
 
 @dataclass
@@ -415,8 +418,11 @@ class Trainer:
         self.restore_or_start()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / "config.json", self.spec.as_dict())
-        if self.complete:  # finished earlier with this very config: nothing to train or log
-            return self._finish()
+        if self.complete:  # finished earlier with this very config: nothing to train
+            result = self._finish()
+            for cb in self.callbacks:
+                cb.on_already_complete(result)
+            return result
         for cb in self.callbacks:
             cb.on_start(self.spec, self.out_dir, self.epoch)
         try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
@@ -114,6 +116,28 @@ def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
     assert changed.epochs == 2 and (first.out_dir / "run_id.txt").read_text() != run_id
     kept = first.out_dir.with_name("gan.previous")  # the finished run is set aside, not lost
     assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 1
+
+
+def test_rerun_repairs_an_mlflow_run_left_unfinished_by_a_kill_during_finalisation(
+    tiny_params_path: Path,
+) -> None:
+    """Killed after the last checkpoint but while MLflow logged the final artifacts: the
+    checkpoint is complete, the run is not. A rerun trains nothing and finishes the run."""
+    params = load_params(tiny_params_path)
+    first = train_variant(params, "gan", epochs=1, progress=False)
+    run_id = (first.out_dir / "run_id.txt").read_text().strip()
+    c = mlflow.MlflowClient(resolve_uri(params))
+    c.set_terminated(run_id, "KILLED")
+    artifacts = Path(urlparse(c.get_run(run_id).info.artifact_uri).path)
+    shutil.rmtree(artifacts / "checkpoint")  # as if killed before they were logged
+    assert not c.list_artifacts(run_id, "checkpoint")
+    mtime = first.checkpoint.stat().st_mtime_ns
+    again = train_variant(params, "gan", epochs=1, progress=False)
+    assert again.checkpoint.stat().st_mtime_ns == mtime  # nothing retrained
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in c.list_artifacts(run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
+    assert (first.out_dir / "run_id.txt").read_text().strip() == run_id
 
 
 def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path: Path) -> None:

@@ -88,6 +88,9 @@ class _EpochScorer:
     def on_end(self, result: TrainResult) -> None:
         pass
 
+    def on_already_complete(self, result: TrainResult) -> None:
+        pass  # trials train in fresh temporary folders: never complete beforehand
+
     def on_failure(self, exc: BaseException) -> None:
         pass
 
