@@ -9,7 +9,6 @@ dict ``{"images": uint8 [N, 28, 28], "labels": int64 [N]}``, loadable onto a GPU
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 import tempfile
 import urllib.error
@@ -22,7 +21,7 @@ import torch
 
 from pipeline.config import MIRROR_ENV, Params
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_dir, file_hash, write_json
+from pipeline.io import atomic_dir, download, file_hash, write_json
 
 # (file name, md5) exactly as torchvision.datasets.MNIST.resources lists them.
 RESOURCES: dict[str, str] = {
@@ -37,7 +36,6 @@ SPLITS = {
 }
 IMG_SHAPE = (1, 28, 28)
 N_CLASSES = 10
-DOWNLOAD_TIMEOUT_S = 30
 
 
 class DataError(PipelineError):
@@ -63,8 +61,7 @@ def _verify(path: Path, name: str, shown: str) -> None:
 
 def _download(url: str, dest: Path) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp, dest.open("wb") as f:
-            shutil.copyfileobj(resp, f)
+        download(url, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise DataError(f"{url}: download failed ({reason})") from None

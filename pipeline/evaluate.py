@@ -33,7 +33,6 @@ in ``evaluate.extractors``)::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import pickle
 import sys
@@ -62,7 +61,7 @@ from pipeline.config import Params, flatten
 from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, file_hash, write_json
+from pipeline.io import atomic_path, download, file_hash, write_json
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
 CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
@@ -74,7 +73,6 @@ VGG16_URL = VGG16_Weights.IMAGENET1K_V1.url
 
 COVERAGE_MIN_MASS = 0.05  # a digit "is covered" when it gets at least 5% of the samples
 MIN_IMAGES = 10  # IS uses 10 splits; precision/recall need > 3 neighbours
-DOWNLOAD_TIMEOUT_S = 30  # per socket operation: an offline machine fails fast, never hangs
 ISC_SPLITS = 10
 
 
@@ -236,14 +234,8 @@ def _hash_prefix(url: str) -> str:
 
 def _download(url: str, dest: Path) -> None:
     """Fetch ``url`` into ``dest`` atomically, checking the sha256 prefix in its name."""
-    h = hashlib.sha256()
-    # Connect first: offline, nothing is created on disk.
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp, atomic_path(dest) as tmp:
-        with tmp.open("wb") as f:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                f.write(chunk)
-        if not h.hexdigest().startswith(_hash_prefix(url)):
+    with atomic_path(dest) as tmp:
+        if not download(url, tmp).startswith(_hash_prefix(url)):
             raise OSError(f"{url}: sha256 mismatch (corrupt download)")
 
 

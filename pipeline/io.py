@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: readers never see half-written output."""
+"""Atomic file and directory writes (readers never see half-written output), hashing, downloads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,27 @@ def file_hash(path: Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes, read in chunks."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+DOWNLOAD_TIMEOUT_S = 30  # per socket operation: an offline machine fails fast, never hangs
+
+
+def download(url: str, dest: Path, algorithm: str = "sha256") -> str:
+    """Fetch ``url`` into ``dest`` atomically; returns the hex digest of what was written.
+
+    The connection is opened first, so offline nothing is created on disk. Raises urllib's
+    URLError, OSError or TimeoutError; callers turn them into one-line errors.
+    """
+    h = hashlib.new(algorithm)
+    with (
+        urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp,
+        atomic_path(dest) as tmp,
+        tmp.open("wb") as f,
+    ):
+        for chunk in iter(lambda: resp.read(1 << 20), b""):
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: Path, data: Any) -> None:
