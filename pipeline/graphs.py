@@ -11,8 +11,9 @@ into a static input buffer first. The algorithm is untouched:
   it had;
 * the noise generator is registered with each graph, so replay *i* draws the same numbers
   as eager call *i* would (CUDA graph-safe Philox offsets);
-* optimisers are made ``capturable`` (their step counters live on the device; Adam's bias
-  correction is then computed on the device too, which may differ in the last bit).
+* optimisers are made ``capturable`` (their step counters live on the device): fused Adam
+  computes exactly what it computes eagerly, capturable foreach RMSprop the same update;
+* everything runs with the training device current, so capture and replay use its streams.
 
 Off CUDA there is nothing to capture: the same static-buffer step runs eagerly, after the
 same warm-up and roll-back. That is how the CPU tests exercise this code path.
@@ -20,6 +21,7 @@ same warm-up and roll-back. That is how the CPU tests exercise this code path.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -104,25 +106,33 @@ class StepGraphs:
         if self.capture:  # capturable optimisers exist on CUDA only
             for opt in optimizers:
                 make_capturable(opt)
-        # Warm up every kind of step (real updates), then roll the whole state back.
-        with rolled_back(modules, optimizers, [noise]):
-            if self.capture:
-                side = torch.cuda.Stream(self.real.device)
-                side.wait_stream(torch.cuda.current_stream(self.real.device))
-                with torch.cuda.stream(side):
+        with self._on_device():
+            # Warm up every kind of step (real updates), then roll the whole state back.
+            with rolled_back(modules, optimizers, [noise]):
+                if self.capture:
+                    dev = self.real.device
+                    side = torch.cuda.Stream(dev)
+                    side.wait_stream(torch.cuda.current_stream(dev))
+                    try:
+                        with torch.cuda.stream(side):
+                            self._warm(kinds, warmup)
+                    finally:  # the roll-back must not race the side stream's kernels
+                        torch.cuda.current_stream(dev).wait_stream(side)
+                        torch.cuda.synchronize(dev)
+                else:
                     self._warm(kinds, warmup)
-                torch.cuda.current_stream(self.real.device).wait_stream(side)
+            if self.capture:
+                for g_step in kinds:
+                    graph = torch.cuda.CUDAGraph()
+                    graph.register_generator_state(noise)
+                    with torch.cuda.graph(graph):
+                        self.step(self.real, self.labels, g_step)
+                    self.graphs[g_step] = graph
                 torch.cuda.synchronize(self.real.device)
-            else:
-                self._warm(kinds, warmup)
-        if self.capture:
-            for g_step in kinds:
-                graph = torch.cuda.CUDAGraph()
-                graph.register_generator_state(noise)
-                with torch.cuda.graph(graph):
-                    self.step(self.real, self.labels, g_step)
-                self.graphs[g_step] = graph
-            torch.cuda.synchronize(self.real.device)
+
+    def _on_device(self) -> contextlib.AbstractContextManager[object]:
+        """The training device as the current CUDA device (cuda:1 on a multi-GPU host)."""
+        return torch.cuda.device(self.real.device) if self.capture else contextlib.nullcontext()
 
     def _warm(self, kinds: Sequence[bool], n: int) -> None:
         for _ in range(n):
@@ -134,6 +144,7 @@ class StepGraphs:
         if self.labels is not None and labels is not None:
             self.labels.copy_(labels)
         if self.capture:
-            self.graphs[g_step].replay()
+            with self._on_device():
+                self.graphs[g_step].replay()
         else:
             self.step(self.real, self.labels, g_step)

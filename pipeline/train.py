@@ -215,6 +215,15 @@ def make_optimizer(
     return OPTIMIZERS[hyper.optimizer](module.parameters(), **kwargs)
 
 
+def _portable(opt_state: dict[str, Any]) -> dict[str, Any]:
+    """An optimiser state dict without the ``capturable`` flag that CUDA graphs set (it is
+    not part of the algorithm; an eager resume should not inherit the slower code path)."""
+    for group in opt_state["param_groups"]:  # state_dict() copies the group dicts
+        if group.get("capturable"):
+            group["capturable"] = False
+    return opt_state
+
+
 def _twice(labels: torch.Tensor | None) -> torch.Tensor | None:
     return None if labels is None else torch.cat([labels, labels])
 
@@ -250,7 +259,7 @@ def save_grid(images: torch.Tensor, path: Path) -> None:
 def grad_norm(module: nn.Module) -> torch.Tensor:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
-        return torch.zeros(())
+        return torch.zeros((), device=next(module.parameters(), torch.empty(0)).device)
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
@@ -311,7 +320,9 @@ class Trainer:
         self.opt_d = make_optimizer(self.spec.hyper, self.d, self.device, self.cfg.fast)
         self._joint_d = self.cfg.fast and not couples_batch(self.d)
         self._step_graphs: StepGraphs | None = None
-        self._graphs_failed = False
+        # How this run stepped: "eager", or with train.cuda_graphs "captured" (CUDA graphs)
+        # or "static" (the same static-buffer step without capture, off CUDA).
+        self.step_mode = "eager"
         dev = self.device
         self._acc_d = torch.zeros(len(_D_SLOTS), device=dev)  # sums over critic steps
         self._acc_g = torch.zeros(len(_G_SLOTS), device=dev)  # sums over generator steps
@@ -359,8 +370,8 @@ class Trainer:
             "train_time_s": self.train_time,
             "generator": self.g.state_dict(),
             "discriminator": self.d.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "opt_g": _portable(self.opt_g.state_dict()),
+            "opt_d": _portable(self.opt_d.state_dict()),
             "rng": {
                 "noise": self.noise_gen.get_state(),
                 "data": self.data_gen.get_state(),
@@ -434,6 +445,10 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_failure(exc)
             raise
+        finally:
+            # The graphs' step closure refers to this trainer: free their memory pools now,
+            # not whenever the cyclic GC runs (one Trainer per Optuna trial adds up).
+            self._step_graphs = None
         return result
 
     def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -554,9 +569,13 @@ class Trainer:
 
     def _graphs(self, x_all: torch.Tensor, y_all: torch.Tensor) -> StepGraphs | None:
         """The step as CUDA graphs (``train.cuda_graphs`` with the fast path), built once.
-        If capture fails, say so in one line and train eagerly: the warm-up was rolled back
-        and capture runs no kernel, so the state is untouched."""
-        if not (self.cfg.fast and self.cfg.cuda_graphs) or self._graphs_failed:
+
+        A capture that fails stops the run with one line: a failed capture can leave the
+        noise generator, the current stream and the allocator in states that eager steps
+        cannot safely continue from (torch's own CUDAGraph::reset says as much), and the last
+        checkpoint is intact, so rerunning with ``train.cuda_graphs: false`` resumes it.
+        """
+        if not (self.cfg.fast and self.cfg.cuda_graphs):
             return None
         if self._step_graphs is None:
             bs, v = self.spec.batch_size, self.variant
@@ -571,15 +590,13 @@ class Trainer:
                     optimizers=[self.opt_g, self.opt_d],
                     noise=self.noise_gen,
                 )
+                self.step_mode = "captured" if self._step_graphs.capture else "static"
             except RuntimeError as exc:
-                self._graphs_failed = True
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                print(
-                    f"{self.spec.variant}: CUDA graph capture failed ({first[:200]}); "
-                    "training without graphs",
-                    file=sys.stderr,
-                )
-                return None
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise PipelineError(
+                    f"{self.spec.variant}: CUDA graph capture failed ({first[:200]}); rerun with "
+                    "train.cuda_graphs: false (it resumes from the last checkpoint)"
+                ) from exc
         return self._step_graphs
 
     def _step(
@@ -631,14 +648,16 @@ class Trainer:
             d_params = list(d.parameters())
             for p in d_params:
                 p.requires_grad_(False)
-            loss_g = obj.g_loss(d(fake, labels))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            if measure_g:
-                self._norms[1].copy_(grad_norm(g))
-            opt_g.step()
-            for p in d_params:
-                p.requires_grad_(True)
+            try:
+                loss_g = obj.g_loss(d(fake, labels))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                if measure_g:
+                    self._norms[1].copy_(grad_norm(g))
+                opt_g.step()
+            finally:
+                for p in d_params:
+                    p.requires_grad_(True)
             with torch.no_grad():
                 self._acc_g += loss_g.detach()
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from pipeline import checkpoint as ckpt
 from pipeline.cli import app
 from pipeline.config import load_params
+from pipeline.errors import PipelineError
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
 from pipeline.train import (
@@ -350,7 +351,7 @@ def test_static_step_graphs_train_exactly_like_the_eager_fast_path(
         return trainer
 
     eager, graphed = run(False), run(True)
-    assert graphed._step_graphs is not None and eager._step_graphs is None
+    assert (graphed.step_mode, eager.step_mode) == ("static", "eager")
     for a, b in ((eager.g, graphed.g), (eager.d, graphed.d)):
         for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert torch.equal(x, y), f"{key} differs"
@@ -362,14 +363,15 @@ def test_static_step_graphs_train_exactly_like_the_eager_fast_path(
     assert torch.equal(eager.noise_gen.get_state(), graphed.noise_gen.get_state())
 
 
-def test_a_failed_graph_capture_falls_back_to_eager_steps(
-    tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
+    tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A capture that raises (an op CUDA graphs cannot record, say) costs speed, not the run."""
+    """A capture that raises (an op CUDA graphs cannot record, say) may leave CUDA state
+    that eager steps cannot trust: stop with the way out, before any step ran."""
     import pipeline.train as train_mod
 
     def refuse(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("operation not permitted when stream is capturing")
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
     monkeypatch.setattr(train_mod, "StepGraphs", refuse)
     params = load_params(tiny_params_path)
@@ -379,10 +381,12 @@ def test_a_failed_graph_capture_falls_back_to_eager_steps(
     out = tiny_params_path.parent / "models" / "gan"
     trainer = Trainer(params, run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
                       progress=False)  # fmt: skip
-    result = trainer.run()
-    assert result.epochs == 2 and trainer._step_graphs is None
-    err = capsys.readouterr().err
-    assert err.count("CUDA graph capture failed (operation not permitted") == 1
+    with pytest.raises(PipelineError) as info:
+        trainer.run()
+    msg = str(info.value)
+    assert "\n" not in msg and "CUDA graph capture failed (operation not permitted" in msg
+    assert "train.cuda_graphs: false" in msg
+    assert trainer.step == 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -412,7 +416,7 @@ def test_cuda_graph_replays_train_like_eager_steps(
         return trainer
 
     eager, graphed = run(False), run(True)
-    assert graphed._step_graphs is not None and graphed._step_graphs.graphs
+    assert graphed.step_mode == "captured"
     for key in ("d_loss", "g_loss"):
         assert graphed.history[0][key] == pytest.approx(eager.history[0][key], rel=1e-3, abs=1e-4)
     assert torch.equal(eager.noise_gen.get_state(), graphed.noise_gen.get_state())
@@ -459,3 +463,18 @@ def test_sampling_refuses_an_unfinished_checkpoint(tiny_params_path: Path) -> No
     ckpt.save(result.checkpoint, {k: v for k, v in state.items() if k != "format"})
     result = CliRunner().invoke(app, ["sample", "gan", "--params", str(tiny_params_path)])
     assert result.exit_code == 1 and "unfinished" in result.output
+
+
+def test_checkpointed_optimiser_state_drops_the_cuda_graph_capturable_flag() -> None:
+    """CUDA graphs make the optimisers capturable; a checkpoint must not carry that into an
+    eager resume (slower code path, same numbers)."""
+    from pipeline.train import _portable
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.RMSprop([p], lr=0.1, capturable=True)
+    state = _portable(opt.state_dict())
+    assert state["param_groups"][0]["capturable"] is False
+    assert opt.param_groups[0]["capturable"] is True  # the live optimiser is untouched
+    eager = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+    eager.load_state_dict(state)
+    assert eager.param_groups[0]["capturable"] is False
