@@ -128,7 +128,7 @@ class TrainResult:
 
 
 PACKAGE = Path(__file__).resolve().parent
-_CODE_FILES = ("train.py", "nets.py", "losses.py", "data.py", "variants/base.py")
+_CODE_FILES = ("train.py", "graphs.py", "nets.py", "losses.py", "data.py", "variants/base.py")
 
 
 def code_hash(variant: str) -> str:

@@ -122,3 +122,14 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
     stages = _dvc(tmp_path, "stage", "list")
     for stage in ("train@my_new_gan", "sample@my_new_gan", "evaluate@my_new_gan"):
         assert stage in stages
+
+
+def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
+    """The trainer retrains when these sources change (code_hash); DVC must see the same
+    files, or `dvc repro` would skip a stage whose checkpoint the trainer considers stale."""
+    from pipeline.train import _CODE_FILES
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]
+    deps = set(stage["deps"])
+    for rel in (*_CODE_FILES, "variants/${key}.py"):
+        assert f"pipeline/{rel}" in deps, f"dvc.yaml train stage misses pipeline/{rel}"
