@@ -7,16 +7,25 @@
 #          while the machine is warm (checkpoints persist) and add the wall times
 #   tune   a 20-trial wgan_gp study (2 epochs per trial), timed -> $OUT/tuning_*.{json,png}
 # Each part prints its wall time. Keep each call under the 10-minute limit.
+#
+# Knobs (for a dry run of the script's logic on a CPU: GPU_PROFILE=profiles/smoke.yaml
+# DEVICE=cpu TUNE_TRIALS=2 TUNE_EPOCHS=1, with the venv's python3 first on PATH):
+#   GPU_PROFILE (profiles/gpu.yaml), DEVICE (cuda), TUNE_TRIALS (20), TUNE_EPOCHS (2),
+#   CHAIN_LIMIT (540 s per call)
 set -euo pipefail
-export PIPELINE_MNIST_MIRROR=$PWD/.device/mnist PYTHONUNBUFFERED=1 PIPELINE_DEBUG=1
-if [ ! -d /tmp/site/mlflow ]; then
+export PIPELINE_MNIST_MIRROR=${PIPELINE_MNIST_MIRROR:-$PWD/.device/mnist}
+export PYTHONUNBUFFERED=1 PIPELINE_DEBUG=1
+profile=${GPU_PROFILE:-profiles/gpu.yaml} device=${DEVICE:-cuda}
+if ! python3 -c "import mlflow, optuna, dvc, torch_fidelity" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 fi
-export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 -m pipeline "$@"\n' >/tmp/bin/pipeline
 chmod +x /tmp/bin/pipeline && export PATH=/tmp/bin:$PATH
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-nvidia-smi -L; python3 -c "import torch, mlflow, optuna, dvc; print('torch', torch.__version__)"
+[ "$device" = cpu ] || nvidia-smi -L
+python3 -c "import torch, mlflow, optuna, dvc; print('torch', torch.__version__)"
 
 # timed CMD...: run it, print its wall time, return its status (124: stopped by timeout)
 timed() {
@@ -30,12 +39,12 @@ for part in "$@"; do
       timed python3 -m pytest -q -x -rs tests/test_train.py -k "cuda or static or fast_path" \
         2>&1 | tee "$OUT/test.log" ;;
     bench)
-      timed python3 benchmarks/train_speed.py --device cuda --steps 300 --repeats 3 \
+      timed python3 benchmarks/train_speed.py --device "$device" --steps 300 --repeats 3 \
         2>&1 | tee "$OUT/bench.log"
-      cp reports/benchmarks/train_speed_cuda.* "$OUT/" ;;
+      cp reports/benchmarks/train_speed_"${device%%:*}".* "$OUT/" ;;
     chain)
       # every call: tracked files (params.yaml) are re-sent fresh; the merge is idempotent
-      python3 -m pipeline.config merge params.yaml profiles/gpu.yaml
+      python3 -m pipeline.config merge params.yaml "$profile"
       if [ ! -f .gpu-chain ]; then  # first call only: a fresh DVC state (outputs persist)
         rm -rf .dvc/tmp .dvc/cache && dvc init -q --no-scm -f && dvc config core.analytics false
         touch .gpu-chain
@@ -49,9 +58,10 @@ for part in "$@"; do
       fi
       [ -f reports/comparison.md ] && cp reports/comparison.md reports/index.html "$OUT/" || true ;;
     tune)  # after `chain` (it needs data/ and the classifier; trains them if missing)
-      python3 -m pipeline.config merge params.yaml profiles/gpu.yaml
+      python3 -m pipeline.config merge params.yaml "$profile"
       [ -f models/classifier/classifier.pt ] || { pipeline prepare && pipeline classifier; }
-      timed pipeline tune wgan_gp --trials 20 --epochs 2 --device cuda 2>&1 | tail -30 \
+      timed pipeline tune wgan_gp --trials "${TUNE_TRIALS:-20}" --epochs "${TUNE_EPOCHS:-2}" \
+        --device "$device" 2>&1 | tail -30 \
         | tee "$OUT/tune.log"
       pipeline tune wgan_gp --apply | tee -a "$OUT/tune.log"
       [ ! -f .gpu-chain ] || dvc status train@wgan_gp 2>&1 | tee -a "$OUT/tune.log"

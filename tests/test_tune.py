@@ -639,3 +639,19 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     assert_mlflow_mirrors(params, study)
     best = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "best.json").read_text())
     assert best["study"] == study_name and best["trials"]["FAIL"] == 1
+
+
+def test_apply_says_so_when_the_defaults_won(tmp_path: Path) -> None:
+    """When the enqueued defaults are the best trial, --apply changes no value and must not
+    claim that `dvc repro` will retrain."""
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    params = load_params(path)
+    v = registry.get("gan")
+    _fake_study(params, "gan", [(tune.default_trial_params(v), 20.0), ({"lr": 1e-3}, 50.0)])
+    message = tune.apply_best(params, path, "gan")
+    assert "nothing for `dvc repro` to retrain" in message and "retrains" not in message
+    after = load_params(path).variants["gan"]
+    assert (after.lr, after.betas, after.n_critic) == (
+        params.variants["gan"].lr, params.variants["gan"].betas, params.variants["gan"].n_critic
+    )  # fmt: skip

@@ -189,8 +189,14 @@ def apply_best(
         "options": {k: resolved_before.options.get(k) for k in updates.get("options", {})},
     }
     changes = "; ".join(f"{k} {show(before[k])} -> {show(val)}" for k, val in updates.items())
+    unchanged = all(before[k] == val for k, val in updates.items())
+    outcome = (
+        f"these are the values {variant} trains with already: nothing for `dvc repro` to retrain"
+        if unchanged
+        else f"`dvc repro` retrains {variant}"
+    )
     return (
         f"{changes} (study {name} trial {doc['best_trial']}, {OBJECTIVE} "
         f"{doc['best_value']:.3f}); previous block -> "
-        f"{results_dir(params, variant) / 'applied.json'}; `dvc repro` retrains {variant}"
+        f"{results_dir(params, variant) / 'applied.json'}; {outcome}"
     )
