@@ -16,6 +16,8 @@ set -euo pipefail
 export PIPELINE_MNIST_MIRROR=${PIPELINE_MNIST_MIRROR:-$PWD/.device/mnist}
 export PYTHONUNBUFFERED=1 PIPELINE_DEBUG=1
 profile=${GPU_PROFILE:-profiles/gpu.yaml} device=${DEVICE:-cuda}
+# a warm machine keeps /tmp/site from the previous call
+[ ! -d /tmp/site ] || export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 if ! python3 -c "import mlflow, optuna, dvc, torch_fidelity" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
