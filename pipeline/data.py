@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import struct
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 
 from pipeline.config import MIRROR_ENV, Params
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_dir, download, file_hash, write_json
+from pipeline.io import DOWNLOAD_ERRORS, atomic_dir, download, file_hash, write_json
 
 # (file name, md5) exactly as torchvision.datasets.MNIST.resources lists them.
 RESOURCES: dict[str, str] = {
@@ -62,7 +60,7 @@ def _verify(path: Path, name: str, shown: str) -> None:
 def _download(url: str, dest: Path) -> None:
     try:
         download(url, dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except DOWNLOAD_ERRORS as err:
         reason = getattr(err, "reason", err)
         raise DataError(f"{url}: download failed ({reason})") from None
 

@@ -37,8 +37,6 @@ import math
 import pickle
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +59,7 @@ from pipeline.config import Params, flatten
 from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, download, file_hash, write_json
+from pipeline.io import DOWNLOAD_ERRORS, download, file_hash, write_json
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
 CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
@@ -234,9 +232,12 @@ def _hash_prefix(url: str) -> str:
 
 def _download(url: str, dest: Path) -> None:
     """Fetch ``url`` into ``dest`` atomically, checking the sha256 prefix in its name."""
-    with atomic_path(dest) as tmp:
-        if not download(url, tmp).startswith(_hash_prefix(url)):
+
+    def check(digest: str) -> None:
+        if not digest.startswith(_hash_prefix(url)):
             raise OSError(f"{url}: sha256 mismatch (corrupt download)")
+
+    download(url, dest, check=check)
 
 
 def resolve_weights(configured: Path | None, url: str, key: str, params: Params) -> Weights:
@@ -254,7 +255,7 @@ def resolve_weights(configured: Path | None, url: str, key: str, params: Params)
     if not cached.is_file():
         try:
             _download(url, cached)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
+        except DOWNLOAD_ERRORS as err:
             reason = getattr(err, "reason", None) or _first_line(err)
             raise PipelineError(
                 f"Inception metrics need weights that cannot be had: no evaluate.{key} in params, "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,23 +60,28 @@ def file_hash(path: Path, algorithm: str = "sha256") -> str:
 
 
 DOWNLOAD_TIMEOUT_S = 30  # per socket operation: an offline machine fails fast, never hangs
+# What a failed download raises (callers turn it into one line): no connection, HTTP errors,
+# a connection cut mid-body, timeouts, a bad URL, a failed ``check``.
+DOWNLOAD_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
 
 
-def download(url: str, dest: Path, algorithm: str = "sha256") -> str:
+def download(
+    url: str, dest: Path, algorithm: str = "sha256", check: Callable[[str], None] | None = None
+) -> str:
     """Fetch ``url`` into ``dest`` atomically; returns the hex digest of what was written.
 
-    The connection is opened first, so offline nothing is created on disk. Raises urllib's
-    URLError, OSError or TimeoutError; callers turn them into one-line errors.
+    The connection is opened first, so offline nothing is created on disk. ``check(digest)``
+    runs before ``dest`` appears and may raise to reject the file (nothing is left behind).
+    Raises one of DOWNLOAD_ERRORS.
     """
     h = hashlib.new(algorithm)
-    with (
-        urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp,
-        atomic_path(dest) as tmp,
-        tmp.open("wb") as f,
-    ):
-        for chunk in iter(lambda: resp.read(1 << 20), b""):
-            h.update(chunk)
-            f.write(chunk)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp, atomic_path(dest) as tmp:
+        with tmp.open("wb") as f:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                h.update(chunk)
+                f.write(chunk)
+        if check is not None:
+            check(h.hexdigest())
     return h.hexdigest()
 
 

@@ -35,15 +35,20 @@ def couples_batch(module: nn.Module) -> bool:
     """False only if two batches give the same per-sample outputs and the same module state
     whether they go through ``module`` separately or concatenated, in training mode.
 
-    Batch norm couples the samples of a batch (and updates running statistics per call);
-    a parametrization or forward pre-hook (spectral norm's power iteration, say) may change
-    state on every call. Either makes joining batches a different algorithm, so they count
-    as coupling.
+    Batch norm couples the samples of a batch; a norm that tracks running statistics (batch
+    norm, instance norm with ``track_running_stats``) updates them once per call; dropout
+    draws its masks per call; a parametrization or forward pre-hook (spectral norm's power
+    iteration, say) may change state on every call. Any of these makes joining batches a
+    different computation, so they count as coupling.
     """
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.dropout import _DropoutNd
     from torch.nn.utils import parametrize
 
     return any(
         isinstance(m, nn.modules.batchnorm._BatchNorm)
+        or (isinstance(m, _NormBase) and m.track_running_stats)
+        or isinstance(m, _DropoutNd)
         or parametrize.is_parametrized(m)
         or bool(m._forward_pre_hooks)
         for m in module.modules()
@@ -51,20 +56,27 @@ def couples_batch(module: nn.Module) -> bool:
 
 
 class DetachedSlopeLeakyReLU(nn.Module):
-    """LeakyReLU (ReLU for slope 0) computed as ``x * slope(x)``, the slope out of the graph.
+    """LeakyReLU computed as ``x * slope(x)``, with the slope (1 or ``negative_slope``) taken
+    out of the graph.
 
-    Values and first derivatives are exactly nn.LeakyReLU's (same float products). The slope
-    is piecewise constant, so its derivative is zero almost everywhere, yet autograd's double
-    backward (a gradient penalty) pushes those zeros back through the whole forward graph: for
-    the MLP critic that is about a fifth of the critic step's matrix products, all multiplying
-    zeros. With the slope detached, that pass is never built; no gradient value changes.
+    Values and first derivatives are exactly nn.LeakyReLU's (the same float products, NaN and
+    infinities included). The difference is in the graph: nn.LeakyReLU's backward depends on
+    ``x``, so autograd's double backward (a gradient penalty) pushes the zero derivative of
+    its piecewise-constant slope back through the whole forward graph; for the MLP critic that
+    is about a fifth of the critic step's matrix products, all multiplying zeros. Here the
+    backward is a product with a constant, so that pass is never built. (A ``torch.where``
+    formulation avoids the pass too, but its backward costs more than it saves on the CPU.)
+    Half-precision inputs take plain leaky_relu: its kernel multiplies in float32, which a
+    slope rounded to the input's dtype would not reproduce.
     """
 
-    def __init__(self, negative_slope: float = 0.0) -> None:
+    def __init__(self, negative_slope: float) -> None:
         super().__init__()
         self.negative_slope = negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype not in (torch.float32, torch.float64):
+            return F.leaky_relu(x, self.negative_slope)
         with torch.no_grad():
             one = torch.ones((), dtype=x.dtype, device=x.device)
             slope = torch.where(x > 0, one, one * self.negative_slope)
@@ -75,18 +87,17 @@ class DetachedSlopeLeakyReLU(nn.Module):
 
 
 def detach_activation_slopes(module: nn.Module) -> int:
-    """Replace every nn.LeakyReLU / nn.ReLU inside ``module`` by DetachedSlopeLeakyReLU (in
-    place; no parameters, so state dicts are unchanged). Returns how many were replaced."""
+    """Replace every nn.LeakyReLU with a non-zero slope inside ``module`` by
+    DetachedSlopeLeakyReLU (in place; no parameters, so state dicts are unchanged). Returns
+    how many were replaced. nn.ReLU is left alone: ``x * 0`` is -0.0 or NaN where ReLU gives 0.
+    """
     replaced = 0
     for name, child in module.named_children():
-        if isinstance(child, nn.LeakyReLU):
+        if isinstance(child, nn.LeakyReLU) and child.negative_slope != 0:
             setattr(module, name, DetachedSlopeLeakyReLU(child.negative_slope))
-        elif isinstance(child, nn.ReLU):
-            setattr(module, name, DetachedSlopeLeakyReLU(0.0))
+            replaced += 1
         else:
             replaced += detach_activation_slopes(child)
-            continue
-        replaced += 1
     return replaced
 
 

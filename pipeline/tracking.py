@@ -221,7 +221,8 @@ class TrainRecorder:
 
     def on_already_complete(self, result: Any) -> None:
         """A rerun of a finished checkpoint: if its MLflow run did not end FINISHED (killed
-        while logging the final artifacts, say), log them again and finish it."""
+        while logging the final artifacts, say), log them again and finish it. RUNNING counts
+        as unfinished too (a SIGKILL leaves it so); a failure here is only a warning."""
         import sys
 
         from pipeline.train import read_run_id
@@ -241,7 +242,10 @@ class TrainRecorder:
             file=sys.stderr,
         )
         self.run_id, self.out_dir = run_id, result.out_dir
-        self.on_end(result)
+        try:
+            self.on_end(result)
+        except Exception as err:  # the trained model is fine; only its record is incomplete
+            print(f"warning: MLflow run {run_id} not repaired: {err}", file=sys.stderr)
 
     def on_failure(self, exc: BaseException) -> None:
         if self.run_id is None:

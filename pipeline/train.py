@@ -13,8 +13,8 @@ float32-equivalent to the classic loop:
 * the discriminator's parameters are frozen during the generator step, so its weight
   gradients are not computed for nothing;
 * a discriminator that treats samples independently (no batch norm) scores the real and the
-  fake batch in one forward pass of twice the rows: the same numbers, one larger matrix
-  product instead of two small ones. A batch-norm discriminator keeps two passes, because
+  fake batch in one forward pass of twice the rows: float32-equivalent results (a larger
+  matrix product may round differently in the last bit), one product instead of two. A batch-norm discriminator keeps two passes, because
   its batch statistics are part of the algorithm;
 * with a gradient penalty, the critic's (leaky) ReLUs take their slope out of the graph, so
   the penalty's double backward skips a pass that only multiplies zeros (same gradients,

@@ -4,14 +4,16 @@
 #   test   the CUDA tests (graph replay vs eager) and the fast-vs-classic tests
 #   bench  benchmarks/train_speed.py on CUDA -> $OUT/train_speed_cuda.{json,md}
 #   chain  the full-params DVC chain on CUDA, timed; resumable: run it again in the next call
-#          while the machine is warm (checkpoints persist) and add the wall times
+#          while the machine is warm (checkpoints persist) and add the wall times. It resets
+#          .dvc/cache and params.yaml: run it in a copy (the device's is one; for a dry run
+#          here, make one as scripts/smoke.sh does), never in your checkout
 #   tune   a 20-trial wgan_gp study (2 epochs per trial), timed -> $OUT/tuning_*.{json,png}
 # Each part prints its wall time. Keep each call under the 10-minute limit.
 #
 # Knobs (for a dry run of the script's logic on a CPU: GPU_PROFILE=profiles/smoke.yaml
 # DEVICE=cpu TUNE_TRIALS=2 TUNE_EPOCHS=1, with the venv's python3 first on PATH):
 #   GPU_PROFILE (profiles/gpu.yaml), DEVICE (cuda), TUNE_TRIALS (20), TUNE_EPOCHS (2),
-#   CHAIN_LIMIT (540 s per call)
+#   CHAIN_LIMIT (540 s per call), TUNE_LIMIT (500 s per call; the study resumes next call)
 set -euo pipefail
 export PIPELINE_MNIST_MIRROR=${PIPELINE_MNIST_MIRROR:-$PWD/.device/mnist}
 export PYTHONUNBUFFERED=1 PIPELINE_DEBUG=1
@@ -48,7 +50,14 @@ for part in "$@"; do
       # every call: tracked files (params.yaml) are re-sent fresh; the merge is idempotent
       python3 -m pipeline.config merge params.yaml "$profile"
       if [ ! -f .gpu-chain ]; then  # first call only: a fresh DVC state (outputs persist)
-        rm -rf .dvc/tmp .dvc/cache && dvc init -q --no-scm -f && dvc config core.analytics false
+        rm -rf .dvc/tmp .dvc/cache
+        if [ -e .git ]; then dvc init -q -f; else
+          dvc init -q --no-scm -f
+          # .dvc/config is tracked, so the next call re-sends it without init's core.no_scm:
+          # keep it in the ignored config.local, which stays on the machine
+          dvc config --local core.no_scm true
+        fi
+        dvc config --local core.analytics false
         touch .gpu-chain
       fi
       if timed timeout "${CHAIN_LIMIT:-540}" dvc repro >"$OUT/chain_repro.log" 2>&1; then
@@ -62,9 +71,9 @@ for part in "$@"; do
     tune)  # after `chain` (it needs data/ and the classifier; trains them if missing)
       python3 -m pipeline.config merge params.yaml "$profile"
       [ -f models/classifier/classifier.pt ] || { pipeline prepare && pipeline classifier; }
-      timed pipeline tune wgan_gp --trials "${TUNE_TRIALS:-20}" --epochs "${TUNE_EPOCHS:-2}" \
-        --device "$device" 2>&1 | tail -30 \
-        | tee "$OUT/tune.log"
+      # the whole log goes to $OUT as it is written (it survives a call stopped at its limit)
+      timed timeout "${TUNE_LIMIT:-500}" pipeline tune wgan_gp --trials "${TUNE_TRIALS:-20}" \
+        --epochs "${TUNE_EPOCHS:-2}" --device "$device" 2>&1 | tee "$OUT/tune.log" | tail -30
       pipeline tune wgan_gp --apply | tee -a "$OUT/tune.log"
       [ ! -f .gpu-chain ] || dvc status train@wgan_gp 2>&1 | tee -a "$OUT/tune.log"
       cp reports/tuning/wgan_gp/best.json "$OUT/tuning_best.json" || true

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from pipeline.losses import LOSSES, gradient_penalty
-from pipeline.nets import NetSpec, couples_batch, detach_activation_slopes
+from pipeline.nets import (
+    DetachedSlopeLeakyReLU,
+    NetSpec,
+    couples_batch,
+    detach_activation_slopes,
+)
 from pipeline.train import RunSpec, build_models
 from pipeline.variants import registry
 
@@ -141,9 +146,13 @@ def test_couples_batch_says_whether_joining_batches_changes_outputs(name: str) -
     assert couples_batch(d) == (not same)
 
 
-def test_spectral_norm_counts_as_coupling() -> None:
-    """Spectral norm's power iteration runs once per call: joining calls changes the state."""
-    assert not couples_batch(nn.Linear(4, 1))
+def test_per_call_state_or_randomness_counts_as_coupling() -> None:
+    """Joining two calls into one changes what these do: spectral norm's power iteration and
+    running statistics update once per call, dropout draws its masks per call."""
+    assert not couples_batch(nn.Sequential(nn.Linear(4, 1), nn.LeakyReLU(0.2), nn.LayerNorm(1)))
+    assert not couples_batch(nn.InstanceNorm1d(4))  # per-sample, no running stats
+    assert couples_batch(nn.InstanceNorm1d(4, track_running_stats=True))
+    assert couples_batch(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)))
     assert couples_batch(nn.utils.parametrizations.spectral_norm(nn.Linear(4, 1)))
     assert couples_batch(nn.Sequential(nn.utils.spectral_norm(nn.Linear(4, 1))))
 
@@ -190,3 +199,31 @@ def test_detached_slopes_give_the_same_penalty_gradients_and_skip_the_zero_pass(
     else:
         assert not x_grad_a.any()  # the zeros autograd carried
         assert x_grad_b is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_detached_slope_leaky_relu_matches_leaky_relu_values_and_gradients(
+    dtype: torch.dtype,
+) -> None:
+    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 3.7, -2.9]
+    x = torch.cat([torch.tensor(special), torch.randn(1000)]).to(dtype)
+    upstream = torch.cat([torch.tensor([math.inf, -math.inf, math.nan]), torch.randn(1008)])
+    upstream = upstream.to(dtype)
+    results = []
+    for act in (nn.LeakyReLU(0.2), DetachedSlopeLeakyReLU(0.2)):
+        leaf = x.clone().requires_grad_(True)
+        y = act(leaf)
+        y.backward(upstream)
+        results.append((y.detach(), leaf.grad))
+    (y_ref, g_ref), (y_new, g_new) = results
+    torch.testing.assert_close(y_new, y_ref, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(g_new, g_ref, rtol=0, atol=0, equal_nan=True)
+
+
+def test_relu_and_zero_slopes_are_not_swapped() -> None:
+    """x * 0 is -0.0 (or NaN for inf) where ReLU gives 0: those stay nn.ReLU / nn.LeakyReLU."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.LeakyReLU(0.0), nn.LeakyReLU(0.1))
+    assert detach_activation_slopes(net) == 1
+    assert [type(m).__name__ for m in net] == [
+        "Linear", "ReLU", "LeakyReLU", "DetachedSlopeLeakyReLU",
+    ]  # fmt: skip

@@ -263,7 +263,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     )
 
 
-@pytest.mark.parametrize("name", ["gan", "dcgan", "wgan_gp"])
+@pytest.mark.parametrize("name", ["gan", "cgan", "dcgan", "wgan_gp"])
 def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_dir: Path) -> None:
     """Same seed, fast on/off: the same first-step losses, then the same training up to the
     rounding of fused vs for-loop Adam (it amplifies last-bit differences where v is tiny)."""
@@ -426,6 +426,23 @@ def test_cuda_graph_replays_train_like_eager_steps(
     ]
     apart, moved = (flat[0] - flat[1]).norm().item(), (flat[0] - flat[2]).norm().item()
     assert apart < 0.25 * moved  # a different noise stream would give ~1.4x moved
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fast_path_detaches_activation_slopes_only_under_a_gradient_penalty(
+    name: str, tiny_params_path: Path
+) -> None:
+    from pipeline.nets import DetachedSlopeLeakyReLU
+
+    params = load_params(tiny_params_path)
+    for fast in (True, False):
+        p = params.model_copy(update={"train": params.train.model_copy(update={"fast": fast})})
+        trainer = Trainer(p, run_spec(p, name), tiny_params_path.parent / "run",
+                          torch.device("cpu"), progress=False)  # fmt: skip
+        trainer.restore_or_start()
+        swapped = any(isinstance(m, DetachedSlopeLeakyReLU) for m in trainer.d.modules())
+        assert swapped == (fast and registry.get(name).penalty is not None)
+        assert not any(isinstance(m, DetachedSlopeLeakyReLU) for m in trainer.g.modules())
 
 
 def test_a_code_change_retrains_a_finished_run(
