@@ -7,12 +7,12 @@
 #          while the machine is warm (checkpoints persist) and add the wall times. It resets
 #          .dvc/cache and params.yaml: run it in a copy (the device's is one; for a dry run
 #          here, make one as scripts/smoke.sh does), never in your checkout
-#   tune   a 20-trial wgan_gp study (2 epochs per trial), timed -> $OUT/tuning_*.{json,png}
+#   tune   a 20-trial wgan_gp study (3 epochs per trial: pruning starts at epoch 3), timed -> $OUT/tuning_*.{json,png}
 # Each part prints its wall time. Keep each call under the 10-minute limit.
 #
 # Knobs (for a dry run of the script's logic on a CPU: GPU_PROFILE=profiles/smoke.yaml
 # DEVICE=cpu TUNE_TRIALS=2 TUNE_EPOCHS=1, with the venv's python3 first on PATH):
-#   GPU_PROFILE (profiles/gpu.yaml), DEVICE (cuda), TUNE_TRIALS (20), TUNE_EPOCHS (2),
+#   GPU_PROFILE (profiles/gpu.yaml), DEVICE (cuda), TUNE_TRIALS (20), TUNE_EPOCHS (3),
 #   CHAIN_LIMIT (540 s per call), TUNE_LIMIT (500 s per call; the study resumes next call)
 set -euo pipefail
 export PIPELINE_MNIST_MIRROR=${PIPELINE_MNIST_MIRROR:-$PWD/.device/mnist}
@@ -73,7 +73,7 @@ for part in "$@"; do
       [ -f models/classifier/classifier.pt ] || { pipeline prepare && pipeline classifier; }
       # the whole log goes to $OUT as it is written (it survives a call stopped at its limit)
       timed timeout "${TUNE_LIMIT:-500}" pipeline tune wgan_gp --trials "${TUNE_TRIALS:-20}" \
-        --epochs "${TUNE_EPOCHS:-2}" --device "$device" 2>&1 | tee "$OUT/tune.log" | tail -30
+        --epochs "${TUNE_EPOCHS:-3}" --device "$device" 2>&1 | tee "$OUT/tune.log" | tail -30
       pipeline tune wgan_gp --apply | tee -a "$OUT/tune.log"
       [ ! -f .gpu-chain ] || dvc status train@wgan_gp 2>&1 | tee -a "$OUT/tune.log"
       cp reports/tuning/wgan_gp/best.json "$OUT/tuning_best.json" || true
