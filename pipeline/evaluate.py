@@ -286,6 +286,30 @@ def _fidelity_kwargs(params: Params, dev: torch.device, n_gen: int, n_real: int)
     }
 
 
+def _fidelity(
+    params: Params,
+    dev: torch.device,
+    generated: GreyAsRGB,
+    real: GreyAsRGB,
+    extractor: str,
+    weights: Weights,
+    **metrics: bool,
+) -> dict[str, float]:
+    """torch-fidelity's ``metrics`` for generated vs real on one feature extractor; the real
+    features are cached under a name keyed by the set size, the extractor and its weights."""
+    n_gen, n_real = len(generated), len(real)
+    with _on(dev):
+        return torch_fidelity.calculate_metrics(
+            input1=generated,
+            input2=real,
+            input2_cache_name=f"mnist-test-n{n_real}-{extractor}-{weights.digest}",
+            feature_extractor=extractor,
+            feature_extractor_weights_path=str(weights.path),
+            **metrics,
+            **_fidelity_kwargs(params, dev, n_gen, n_real),
+        )
+
+
 @contextlib.contextmanager
 def _on(dev: torch.device) -> Iterator[None]:
     # torch-fidelity moves work to "the" CUDA device; make that the one asked for.
@@ -347,22 +371,12 @@ def _classifier_metrics(
     start = time.perf_counter()
     ckpt_file = checkpoint_path(params)
     ckpt = load_checkpoint(ckpt_file)
-    digest = file_hash(ckpt_file)[:16]
+    weights = Weights(ckpt_file, file_hash(ckpt_file)[:16])
     _register()
-    n_gen, n_real = len(generated), len(real)
-    with _on(dev):
-        m = torch_fidelity.calculate_metrics(
-            input1=GreyAsRGB(generated),
-            input2=GreyAsRGB(real),
-            input2_cache_name=f"mnist-test-n{n_real}-{CLASSIFIER_EXTRACTOR}-{digest}",
-            feature_extractor=CLASSIFIER_EXTRACTOR,
-            feature_extractor_weights_path=str(ckpt_file),
-            isc=True,
-            fid=True,
-            kid=True,
-            prc=True,
-            **_fidelity_kwargs(params, dev, n_gen, n_real),
-        )
+    m = _fidelity(
+        params, dev, GreyAsRGB(generated), GreyAsRGB(real), CLASSIFIER_EXTRACTOR, weights,
+        isc=True, fid=True, kid=True, prc=True,
+    )  # fmt: skip
     # Coverage needs per-image predictions, which calculate_metrics does not return; one
     # more forward pass of the CNN over the samples costs about a second on a CPU.
     model = model_from_checkpoint(ckpt, dev)
@@ -386,34 +400,15 @@ def _inception_metrics(
     """Inception section: inception-v3-compat FID/IS/KID and VGG16 precision/recall."""
     start = time.perf_counter()
     inception, vgg = weights
-    n_gen, n_real = len(generated), len(real)
-    common = _fidelity_kwargs(params, dev, n_gen, n_real)
     gen_ds, real_ds = GreyAsRGB(generated), GreyAsRGB(real)
     # Two calls: torch-fidelity takes one weights path per call, and PRC uses its own network.
-    with _on(dev), _bad_weights_as_error(inception.path, "inception_weights"):
-        m = torch_fidelity.calculate_metrics(
-            input1=gen_ds,
-            input2=real_ds,
-            input2_cache_name=f"mnist-test-n{n_real}-{INCEPTION_EXTRACTOR}-{inception.digest}",
-            feature_extractor=INCEPTION_EXTRACTOR,
-            feature_extractor_weights_path=str(inception.path),
-            isc=True,
-            fid=True,
-            kid=True,
-            **common,
-        )
-    with _on(dev), _bad_weights_as_error(vgg.path, "vgg16_weights"):
-        m.update(
-            torch_fidelity.calculate_metrics(
-                input1=gen_ds,
-                input2=real_ds,
-                input2_cache_name=f"mnist-test-n{n_real}-{VGG16_EXTRACTOR}-{vgg.digest}",
-                feature_extractor=VGG16_EXTRACTOR,
-                feature_extractor_weights_path=str(vgg.path),
-                prc=True,
-                **common,
-            )
-        )
+    with _bad_weights_as_error(inception.path, "inception_weights"):
+        m = _fidelity(
+            params, dev, gen_ds, real_ds, INCEPTION_EXTRACTOR, inception,
+            isc=True, fid=True, kid=True,
+        )  # fmt: skip
+    with _bad_weights_as_error(vgg.path, "vgg16_weights"):
+        m.update(_fidelity(params, dev, gen_ds, real_ds, VGG16_EXTRACTOR, vgg, prc=True))
     return {
         "network": INCEPTION_NETWORK,
         **_renamed(m),
