@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -55,7 +54,7 @@ def _state_tensors(
     return tensors
 
 
-@contextmanager
+@contextlib.contextmanager
 def rolled_back(
     modules: Sequence[nn.Module],
     optimizers: Sequence[torch.optim.Optimizer],
@@ -96,11 +95,9 @@ class StepGraphs:
         warmup: int = 3,
     ) -> None:
         self.step = step
-        self.real = torch.empty_like(real_like)
-        self.labels = None if labels_like is None else torch.empty_like(labels_like)
-        self.real.copy_(real_like)
-        if self.labels is not None and labels_like is not None:
-            self.labels.copy_(labels_like)
+        # static input buffers: every replay reads the batch copied into them
+        self.real = real_like.clone()
+        self.labels = None if labels_like is None else labels_like.clone()
         self.capture = self.real.device.type == "cuda"
         self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
         if self.capture:  # capturable optimisers exist on CUDA only

@@ -12,13 +12,16 @@ float32-equivalent to the classic loop:
 * channels-last memory format for the conv nets (DCGAN) and cudnn.benchmark on CUDA;
 * the discriminator's parameters are frozen during the generator step, so its weight
   gradients are not computed for nothing;
-* a discriminator that treats samples independently (no batch norm) scores the real and the
-  fake batch in one forward pass of twice the rows: float32-equivalent results (a larger
-  matrix product may round differently in the last bit), one product instead of two. A batch-norm discriminator keeps two passes, because
-  its batch statistics are part of the algorithm;
-* with a gradient penalty, the critic's (leaky) ReLUs take their slope out of the graph, so
+* a discriminator that treats samples independently (``nets.couples_batch`` is False: no
+  batch norm, dropout or per-call state) scores the real and the fake batch in one forward
+  pass of twice the rows: float32-equivalent results (a larger matrix product may round
+  differently in the last bit). A batch-norm discriminator keeps two passes, because its
+  batch statistics are part of the algorithm;
+* with a gradient penalty, the critic's LeakyReLUs take their slope out of the graph, so
   the penalty's double backward skips a pass that only multiplies zeros (same gradients,
-  bit for bit; see ``nets.DetachedSlopeLeakyReLU``).
+  bit for bit; see ``nets.DetachedSlopeLeakyReLU``);
+* with ``train.cuda_graphs``, each kind of step is replayed as a CUDA graph
+  (``pipeline.graphs``).
 
 Every random draw comes from explicit generators saved in the checkpoint, so a run killed
 and resumed ends with exactly the same weights as an uninterrupted one (on the CPU).
