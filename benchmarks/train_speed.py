@@ -110,9 +110,7 @@ def pipeline_steps_per_s(
     """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up
     (and, with ``graphs``, where the CUDA graphs are captured)."""
     params = load_params(params_path)
-    params = params.model_copy(
-        update={"train": params.train.model_copy(update={"cuda_graphs": graphs})}
-    )
+    params = params.with_section("train", cuda_graphs=graphs)
     spec = run_spec(params, name, epochs=3, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)
@@ -134,8 +132,7 @@ def eval_throughput(params_path: Path, device: torch.device, n: int) -> dict[str
     from pipeline.data import load_split
 
     images = load_split(params, "train")[0][:n].unsqueeze(1)
-    p = params.model_copy(update={"evaluate": params.evaluate.model_copy(
-        update={"extractors": ["classifier"], "n_real": min(n, 10_000)})})  # fmt: skip
+    p = params.with_section("evaluate", extractors=["classifier"], n_real=min(n, 10_000))
     t0 = time.perf_counter()
     score(p, "bench", images, None, device=str(device))
     # generated + real features are extracted (the real ones are cached after the first call)

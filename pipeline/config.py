@@ -224,6 +224,12 @@ class Params(Strict):
     def tracking_uri(self) -> str:
         return os.environ.get(TRACKING_ENV) or self.tracking.uri
 
+    def with_section(self, section: str, **fields: Any) -> Params:
+        """A copy with some fields of one section replaced (in-process overrides such as a
+        benchmark's or a tuning trial's; not re-validated, like ``model_copy``)."""
+        current = getattr(self, section)
+        return self.model_copy(update={section: current.model_copy(update=fields)})
+
 
 def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)

@@ -375,9 +375,7 @@ def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
 
     monkeypatch.setattr(train_mod, "StepGraphs", refuse)
     params = load_params(tiny_params_path)
-    params = params.model_copy(
-        update={"train": params.train.model_copy(update={"cuda_graphs": True})}
-    )
+    params = params.with_section("train", cuda_graphs=True)
     out = tiny_params_path.parent / "models" / "gan"
     trainer = Trainer(params, run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
                       progress=False)  # fmt: skip
@@ -436,7 +434,7 @@ def test_fast_path_detaches_activation_slopes_only_under_a_gradient_penalty(
 
     params = load_params(tiny_params_path)
     for fast in (True, False):
-        p = params.model_copy(update={"train": params.train.model_copy(update={"fast": fast})})
+        p = params.with_section("train", fast=fast)
         trainer = Trainer(p, run_spec(p, name), tiny_params_path.parent / "run",
                           torch.device("cpu"), progress=False)  # fmt: skip
         trainer.restore_or_start()

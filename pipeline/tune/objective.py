@@ -107,17 +107,12 @@ class _Objective:
     def __post_init__(self) -> None:
         p = self.params
         big = self.epochs + 1  # no intermediate checkpoints or grids: the temp dir is thrown away
-        self.train_params = p.model_copy(
-            update={
-                "train": p.train.model_copy(update={"checkpoint_every": big, "grid_every": big})
-            }
-        )
+        self.train_params = p.with_section("train", checkpoint_every=big, grid_every=big)
         # Classifier metrics only; the real-feature cache lives with the tuning results, so
         # that tuning writes nothing under models/ or metrics/ (DVC stage outputs).
-        evaluate = p.evaluate.model_copy(
-            update={"extractors": ["classifier"], "cache_dir": p.path(p.tune.out_dir) / ".cache"}
+        self.eval_params = p.with_section(
+            "evaluate", extractors=["classifier"], cache_dir=p.path(p.tune.out_dir) / ".cache"
         )
-        self.eval_params = p.model_copy(update={"evaluate": evaluate})
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
