@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,23 @@ import yaml
 from pipeline.config import MIRROR_ENV, load_params, merge_overrides
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_dvc(cwd: Path, *args: str) -> str:
+    """``dvc ARGS`` in ``cwd`` with this interpreter's tools first on PATH (stages call
+    ``pipeline``); asserts success and returns stdout + stderr."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
 
 
 def _mirror() -> Path:

@@ -7,17 +7,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.config import merge_overrides
-from tests.conftest import REPO
+from tests.conftest import REPO, run_dvc
 
 pytestmark = pytest.mark.slow
-DVC = str(Path(sys.executable).with_name("dvc"))
 
 
 def _copy_tree(dest: Path) -> None:
@@ -30,15 +28,6 @@ def _copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
-
-
-def _dvc(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        [DVC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900
-    )
-    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout + out.stderr
 
 
 def _ran(log: str) -> set[str]:
@@ -59,12 +48,12 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Pat
     params["evaluate"].update(n_real=500, floor_n=500, kid_subset_size=200)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["PIPELINE_MNIST_MIRROR"] = str(mnist_mirror)
-    _dvc(root, "init", "--no-scm", "-f", "-q")
+    run_dvc(root, "init", "--no-scm", "-f", "-q")
     return root
 
 
 def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(project: Path) -> None:
-    log = _dvc(project, "repro")
+    log = run_dvc(project, "repro")
     assert _ran(log) == {
         "prepare", "classifier", "floor", "report",
         "train@gan", "train@wgan", "sample@gan", "sample@wgan", "evaluate@gan", "evaluate@wgan",
@@ -76,9 +65,9 @@ def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(project: Pat
     html = (project / "reports" / "index.html").read_text()
     assert "wgan" in html and "data:image/png;base64," in html
     assert (project / "mlflow.db").is_file()
-    again = _dvc(project, "repro")
+    again = run_dvc(project, "repro")
     assert _ran(again) == set() and "Data and pipelines are up to date" in again
-    metrics = _dvc(project, "metrics", "show")
+    metrics = run_dvc(project, "metrics", "show")
     assert "metrics/gan.json" in metrics and "metrics/floor.json" in metrics
 
 
@@ -86,15 +75,15 @@ def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["variants"]["gan"]["lr"] = 0.0003
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = _dvc(project, "status")
+    status = run_dvc(project, "status")
     assert "train@gan" in status and "train@wgan" not in status
-    log = _dvc(project, "repro")
+    log = run_dvc(project, "repro")
     assert _ran(log) == {"train@gan", "sample@gan", "evaluate@gan", "report"}
 
 
 def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> None:
     """`pipeline tune` runs outside DVC; its best.json must still reach the report."""
-    assert _ran(_dvc(project, "repro")) <= {"train@gan", "sample@gan", "evaluate@gan", "report"}
+    assert _ran(run_dvc(project, "repro")) <= {"train@gan", "sample@gan", "evaluate@gan", "report"}
     best = project / "reports" / "tuning" / "gan" / "best.json"
     best.parent.mkdir(parents=True, exist_ok=True)
     best.write_text(
@@ -106,7 +95,7 @@ def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> No
             }
         )
     )  # fmt: skip
-    assert _ran(_dvc(project, "repro")) == {"report"}
+    assert _ran(run_dvc(project, "repro")) == {"report"}
     html = (project / "reports" / "index.html").read_text()
     assert "gan-test" in html and "-20.0%" in html
 
@@ -118,8 +107,8 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["variants"]["my_new_gan"] = {"epochs": 1}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    _dvc(tmp_path, "init", "--no-scm", "-f", "-q")
-    stages = _dvc(tmp_path, "stage", "list")
+    run_dvc(tmp_path, "init", "--no-scm", "-f", "-q")
+    stages = run_dvc(tmp_path, "stage", "list")
     for stage in ("train@my_new_gan", "sample@my_new_gan", "evaluate@my_new_gan"):
         assert stage in stages
 

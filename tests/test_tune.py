@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
 from pipeline.variants import Variant, registry
-from tests.conftest import REPO, TINY, deep_update, write_params
+from tests.conftest import REPO, TINY, deep_update, run_dvc, write_params
 
 # What each shipped variant exposes to tuning (a variant added later is checked by its fields).
 EXPECTED_SPACE = {
@@ -422,15 +422,6 @@ def _fake_study(params: Params, name: str, values: list[tuple[dict[str, Any], fl
     study.tell(pruned, state=TrialState.PRUNED)
 
 
-def _dvc(root: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout + out.stderr
-
-
 def _train_stage_params() -> list[Any]:
     """The params the repo's train@VARIANT stage declares (what --apply must change)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text()).get("stages", {})
@@ -470,9 +461,9 @@ def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: P
         )
     )
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    _dvc(tmp_path, "init", "-q")
-    _dvc(tmp_path, "repro", "-q")
-    before = _dvc(tmp_path, "status")
+    run_dvc(tmp_path, "init", "-q")
+    run_dvc(tmp_path, "repro", "-q")
+    before = run_dvc(tmp_path, "status")
     assert "train@" not in before
 
     for name in ("gan", "wgan"):
@@ -501,7 +492,7 @@ def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: P
         mode="json", exclude_unset=True
     )
 
-    status = _dvc(tmp_path, "status")
+    status = run_dvc(tmp_path, "status")
     assert "train@gan" in status and "train@wgan" in status
     assert "train@cgan" not in status and "train@dcgan" not in status
 
