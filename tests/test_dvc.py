@@ -122,3 +122,68 @@ def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     deps = set(stage["deps"])
     for rel in (*_CODE_FILES, "variants/${key}.py"):
         assert f"pipeline/{rel}" in deps, f"dvc.yaml train stage misses pipeline/{rel}"
+
+
+def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path) -> None:
+    """dvc.yaml takes its paths from params.yaml: with every output folder moved, each stage
+    declares exactly the files its command writes (as the code computes them) and every
+    non-code dependency is another stage's output (or the tuning folder)."""
+    from dvc.repo import Repo
+
+    from pipeline.classifier import METRICS_NAME, checkpoint_path
+    from pipeline.config import load_params
+    from pipeline.data import mnist_dir
+    from pipeline.evaluate import metrics_path, samples_path
+    from pipeline.train import curves_path, variant_dir
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    raw = merge_overrides(
+        yaml.safe_load((REPO / "params.yaml").read_text()),
+        {
+            "data": {"dir": "in/data"},
+            "train": {"out_dir": "out/runs"},
+            "sample": {"out_dir": "out/gen"},
+            "classifier": {"out_dir": "out/evaluator"},
+            "evaluate": {"out_dir": "out/scores"},
+            "report": {"out_dir": "out/site"},
+            "tune": {"out_dir": "out/studies"},
+        },
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(tmp_path / "params.yaml")
+
+    def rel(p: Path) -> str:
+        return p.relative_to(tmp_path).as_posix()
+
+    report_dir = params.path(params.report.out_dir)
+    expected = {
+        "prepare": {rel(mnist_dir(params))},
+        "classifier": {
+            rel(checkpoint_path(params)),
+            rel(checkpoint_path(params).with_name(METRICS_NAME)),
+        },
+        "floor": {rel(metrics_path(params, "floor"))},
+        "report": {
+            rel(report_dir / f)
+            for f in ("index.html", "comparison.md", "plots", "grids", "scores.csv")
+        },
+    }
+    for v in raw["variants"]:
+        expected[f"train@{v}"] = {rel(variant_dir(params, v)), rel(curves_path(params, v))}
+        expected[f"sample@{v}"] = {rel(samples_path(params, v).parent)}
+        expected[f"evaluate@{v}"] = {rel(metrics_path(params, v))}
+
+    Repo.init(str(tmp_path), no_scm=True)
+    with Repo(str(tmp_path)) as repo:
+        stages = {s.name: s for s in repo.index.stages}
+        outs = {name: {str(o.def_path) for o in s.outs} for name, s in stages.items()}
+        deps = {name: {str(d.def_path) for d in s.deps} for name, s in stages.items()}
+    assert outs == expected
+
+    produced = set().union(*expected.values())
+    for name, paths in deps.items():
+        for dep in paths - {rel(params.path(params.tune.out_dir))}:
+            if dep.startswith("pipeline/") or dep == "params.yaml":
+                continue
+            assert any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
+                       for out in produced), f"{name} depends on {dep}, which no stage writes"  # fmt: skip
