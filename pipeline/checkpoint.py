@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path
+from pipeline.io import save_torch
 
 FORMAT = 1
 CHECKPOINT = "checkpoint.pt"
@@ -32,8 +32,7 @@ class CheckpointError(PipelineError):
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-save leaves the previous checkpoint intact."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    save_torch({"format": FORMAT, **state}, path)
 
 
 def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pipeline.config import Params
 from pipeline.data import N_CLASSES, load_split, to_model_range
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import save_torch, write_json
 
 ARCH = "mnist-cnn-v1"
 FEATURE_DIM = 128
@@ -171,8 +171,7 @@ def train_classifier(
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path = out_dir / CHECKPOINT_NAME
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+    save_torch({"state_dict": state, "meta": meta}, path)
     write_json(
         out_dir / METRICS_NAME,
         {

@@ -15,12 +15,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The process umask, read once: temp files are created private (0600/0700), and what they
+# become must get the mode a plain open()/mkdir() would have given it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
+
+    The file ends with the mode ``open()`` would give it (0666 less the umask), not the
+    owner-only mode of a temp file, so teammates and an MLflow server can read results."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -35,10 +44,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temp dir beside ``path``; on success it becomes ``path``.
 
     An existing ``path`` is moved aside first and deleted only after the swap, so a crash
-    at any point leaves either the old or the new directory, never a mix.
+    at any point leaves either the old or the new directory, never a mix. The directory
+    ends with the mode ``mkdir()`` would give it (0777 less the umask).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_UMASK)
     try:
         yield tmp
         old = None
@@ -51,6 +62,18 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` atomically, with the same bytes for the same content.
+
+    Saving to a path names the zip records after the file (here a random temp name); saving
+    to an open file names them ``archive/``, so reruns give identical files (DVC and md5
+    checks see no change where there is none)."""
+    import torch
+
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
 
 
 def file_hash(path: Path, algorithm: str = "sha256") -> str:

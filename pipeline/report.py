@@ -1571,7 +1571,6 @@ def write_report(report: Report, out_dir: Path) -> Path:
     for top in ("plots", "grids"):
         # Each folder is swapped in whole, so files of a variant dropped from params go too.
         with atomic_dir(out_dir / top) as tmp:
-            tmp.chmod(0o755)  # mkdtemp makes 0700
             for asset in by_top.get(top, []):
                 target = tmp / asset.rel.split("/", 1)[1]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -1588,7 +1587,6 @@ def _write_utf8(path: Path, text: str) -> None:
     # Explicit UTF-8 (the page has "—", "★", "±"): the locale's encoding may be ASCII.
     with atomic_path(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
-        tmp.chmod(0o644)  # mkstemp makes 0600; a report is meant to be read by others
 
 
 def build_report(params: Params) -> Path:

@@ -18,7 +18,7 @@ from pipeline.config import Params
 from pipeline.data import N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, save_torch
 from pipeline.variants import Hyper, registry
 
 
@@ -92,8 +92,7 @@ def sample_variant(
     data = {"images": images}
     if labels is not None:
         data["labels"] = labels
-    with atomic_path(out_dir / "samples.pt") as tmp:
-        torch.save(data, tmp)
+    save_torch(data, out_dir / "samples.pt")
     with atomic_path(out_dir / "grid.png") as tmp:
         save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
     return SampleResult(out_dir / "samples.pt", n)

@@ -63,3 +63,32 @@ def test_offline_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(DOWNLOAD_ERRORS):
         download("http://127.0.0.1:9/blob.bin", dest)
     assert not dest.parent.exists()
+
+
+def test_atomic_outputs_get_the_modes_open_and_mkdir_would_give(tmp_path: Path) -> None:
+    """Temp files are created owner-only; what they become must not stay that way."""
+    import os
+    import stat
+
+    from pipeline.io import atomic_dir, atomic_path
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "inner").write_text("y")
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
+
+
+def test_save_torch_gives_the_same_bytes_for_the_same_content(tmp_path: Path) -> None:
+    import torch
+
+    from pipeline.io import save_torch
+
+    obj = {"w": torch.arange(12.0).reshape(3, 4), "meta": {"seed": 0}}
+    save_torch(obj, tmp_path / "a.pt")
+    save_torch(obj, tmp_path / "b.pt")  # another name: torch.save(path) would name the records
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "b.pt")["w"], obj["w"])

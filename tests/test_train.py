@@ -480,6 +480,26 @@ def test_sampling_refuses_an_unfinished_checkpoint(tiny_params_path: Path) -> No
     assert result.exit_code == 1 and "unfinished" in result.output
 
 
+def test_sampling_twice_writes_identical_readable_files(tiny_params_path: Path) -> None:
+    """Same seed, same bytes (DVC and md5 checks see no change), and files others can read."""
+    import hashlib
+    import stat
+
+    params = load_params(tiny_params_path)
+    train_variant(params, "gan", epochs=1, track=False, progress=False)
+    out = params.path(params.sample.out_dir) / "gan"
+    digests = []
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["sample", "gan", "--params", str(tiny_params_path)])
+        assert result.exit_code == 0, result.output
+        digests.append({f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in out.iterdir()})
+    assert digests[0] == digests[1] and set(digests[0]) == {"samples.pt", "grid.png"}
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (*out.iterdir(), params.path(params.train.out_dir) / "gan" / "checkpoint.pt"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+
+
 def test_checkpointed_optimiser_state_drops_the_cuda_graph_capturable_flag() -> None:
     """CUDA graphs make the optimisers capturable; a checkpoint must not carry that into an
     eager resume (slower code path, same numbers)."""
