@@ -387,60 +387,118 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / ckpt.CHECKPOINT
 
-    def restore_or_start(self) -> None:
+    @property
+    def previous_dir(self) -> Path:
+        """Where a finished run with another config is kept, one step back."""
+        return self.out_dir.with_name(self.out_dir.name + ".previous")
+
+    def restore_or_start(self) -> list[str]:
         """Resume from the checkpoint in ``out_dir`` when it belongs to this config.
 
-        A finished run with another config is stale output (e.g. params changed before
-        ``dvc repro``): start over. An unfinished run with another config is refused.
+        Returns the config differences of a finished run that must be set aside first (empty
+        when there is none); nothing is moved here, so a run that then fails its checks leaves
+        the finished run where it was. A finished run with another config is stale output
+        (e.g. params changed before ``dvc repro``): start over, unless ``<out_dir>.previous``
+        holds a finished run of this very config, which is swapped back in. An unfinished run
+        with another config is refused.
         """
         self._fresh_state()
         path = self.checkpoint_path
-        if not path.exists():
-            # Leftovers of a run killed before its first checkpoint (grids, an MLflow run id)
-            # may belong to another config: start clean.
-            if self.out_dir.exists():
-                shutil.rmtree(self.out_dir)
-            return
-        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the weights.
-        state = ckpt.load(path, map_location="cpu")
-        diff = ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
+        try:
+            state = ckpt.load(path, map_location="cpu") if path.exists() else None
+        except ckpt.CheckpointError as err:
+            raise ckpt.CheckpointError(f"{err}; delete {self.out_dir} to start over") from None
+        diff = [] if state is None else ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
         if diff and not state["complete"]:
             raise ResumeRefusedError(
                 f"{path} holds an unfinished run with a different config ({'; '.join(diff)}); "
                 f"refusing to resume. Restore the old params, or delete {self.out_dir} to start over"
             )
+        if state is None or diff:
+            previous = self._matching_previous()
+            if previous is not None:
+                self._swap_previous(had_run=state is not None)
+                state = previous
+                diff = []
+        if state is None:
+            return []
         if diff:
-            # Keep the finished run one step back (a one-off --epochs/--subset must not
-            # destroy a long run): <out_dir>.previous, replacing an older one.
-            previous = self.out_dir.with_name(self.out_dir.name + ".previous")
-            shutil.rmtree(previous, ignore_errors=True)
-            self.out_dir.rename(previous)
-            print(
-                f"{self.spec.variant}: config changed ({'; '.join(diff)[:200]}); starting over, "
-                f"the finished run is kept in {previous}",
-                file=sys.stderr,
-            )
-            return
+            return diff
         self._load_state(state)
         if not self.complete and self.progress:
             print(
                 f"{self.spec.variant}: resuming from epoch {self.epoch} ({path})", file=sys.stderr
             )
+        return []
+
+    def _matching_previous(self) -> dict[str, Any] | None:
+        """The state in ``<out_dir>.previous`` if it is a finished run of this config."""
+        path = self.previous_dir / ckpt.CHECKPOINT
+        if not path.is_file():
+            return None
+        try:
+            state = ckpt.load(path, map_location="cpu")
+        except ckpt.CheckpointError:
+            return None  # unreadable: it stays where it is, a fresh run replaces it later
+        same = not ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
+        return state if same and state["complete"] else None
+
+    def _swap_previous(self, had_run: bool) -> None:
+        """Bring the matching finished run back; the current finished run (if any) takes its
+        place one step back, so switching between two configs retrains neither."""
+        previous = self.previous_dir
+        if had_run:
+            parked = self.out_dir.with_name(self.out_dir.name + ".swap")
+            shutil.rmtree(parked, ignore_errors=True)
+            self.out_dir.rename(parked)
+            previous.rename(self.out_dir)
+            parked.rename(previous)
+        else:
+            # Leftovers of a run killed before its first checkpoint: nothing to keep.
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            previous.rename(self.out_dir)
+        print(
+            f"{self.spec.variant}: the finished run with this config was in {previous}; "
+            f"restored it" + (f" (the other run is now in {previous})" if had_run else ""),
+            file=sys.stderr,
+        )
+
+    def _set_aside(self, diff: list[str]) -> None:
+        """Keep the finished run one step back (a one-off --epochs/--subset must not destroy
+        a long run): ``<out_dir>.previous``, replacing an older one."""
+        previous = self.previous_dir
+        shutil.rmtree(previous, ignore_errors=True)
+        self.out_dir.rename(previous)
+        print(
+            f"{self.spec.variant}: config changed ({'; '.join(diff)[:200]}); starting over, "
+            f"the finished run is kept in {previous}",
+            file=sys.stderr,
+        )
 
     # ---------------------------------------------------------------- loop
     def run(self) -> TrainResult:
-        self.restore_or_start()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.out_dir / "config.json", self.spec.as_dict())
+        stale = self.restore_or_start()
         if self.complete:  # finished earlier with this very config: nothing to train
+            write_json(self.out_dir / "config.json", self.spec.as_dict())
             result = self._finish()
             for cb in self.callbacks:
                 cb.on_already_complete(result)
             return result
+        # Everything that can refuse the run (missing data, a subset below the batch size)
+        # runs before the output folder changes: a failed command leaves it as it was.
+        data = self._load_data()
+        if stale:
+            self._set_aside(stale)
+        elif not self.checkpoint_path.exists() and self.out_dir.exists():
+            # Leftovers of a run killed before its first checkpoint (grids, an MLflow run id)
+            # may belong to another config: start clean.
+            shutil.rmtree(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.out_dir / "config.json", self.spec.as_dict())
         for cb in self.callbacks:
             cb.on_start(self.spec, self.out_dir, self.epoch)
         try:
-            self._train_epochs()
+            self._train_epochs(*data)
             result = self._finish()
             for cb in self.callbacks:
                 cb.on_end(result)
@@ -464,10 +522,9 @@ class Trainer:
             )
         return to_model_range(images).to(self.device), labels.to(self.device)
 
-    def _train_epochs(self) -> None:
+    def _train_epochs(self, x_all: torch.Tensor, y_all: torch.Tensor) -> None:
         from tqdm.auto import tqdm
 
-        x_all, y_all = self._load_data()
         n, bs = len(y_all), self.spec.batch_size
         steps_per_epoch = n // bs  # drop_last, as the classic DataLoader loop
         hyper = self.spec.hyper
@@ -748,8 +805,9 @@ def train_variant(
     out_dir = variant_dir(params, name)
     callbacks: list[TrainCallback] = []
     if track:
-        from pipeline.tracking import TrainRecorder
+        from pipeline.tracking import TrainRecorder, setup
 
+        setup(params)  # an unusable tracking store fails here, before the output folder changes
         callbacks.append(TrainRecorder(params, to_plain(params.train)))
     trainer = Trainer(
         params,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -53,7 +54,7 @@ def test_one_step_changes_the_weights(name: str, tmp_path: Path, prepared_dir: P
     hyper = trainer.spec.hyper
     # n_critic steps: the critic moves every step, the generator once.
     trainer.spec = run_spec(load_params(path), name, epochs=1, subset=64 * hyper.n_critic)
-    trainer._train_epochs()
+    trainer._train_epochs(*trainer._load_data())
     assert trainer.step == hyper.n_critic
     for before, module in ((g0, trainer.g), (d0, trainer.d)):
         changed = [
@@ -117,6 +118,52 @@ def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
     assert changed.epochs == 2 and (first.out_dir / "run_id.txt").read_text() != run_id
     kept = first.out_dir.with_name("gan.previous")  # the finished run is set aside, not lost
     assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 1
+
+
+def test_switching_back_to_the_previous_config_restores_its_run_without_training(
+    tiny_params_path: Path,
+) -> None:
+    """epochs=2, a one-off epochs=1, epochs=2 again: the long run comes back from
+    gan.previous (same file, no retraining), and the one-off run takes its place there."""
+    params = load_params(tiny_params_path)
+    long = train_variant(params, "gan", epochs=2, track=False, progress=False)
+    long_bytes = long.checkpoint.read_bytes()
+    train_variant(params, "gan", epochs=1, track=False, progress=False)
+    kept = long.out_dir.with_name("gan.previous")
+    assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 2
+    back = train_variant(params, "gan", epochs=2, track=False, progress=False)
+    assert back.checkpoint.read_bytes() == long_bytes  # restored, not retrained
+    assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 1
+    assert json.loads((back.out_dir / "config.json").read_text())["hyper"]["epochs"] == 2
+
+
+def test_a_run_refused_by_its_checks_leaves_the_finished_run_in_place(
+    tiny_params_path: Path,
+) -> None:
+    """A config change whose run then fails its checks (subset below the batch size, a tracking
+    store that cannot be opened) must not move the finished run aside."""
+    params = load_params(tiny_params_path)
+    first = train_variant(params, "gan", epochs=1, track=False, progress=False)
+    before = {f.relative_to(first.out_dir): f.read_bytes() for f in first.out_dir.rglob("*")
+              if f.is_file()}  # fmt: skip
+    with pytest.raises(PipelineError, match="smaller than train.batch_size"):
+        train_variant(params, "gan", epochs=1, subset=10, track=False, progress=False)
+    # an MLflow store that cannot be opened (a path under a file)
+    bad = params.with_section("tracking", uri=f"sqlite:///{tiny_params_path}/mlflow.db")
+    with pytest.raises(Exception):  # noqa: B017 - whatever MLflow raises, before any move
+        train_variant(bad, "gan", epochs=3, progress=False)
+    after = {f.relative_to(first.out_dir): f.read_bytes() for f in first.out_dir.rglob("*")
+             if f.is_file()}  # fmt: skip
+    assert after == before
+    assert not first.out_dir.with_name("gan.previous").exists()
+
+
+def test_a_corrupt_checkpoint_says_how_to_start_over(tiny_params_path: Path) -> None:
+    params = load_params(tiny_params_path)
+    first = train_variant(params, "gan", epochs=1, track=False, progress=False)
+    first.checkpoint.write_bytes(b"not a zip")
+    with pytest.raises(ckpt.CheckpointError, match=f"delete {first.out_dir} to start over"):
+        train_variant(params, "gan", epochs=1, track=False, progress=False)
 
 
 def test_rerun_repairs_an_mlflow_run_left_unfinished_by_a_kill_during_finalisation(
