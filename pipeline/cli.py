@@ -230,7 +230,7 @@ def tune(
     p = _load(params)
     if apply:
         changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
-        _echo(f"{variant}: wrote best trial to {params}: {changes}")
+        _echo(f"{variant}: {changes}")
         return
     summary = tuning.run_study(
         p,
@@ -242,6 +242,7 @@ def tune(
         epochs=epochs,
         seed=seed,
         device=device,
+        params_path=params,
     )
     _echo(summary)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -404,11 +407,17 @@ def test_missing_classifier_is_one_line_and_creates_nothing(
 # ---------------------------------------------------------------------------- --apply + DVC
 
 
-def _fake_study(params: Params, name: str, values: list[tuple[dict[str, Any], float]]) -> None:
+def _fake_study(
+    params: Params,
+    name: str,
+    values: list[tuple[dict[str, Any], float]],
+    study_name: str | None = None,
+) -> optuna.Study:
     """A study of ``name``'s space with the given (params, value) trials, no training."""
     v = registry.get(name)
     study = optuna.create_study(
-        storage=tune.resolve_storage_url(params), study_name=tune.default_study_name(name)
+        storage=tune.resolve_storage_url(params),
+        study_name=study_name or tune.default_study_name(name),
     )
     study.set_user_attr(tune.ATTR_BUDGET, {"epochs": 3})
     for trial_params, value in values:
@@ -420,6 +429,7 @@ def _fake_study(params: Params, name: str, values: list[tuple[dict[str, Any], fl
     pruned = study.ask()
     tune.suggest(pruned, v, v.resolve(), params.tune)
     study.tell(pruned, state=TrialState.PRUNED)
+    return study
 
 
 def _train_stage_params() -> list[Any]:
@@ -640,9 +650,129 @@ def test_apply_says_so_when_the_defaults_won(tmp_path: Path) -> None:
     params = load_params(path)
     v = registry.get("gan")
     _fake_study(params, "gan", [(tune.default_trial_params(v), 20.0), ({"lr": 1e-3}, 50.0)])
+    before = path.read_text()
     message = tune.apply_best(params, path, "gan")
     assert "nothing for `dvc repro` to retrain" in message and "retrains" not in message
+    # Nothing to change, nothing written: no applied.json whose "previous block" is the block
+    # that stays, no comment pointing at it.
+    assert "nothing written" in message
+    assert not (tmp_path / "reports" / "tuning" / "gan" / "applied.json").exists()
+    assert path.read_text() == before
     after = load_params(path).variants["gan"]
     assert (after.lr, after.betas, after.n_critic) == (
         params.variants["gan"].lr, params.variants["gan"].betas, params.variants["gan"].n_critic
     )  # fmt: skip
+
+
+def test_apply_again_keeps_the_block_from_before_tuning(tmp_path: Path) -> None:
+    """A second --apply of the same study changes nothing and must keep applied.json (its
+    previous_block is the block from before tuning); another study's --apply records the block
+    just before it."""
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    params = load_params(path)
+    untuned = params.variants["gan"].model_dump(mode="json", exclude_unset=True)
+    v = registry.get("gan")
+    gan_best = {"lr": 3.3e-4, "beta1": 0.25, "beta2": 0.97}
+    _fake_study(params, "gan", [(tune.default_trial_params(v), 40.0), (gan_best, 30.0)])
+    assert "`dvc repro` retrains gan" in tune.apply_best(params, path, "gan")
+    applied = tmp_path / "reports" / "tuning" / "gan" / "applied.json"
+    record, tuned_text = applied.read_text(), path.read_text()
+    assert json.loads(record)["previous_block"] == untuned
+
+    again = tune.apply_best(load_params(path), path, "gan")
+    assert "nothing written" in again and "nothing for `dvc repro` to retrain" in again
+    assert applied.read_text() == record and path.read_text() == tuned_text
+
+    other = {"lr": 1.1e-4, "beta1": 0.4, "beta2": 0.95}
+    _fake_study(params, "gan", [(other, 25.0)], study_name="gan-b")
+    tuned = load_params(path)
+    assert "retrains" in tune.apply_best(tuned, path, "gan", study_name="gan-b")
+    doc = json.loads(applied.read_text())
+    assert doc["study"] == "gan-b"
+    assert doc["previous_block"] == tuned.variants["gan"].model_dump(
+        mode="json", exclude_unset=True
+    )
+    assert doc["previous_block"]["lr"] == 3.3e-4 and doc["applied"]["lr"] == 1.1e-4
+
+
+class _FakeObjective:
+    """Stands in for the training objective: suggests like it, later trials score better."""
+
+    def __init__(self, params: Params, v: Variant, hyper: Any, *_: Any) -> None:
+        self.params, self.v, self.hyper = params, v, hyper
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        tune.suggest(trial, self.v, self.hyper, self.params.tune)
+        return 50.0 - trial.number
+
+
+def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary's --apply hint, followed verbatim, applies the study just run (not
+    tune-VARIANT in the default storage); the --apply errors name the study asked for."""
+    monkeypatch.setattr("pipeline.classifier.load_checkpoint", lambda path: None)
+    monkeypatch.setattr("pipeline.tune.study._Objective", _FakeObjective)
+    folder = tmp_path / "my dir"
+    path = write_params(folder).rename(folder / "my params.yaml")
+    params = load_params(path)
+
+    summary = tune.run_study(
+        params, "gan", trials=2, storage="sqlite:///other.db", study_name="s 2", device="cpu",
+        params_path=path,
+    )  # fmt: skip
+    hint = re.search(r"apply with `([^`]*)`", summary)
+    assert hint, summary
+    argv = shlex.split(hint.group(1))
+    assert argv == [
+        "pipeline", "tune", "gan", "--params", str(path), "--study", "s 2",
+        "--storage", "sqlite:///other.db", "--apply",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, argv[1:])
+    assert result.exit_code == 0, result.output
+    applied = json.loads((folder / "reports" / "tuning" / "gan" / "applied.json").read_text())
+    assert applied["study"] == "s 2" and applied["trial"] == 1
+    best = json.loads((folder / "reports" / "tuning" / "gan" / "best.json").read_text())
+    assert best["study"] == "s 2"  # the report's Study column says which study it shows
+
+    def suggested(**kwargs: Any) -> list[str]:
+        with pytest.raises(PipelineError) as err:
+            tune.apply_best(params, path, "gan", **kwargs)
+        found = re.search(r"`(pipeline tune [^`]*)`", str(err.value))
+        assert found, str(err.value)
+        return shlex.split(found.group(1))
+
+    # The study is missing from an existing storage / the storage file is missing.
+    assert suggested(storage="sqlite:///other.db", study_name="zzz") == [
+        "pipeline", "tune", "gan", "--params", str(path), "--study", "zzz",
+        "--storage", "sqlite:///other.db",
+    ]  # fmt: skip
+    assert suggested(storage="journal://no such.log") == [
+        "pipeline", "tune", "gan", "--params", str(path), "--storage", "journal://no such.log"
+    ]  # fmt: skip
+    # Defaults are not repeated; a password is not printed.
+    assert tune.tune_command("gan", params_path="params.yaml", study_name="tune-gan") == (
+        "pipeline tune gan"
+    )
+    assert tune.tune_command("gan", storage="postgresql://u:secret@h/db", apply=True) == (
+        "pipeline tune gan --storage 'postgresql://u:***@h/db' --apply"
+    )
+
+
+def test_results_of_another_study_leave_no_stale_plots(tmp_path: Path) -> None:
+    """best.json and the plots beside it describe one study: a study without enough trials for
+    a plot removes the previous study's file instead of leaving it in the report."""
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    params = load_params(path)
+    v = registry.get("gan")
+    first = _fake_study(params, "gan", [(tune.default_trial_params(v), 40.0), ({"lr": 1e-3}, 30.0)])
+    out = tmp_path / "reports" / "tuning" / "gan"
+    tune.write_results(params, first, "gan")
+    assert (out / "param_importances.png").is_file()
+    second = _fake_study(params, "gan", [({"lr": 2e-3}, 35.0)], study_name="s2")
+    tune.write_results(params, second, "gan")
+    assert json.loads((out / "best.json").read_text())["study"] == "s2"
+    assert (out / "optimization_history.png").is_file()
+    assert not (out / "param_importances.png").exists()

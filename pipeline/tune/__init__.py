@@ -93,6 +93,7 @@ from pipeline.tune.common import (
     OBJECTIVE,
     default_study_name,
     results_dir,
+    tune_command,
 )
 from pipeline.tune.results import Counts, counts, study_results, write_results
 from pipeline.tune.space import block_updates, default_trial_params, make_pruner, suggest
@@ -128,5 +129,6 @@ __all__ = [
     "run_study",
     "study_results",
     "suggest",
+    "tune_command",
     "write_results",
 ]

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import Params, load_params, parse_params
 from pipeline.errors import PipelineError
 from pipeline.io import write_json, write_text
-from pipeline.tune.common import OBJECTIVE, _quiet_optuna, _variant, default_study_name, results_dir
+from pipeline.tune.common import (
+    OBJECTIVE,
+    _quiet_optuna,
+    _variant,
+    default_study_name,
+    results_dir,
+    tune_command,
+)
 from pipeline.tune.results import study_results
 from pipeline.tune.space import block_updates
 from pipeline.tune.storage import open_storage, public_url, resolve_storage_url
@@ -87,6 +94,16 @@ def _edit_params_text(text: str, variant: str, updates: dict[str, Any], comment:
     return buf.getvalue()
 
 
+def _show(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, list | tuple):
+        return "[" + ", ".join(_show(i) for i in x) + "]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {_show(i)}" for k, i in x.items()) + "}"
+    return str(x)
+
+
 def apply_best(
     params: Params,
     params_path: Path | str,
@@ -99,7 +116,9 @@ def apply_best(
 
     Sets lr, betas, n_critic and options as tuned (epochs stay); comments and layout of the
     file are kept; the block it replaces goes to ``<tune.out_dir>/<variant>/applied.json`` (the
-    published defaults also stay in pipeline/variants/<variant>.py). Returns what changed.
+    published defaults also stay in pipeline/variants/<variant>.py). Returns what changed, in
+    one line. When the variant trains with these values already (defaults won, or applied
+    before), nothing is written: ``applied.json`` keeps the block from before the change.
     """
     import optuna
     import yaml
@@ -108,26 +127,46 @@ def apply_best(
     params_path = Path(params_path)
     name = study_name or default_study_name(variant)
     url = resolve_storage_url(params, storage)
+    # Hints repeat the user's --params/--study/--storage: they must name this very study.
+    run_cmd = tune_command(variant, params_path=params_path, storage=storage, study_name=name)
     for prefix in ("sqlite:///", "journal://"):
         if url.startswith(prefix) and not Path(url[len(prefix) :]).is_file():
-            raise PipelineError(
-                f"no tuning storage at {url[len(prefix) :]}; run `pipeline tune {variant}` first"
-            )
+            raise PipelineError(f"no tuning storage at {url[len(prefix) :]}; run `{run_cmd}` first")
     with _quiet_optuna():
         store = open_storage(params, url)
         try:
             study = optuna.load_study(storage=store, study_name=name)
         except KeyError:
             raise PipelineError(
-                f"no study {name!r} in {public_url(url)}; run `pipeline tune {variant}` first"
+                f"no study {name!r} in {public_url(url)}; run `{run_cmd}` first"
             ) from None
         doc = study_results(study, variant)
     if doc["best_value"] is None:
-        raise PipelineError(f"study {name!r} has no complete trial yet; nothing to apply")
+        raise PipelineError(
+            f"study {name!r} has no complete trial yet; nothing to apply (continue it with "
+            f"`{run_cmd}`)"
+        )
     updates = block_updates(doc["best_params"])
     old_block = params.variants.get(variant)
     previous = old_block.model_dump(mode="json", exclude_unset=True) if old_block else {}
     resolved_before = v.resolve(old_block)
+    before = {
+        "lr": resolved_before.lr,
+        "betas": list(resolved_before.betas),
+        "n_critic": resolved_before.n_critic,
+        "options": {k: resolved_before.options.get(k) for k in updates.get("options", {})},
+    }
+    applied_path = results_dir(params, variant) / "applied.json"
+    source = f"study {name} trial {doc['best_trial']}, {OBJECTIVE} {doc['best_value']:.3f}"
+    if all(before[k] == val for k, val in updates.items()):
+        # Nothing to change: rewriting applied.json would replace the block from before tuning
+        # with the tuned one (and the params file's comment would point at that lost record).
+        values = "; ".join(f"{k} {_show(val)}" for k, val in updates.items())
+        kept = f"{params_path} and {applied_path}" if applied_path.is_file() else str(params_path)
+        return (
+            f"{values} ({source}): these are the values {variant} trains with already; "
+            f"nothing written ({kept} kept as they are); nothing for `dvc repro` to retrain"
+        )
 
     text = params_path.read_text()
     default = doc["default_value"]
@@ -151,7 +190,7 @@ def apply_best(
             raise PipelineError(f"{params_path}: writing variants.{variant}.{key} failed")
 
     write_json(
-        results_dir(params, variant) / "applied.json",
+        applied_path,
         {
             "variant": variant,
             "study": name,
@@ -173,30 +212,8 @@ def apply_best(
     write_text(params_path, new_text)
     load_params(params_path)  # fail loudly (one line) should the result not validate
 
-    def show(x: Any) -> str:
-        if isinstance(x, float):
-            return f"{x:.4g}"
-        if isinstance(x, list | tuple):
-            return "[" + ", ".join(show(i) for i in x) + "]"
-        if isinstance(x, dict):
-            return "{" + ", ".join(f"{k}: {show(i)}" for k, i in x.items()) + "}"
-        return str(x)
-
-    before = {
-        "lr": resolved_before.lr,
-        "betas": list(resolved_before.betas),
-        "n_critic": resolved_before.n_critic,
-        "options": {k: resolved_before.options.get(k) for k in updates.get("options", {})},
-    }
-    changes = "; ".join(f"{k} {show(before[k])} -> {show(val)}" for k, val in updates.items())
-    unchanged = all(before[k] == val for k, val in updates.items())
-    outcome = (
-        f"these are the values {variant} trains with already: nothing for `dvc repro` to retrain"
-        if unchanged
-        else f"`dvc repro` retrains {variant}"
-    )
+    changes = "; ".join(f"{k} {_show(before[k])} -> {_show(val)}" for k, val in updates.items())
     return (
-        f"{changes} (study {name} trial {doc['best_trial']}, {OBJECTIVE} "
-        f"{doc['best_value']:.3f}); previous block -> "
-        f"{results_dir(params, variant) / 'applied.json'}; {outcome}"
+        f"wrote best trial to {params_path}: {changes} ({source}); previous block -> "
+        f"{applied_path}; `dvc repro` retrains {variant}"
     )

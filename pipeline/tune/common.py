@@ -5,6 +5,7 @@ helpers.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import time
 import warnings
@@ -76,6 +77,34 @@ def _poll(get: Callable[[], Any], seconds: float, done: Callable[[Any], bool]) -
 
 def default_study_name(variant: str) -> str:
     return f"tune-{variant}"
+
+
+def tune_command(
+    variant: str,
+    *,
+    params_path: Path | str | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    apply: bool = False,
+) -> str:
+    """The ``pipeline tune`` command line that acts on the same study, shell-quoted.
+
+    Repeats the options the user gave that are not the defaults: ``--params`` (unless it is
+    ./params.yaml), ``--study`` (unless it is ``tune-<variant>``) and ``--storage`` (as given,
+    its password masked), so a printed hint never falls back to another study.
+    """
+    from pipeline.tune.storage import public_url
+
+    args = ["pipeline", "tune", variant]
+    if params_path is not None and Path(params_path).resolve() != Path("params.yaml").resolve():
+        args += ["--params", str(params_path)]
+    if study_name and study_name != default_study_name(variant):
+        args += ["--study", study_name]
+    if storage:
+        args += ["--storage", public_url(storage)]
+    if apply:
+        args.append("--apply")
+    return shlex.join(args)
 
 
 def results_dir(params: Params, variant: str) -> Path:

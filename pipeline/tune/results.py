@@ -82,6 +82,10 @@ def study_results(study: optuna.Study, variant: str) -> dict[str, Any]:
     }
 
 
+PLOTS = ("optimization_history", "intermediate_values", "param_importances")
+"""The plots write_results makes (``<name>.png`` beside best.json)."""
+
+
 def _plot(fn: Callable[[], Any], path: Path) -> None:
     import matplotlib
 
@@ -122,4 +126,11 @@ def write_results(params: Params, study: optuna.Study, variant: str, plots: bool
             _plot(fn, out / f"{name}.png")
         except Exception as err:  # e.g. importances of constant parameters
             _log(f"warning: {name} plot not written ({_reason(err)})")
+            (out / f"{name}.png").unlink(missing_ok=True)
+    # A plot this study has none of (yet) may be left from another study (--study) or an older
+    # state of this one: the report shows every PNG here beside best.json, so remove it.
+    written = {name for name, _ in jobs}
+    for name in PLOTS:
+        if name not in written:
+            (out / f"{name}.png").unlink(missing_ok=True)
     return path

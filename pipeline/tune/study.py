@@ -24,6 +24,7 @@ from pipeline.tune.common import (
     _reason,
     _variant,
     default_study_name,
+    tune_command,
 )
 from pipeline.tune.objective import _Objective
 from pipeline.tune.results import _fmt_params, counts, study_results, write_results
@@ -104,6 +105,7 @@ def run_study(
     seed: int | None = None,
     device: str | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    params_path: Path | str | None = None,
 ) -> str:
     """Run (or continue) the variant's Optuna study; returns a short human summary.
 
@@ -112,7 +114,9 @@ def run_study(
     trial starts; ``storage``: Optuna storage URL (default ``tune.storage``); ``study_name``:
     default ``tune-<variant>``; ``epochs``: training epochs per trial (``tune.epochs``);
     ``seed``: TPE sampler seed (``tune.seed``; trial k of the study samples with seed + k, so a
-    resumed study does not repeat its start-up points); ``pruner``: replaces the configured one.
+    resumed study does not repeat its start-up points); ``pruner``: replaces the configured one;
+    ``params_path``: the params file as the user named it, repeated (with ``storage`` and
+    ``study_name``) in the ``--apply`` hint of the summary.
     Writes ``<tune.out_dir>/<variant>/best.json`` (after every trial) and the plots (at the
     end, also after Ctrl-C or an error).
     """
@@ -259,16 +263,19 @@ def run_study(
                     + (f"; results -> {path}" if path else "")
                 )
 
-    return _summary(params, study, variant, mine, stop, path)
+    apply_cmd = tune_command(
+        variant, params_path=params_path, storage=storage, study_name=name, apply=True
+    )
+    return _summary(study, variant, mine, stop, path, apply_cmd)
 
 
 def _summary(
-    params: Params,
     study: optuna.Study,
     variant: str,
     mine: list[optuna.trial.FrozenTrial],
     stop: str,
     path: Path | None,
+    apply_cmd: str,
 ) -> str:
     doc = study_results(study, variant)
     by_state = {s: sum(t.state.name == s for t in mine) for s in ("COMPLETE", "PRUNED", "FAIL")}
@@ -283,7 +290,7 @@ def _summary(
         versus = f" vs defaults {default:.3f}" if default is not None else ""
         lines.append(
             f"best {OBJECTIVE} {doc['best_value']:.3f}{versus} (trial {doc['best_trial']}: "
-            f"{_fmt_params(doc['best_params'])}); apply with `pipeline tune {variant} --apply`"
+            f"{_fmt_params(doc['best_params'])}); apply with `{apply_cmd}`"
         )
     if path is not None:
         lines.append(f"results -> {path}")
