@@ -9,11 +9,21 @@ a ``variants.<name>`` block in params.yaml overrides them.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic import Strict as NoCoercion
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ConfigError
 
@@ -23,11 +33,32 @@ MIRROR_ENV = "PIPELINE_MNIST_MIRROR"
 TRACKING_ENV = "PIPELINE_TRACKING_URI"
 """Environment variable overriding ``tracking.uri`` (e.g. a tracking server)."""
 
+MIN_EVAL_IMAGES = 10
+"""Fewest images a scored set may have (IS uses 10 splits; precision/recall need > 3
+neighbours). Defined here, not in pipeline.evaluate (which uses it), so that validating
+params.yaml does not import torch."""
+
 Device = str  # "auto", "cpu", "cuda", "cuda:1", ...
 
 
+def _not_a_bool(value: Any) -> Any:
+    # Lax float mode would read `true` as 1.0; strict mode would refuse "1e-3", which YAML 1.1
+    # (PyYAML) loads as a string. So: lax, minus booleans.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number, not a boolean")
+    return value
+
+
+# Field types for params.yaml: no bool <-> number coercion (`seed: true` is an error, not 1),
+# no float -> int truncation; floats accept YAML ints (`lr: 1`) and must be finite (the
+# models below set allow_inf_nan=False).
+Int = Annotated[int, NoCoercion()]
+Float = Annotated[float, BeforeValidator(_not_a_bool)]
+Bool = Annotated[bool, NoCoercion()]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Strict):
@@ -42,21 +73,21 @@ class TrackingConfig(Strict):
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "mnist-gan-comparison"
     artifacts: Path = Path("mlartifacts")
-    log_model: bool = True
-    timeout_s: float = Field(default=10.0, gt=0)
+    log_model: Bool = True
+    timeout_s: Float = Field(default=10.0, gt=0)
 
 
 class TrainConfig(Strict):
-    seed: int = 0
+    seed: Int = 0
     device: Device = "auto"
-    batch_size: int = Field(default=64, ge=1)
-    z_dim: int = Field(default=100, ge=1)
-    subset: int | None = Field(default=None, ge=1, description="First N training images only.")
-    checkpoint_every: int = Field(default=1, ge=1, description="Epochs between checkpoints.")
-    grid_every: int = Field(default=1, ge=1, description="Epochs between sample grids.")
-    log_every: int = Field(default=200, ge=1, description="Steps between progress updates.")
-    fast: bool = Field(default=True, description="Device-resident data, no per-step host sync.")
-    cuda_graphs: bool = Field(
+    batch_size: Int = Field(default=64, ge=1)
+    z_dim: Int = Field(default=100, ge=1)
+    subset: Int | None = Field(default=None, ge=1, description="First N training images only.")
+    checkpoint_every: Int = Field(default=1, ge=1, description="Epochs between checkpoints.")
+    grid_every: Int = Field(default=1, ge=1, description="Epochs between sample grids.")
+    log_every: Int = Field(default=200, ge=1, description="Steps between progress updates.")
+    fast: Bool = Field(default=True, description="Device-resident data, no per-step host sync.")
+    cuda_graphs: Bool = Field(
         default=False,
         description="With train.fast: replay each step as a CUDA graph (on the CPU: the same "
         "static-buffer step, run eagerly).",
@@ -67,11 +98,11 @@ class TrainConfig(Strict):
 class VariantParams(Strict):
     """One ``variants.<name>`` block; unset fields take the variant's published defaults."""
 
-    epochs: int | None = Field(default=None, ge=1)
-    lr: float | None = Field(default=None, gt=0)
-    betas: tuple[float, float] | None = None
-    n_critic: int | None = Field(default=None, ge=1)
-    options: dict[str, float] = Field(default_factory=dict)
+    epochs: Int | None = Field(default=None, ge=1)
+    lr: Float | None = Field(default=None, gt=0)
+    betas: tuple[Float, Float] | None = None
+    n_critic: Int | None = Field(default=None, ge=1)
+    options: dict[str, Float] = Field(default_factory=dict)
 
     @field_validator("betas")
     @classmethod
@@ -82,19 +113,19 @@ class VariantParams(Strict):
 
 
 class SampleConfig(Strict):
-    n: int = Field(default=10_000, ge=1)
-    seed: int = 1234
-    batch_size: int = Field(default=1000, ge=1)
+    n: Int = Field(default=10_000, ge=1)
+    seed: Int = 1234
+    batch_size: Int = Field(default=1000, ge=1)
     device: Device = "auto"
     out_dir: Path = Path("samples")
 
 
 class ClassifierConfig(Strict):
-    epochs: int = Field(default=4, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=128, ge=1)
-    seed: int = 0
-    subset: int | None = Field(default=None, ge=1)
+    epochs: Int = Field(default=4, ge=1)
+    lr: Float = Field(default=1e-3, gt=0)
+    batch_size: Int = Field(default=128, ge=1)
+    seed: Int = 0
+    subset: Int | None = Field(default=None, ge=1)
     device: Device = "auto"
     out_dir: Path = Path("models/classifier")
 
@@ -105,18 +136,22 @@ class EvaluateConfig(Strict):
     )
     inception_weights: Path | None = None
     vgg16_weights: Path | None = None
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: Int = Field(default=500, ge=1)
     device: Device = "auto"
-    n_real: int = Field(default=10_000, ge=2, le=10_000, description="MNIST test images used.")
-    floor_n: int = Field(default=10_000, ge=2, le=60_000, description="Train images for floor.")
-    kid_subset_size: int = Field(default=1000, ge=2)
+    n_real: Int = Field(
+        default=10_000, ge=MIN_EVAL_IMAGES, le=10_000, description="MNIST test images used."
+    )
+    floor_n: Int = Field(
+        default=10_000, ge=MIN_EVAL_IMAGES, le=60_000, description="Train images for floor."
+    )
+    kid_subset_size: Int = Field(default=1000, ge=2)
     out_dir: Path = Path("metrics")
     cache_dir: Path = Path("metrics/.cache")
 
 
 class ReportConfig(Strict):
     out_dir: Path = Path("reports")
-    gif_max_mb: float = Field(
+    gif_max_mb: Float = Field(
         default=4.0,
         gt=0,
         description="Largest progression GIF embedded as is; bigger ones keep every k-th frame.",
@@ -129,39 +164,41 @@ class TuneConfig(Strict):
     Ranges default to the wide ones of Lucic et al. 2018 ("Are GANs Created Equal?").
     """
 
-    lr: tuple[float, float] = Field(default=(1e-5, 1e-2), description="Log-uniform range.")
-    beta1: tuple[float, float] = Field(default=(0.0, 0.9), description="Adam variants only.")
-    beta2: tuple[float, float] = Field(default=(0.9, 0.999), description="Adam variants only.")
-    n_critic: tuple[int, int] = Field(
+    lr: tuple[Float, Float] = Field(default=(1e-5, 1e-2), description="Log-uniform range.")
+    beta1: tuple[Float, Float] = Field(default=(0.0, 0.9), description="Adam variants only.")
+    beta2: tuple[Float, Float] = Field(default=(0.9, 0.999), description="Adam variants only.")
+    n_critic: tuple[Int, Int] = Field(
         default=(1, 10), description="Critic variants only (wgan, wgan_gp)."
     )
-    epochs: int = Field(default=5, ge=1, description="Training epochs per trial.")
-    trials: int = Field(
+    epochs: Int = Field(default=5, ge=1, description="Training epochs per trial.")
+    trials: Int = Field(
         default=20, ge=1, description="Finished trials one `pipeline tune` adds to the study."
     )
-    sample_n: int = Field(default=2000, ge=10, description="Samples scored per trial and epoch.")
+    sample_n: Int = Field(
+        default=2000, ge=MIN_EVAL_IMAGES, description="Samples scored per trial and epoch."
+    )
     storage: str = Field(
         default="sqlite:///optuna.db",
         description="Optuna storage URL: sqlite:///rel.db (one worker), postgresql://..., "
         "journal:///abs/file.log or journal://rel.log (shared file system, no server).",
     )
-    seed: int = 0
-    pruner_warmup_epochs: int = Field(
+    seed: Int = 0
+    pruner_warmup_epochs: Int = Field(
         default=2, ge=0, description="No pruning before the report of this epoch."
     )
-    pruner_startup_trials: int = Field(
+    pruner_startup_trials: Int = Field(
         default=5, ge=0, description="Trials that finish before pruning starts."
     )
-    pruner_patience: int = Field(
+    pruner_patience: Int = Field(
         default=1, ge=0, description="Keep a trial that improved in its last patience+1 epochs."
     )
-    heartbeat_s: int = Field(
+    heartbeat_s: Int = Field(
         default=60, ge=1, description="RDB storages: seconds between a running trial's beats."
     )
-    grace_s: int | None = Field(
+    grace_s: Int | None = Field(
         default=None, ge=1, description="Silence after which a trial is failed (2 x heartbeat)."
     )
-    max_retry: int = Field(
+    max_retry: Int = Field(
         default=2, ge=0, description="Re-runs of a trial whose worker died (heartbeat lost)."
     )
     out_dir: Path = Path("reports/tuning")
@@ -218,8 +255,16 @@ class Params(Strict):
         return p if p.is_absolute() else (self.root / p)
 
     def mnist_mirror(self) -> str | None:
+        """$PIPELINE_MNIST_MIRROR as given (relative to the working directory, like any
+        environment variable), else ``data.mirror``: a URL as is, a relative directory
+        resolved against the params file's folder."""
         env = os.environ.get(MIRROR_ENV)
-        return env if env else self.data.mirror
+        if env:
+            return env
+        mirror = self.data.mirror
+        if not mirror or "://" in mirror:
+            return mirror
+        return str(self.path(Path(mirror).expanduser()))
 
     def tracking_uri(self) -> str:
         return os.environ.get(TRACKING_ENV) or self.tracking.uri
@@ -263,6 +308,18 @@ def parse_params(raw: Any, root: Path, source: str = "params.yaml") -> Params:
     return params
 
 
+OPTIMIZERS_WITH_BETAS = frozenset({"adam"})
+"""Optimisers that take betas (see pipeline.train.make_optimizer); params.yaml may set
+``variants.<name>.betas`` only for variants that train with one of them."""
+
+OPTION_LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "clip": (0.0, False),  # wgan: weights clamped to [-clip, clip]; <= 0 zeroes the critic
+    "penalty_weight": (0.0, True),  # wgan_gp: 0 switches the penalty off, < 0 rewards steepness
+}
+"""Lower bound (value, inclusive) of a variant option, by option name. Kept here rather than
+in pipeline/variants so that validating params does not touch the hashed trainer sources."""
+
+
 def _check_variants(params: Params, source: str) -> None:
     # Imported here: the registry pulls in torch, which `pipeline --help` should not pay for.
     from pipeline.variants import registry
@@ -275,27 +332,80 @@ def _check_variants(params: Params, source: str) -> None:
             raise ConfigError(
                 f"{source}: variants.{name}: unknown variant (known: {known})"
             ) from None
-        for key in block.options:
+        if block.betas is not None and variant.optimizer not in OPTIMIZERS_WITH_BETAS:
+            raise ConfigError(
+                f"{source}: variants.{name}.betas: {name} trains with {variant.optimizer}, "
+                "which has no betas; remove the key"
+            )
+        for key, value in block.options.items():
             if key not in variant.options:
                 known = ", ".join(variant.options) or "none"
                 raise ConfigError(
                     f"{source}: variants.{name}.options.{key}: unknown option for {name} "
                     f"(known: {known})"
                 )
+            low, inclusive = OPTION_LOWER_BOUNDS.get(key, (None, True))
+            if low is not None and (value < low if inclusive else value <= low):
+                raise ConfigError(
+                    f"{source}: variants.{name}.options.{key}: must be "
+                    f"{'>=' if inclusive else '>'} {low:g}"
+                )
 
 
-def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and validate a params file. Raises ConfigError (one line) on any problem."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last one silently). Keys merged in with ``<<:`` may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it below
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path | str) -> Any:
+    """A YAML file's content (UTF-8, no duplicate keys). Raises ConfigError naming the file
+    (and the line, for a YAML problem) on one line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{err.object[err.start]:02x} "
+            f"at offset {err.start}); save the file as UTF-8"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the params file ({err.strerror})") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate a params file. Raises ConfigError (one line) on any problem."""
+    path = Path(path)
+    raw = read_yaml(path)
     return parse_params(raw, path.resolve().parent, source=path.name)
 
 
@@ -333,16 +443,22 @@ def _main(argv: list[str]) -> None:
     if len(argv) != 3 or argv[0] != "merge":
         raise SystemExit("usage: python -m pipeline.config merge PARAMS.yaml OVERRIDES.yaml")
     target, profile = Path(argv[1]), Path(argv[2])
-    merged = merge_overrides(
-        yaml.safe_load(target.read_text()) or {}, yaml.safe_load(profile.read_text()) or {}
-    )
-    target.write_text(
-        f"# params.yaml merged with {profile}\n" + yaml.safe_dump(merged, sort_keys=False)
-    )
-    load_params(target)
+    try:
+        base, over = read_yaml(target) or {}, read_yaml(profile) or {}
+        if not isinstance(base, dict) or not isinstance(over, dict):
+            raise ConfigError(
+                f"{target if not isinstance(base, dict) else profile}: "
+                "the top level must be a mapping of sections"
+            )
+        merged = merge_overrides(base, over)
+        target.write_text(
+            f"# params.yaml merged with {profile}\n" + yaml.safe_dump(merged, sort_keys=False)
+        )
+        load_params(target)
+    except ConfigError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
 
 
 if __name__ == "__main__":
-    import sys
-
     _main(sys.argv[1:])

@@ -55,7 +55,7 @@ from pipeline.classifier import (
     model_from_checkpoint,
     predict,
 )
-from pipeline.config import Params, flatten
+from pipeline.config import MIN_EVAL_IMAGES, Params, flatten
 from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
@@ -70,7 +70,7 @@ INCEPTION_NETWORK = "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"
 VGG16_URL = VGG16_Weights.IMAGENET1K_V1.url
 
 COVERAGE_MIN_MASS = 0.05  # a digit "is covered" when it gets at least 5% of the samples
-MIN_IMAGES = 10  # IS uses 10 splits; precision/recall need > 3 neighbours
+MIN_IMAGES = MIN_EVAL_IMAGES  # IS uses 10 splits; precision/recall need > 3 neighbours
 ISC_SPLITS = 10
 
 

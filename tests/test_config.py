@@ -1,10 +1,14 @@
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import load_params
+from pipeline.config import MIN_EVAL_IMAGES, _main, load_params
 from pipeline.errors import ConfigError
 from pipeline.variants import registry
 from tests.conftest import REPO, write_params
@@ -35,6 +39,34 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
         ),
         ({"evaluate": {"extractors": ["inceptoin"]}}, "evaluate.extractors.0", "classifier"),
         ({"surprise": 1}, "surprise", "unknown key"),
+        # no bool <-> number coercion
+        ({"train": {"seed": True}}, "train.seed", "valid integer"),
+        ({"tune": {"n_critic": [1, True]}}, "tune.n_critic.1", "valid integer"),
+        ({"train": {"batch_size": 64.0}}, "train.batch_size", "valid integer"),
+        ({"variants": {"gan": {"lr": True}}}, "variants.gan.lr", "not a boolean"),
+        ({"train": {"fast": 1}}, "train.fast", "valid boolean"),
+        # floats are finite, everywhere
+        ({"variants": {"gan": {"lr": math.inf}}}, "variants.gan.lr", "finite"),
+        ({"variants": {"gan": {"betas": [0.5, math.nan]}}}, "variants.gan.betas.1", "finite"),
+        (
+            {"variants": {"wgan": {"options": {"clip": math.inf}}}},
+            "variants.wgan.options.clip",
+            "finite",
+        ),
+        ({"tune": {"lr": [1e-5, math.inf]}}, "tune.lr.1", "finite"),
+        ({"tracking": {"timeout_s": math.inf}}, "tracking.timeout_s", "finite"),
+        # options a variant's optimiser or update rule cannot use
+        ({"variants": {"wgan": {"betas": [0.5, 0.9]}}}, "variants.wgan.betas", "rmsprop"),
+        ({"variants": {"wgan": {"options": {"clip": -0.5}}}}, "variants.wgan.options.clip", "> 0"),
+        ({"variants": {"wgan": {"options": {"clip": 0}}}}, "variants.wgan.options.clip", "> 0"),
+        (
+            {"variants": {"wgan_gp": {"options": {"penalty_weight": -1}}}},
+            "variants.wgan_gp.options.penalty_weight",
+            ">= 0",
+        ),
+        # the evaluator needs at least MIN_IMAGES images per set
+        ({"evaluate": {"n_real": 5}}, "evaluate.n_real", "greater than or equal to 10"),
+        ({"evaluate": {"floor_n": 9}}, "evaluate.floor_n", "greater than or equal to 10"),
     ],
 )
 def test_bad_params_name_the_dotted_key(
@@ -63,3 +95,94 @@ def test_missing_and_unparsable_params_files(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_params_file(tmp_path: Path) -> None:
     params = load_params(write_params(tmp_path / "proj", {"data": {"dir": "stuff"}}))
     assert params.path(params.data.dir) == (tmp_path / "proj" / "stuff").resolve()
+
+
+def test_numbers_keep_the_yaml_forms_people_write(tmp_path: Path) -> None:
+    """Ints where floats go, PyYAML's string "1e-3", a zero penalty: still accepted."""
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "train: {seed: 7}\n"
+        "variants:\n"
+        "  gan: {lr: 1, betas: [0, 0.9]}\n"
+        "  cgan: {lr: 1e-3}\n"
+        "  wgan: {options: {clip: 1}}\n"
+        "  wgan_gp: {options: {penalty_weight: 0}}\n"
+        f"evaluate: {{n_real: {MIN_EVAL_IMAGES}, floor_n: {MIN_EVAL_IMAGES}}}\n"
+    )
+    params = load_params(path)
+    assert params.train.seed == 7
+    assert params.variants["gan"].lr == 1.0 and params.variants["gan"].betas == (0.0, 0.9)
+    assert params.variants["cgan"].lr == 1e-3
+    assert params.variants["wgan"].options == {"clip": 1.0}
+    assert params.evaluate.n_real == params.evaluate.floor_n == MIN_EVAL_IMAGES
+
+
+def _one_line_exit_2(path: Path, *needles: str) -> str:
+    result = CliRunner().invoke(app, ["prepare", "--params", str(path)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_params_file_not_utf8_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("train:\n  seed: 1  # café\n".encode("latin-1"))
+    line = _one_line_exit_2(bad, str(bad), "line 2", "not valid UTF-8")
+    assert "UnicodeDecodeError" not in line
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("train:\n  seed: 1\nsample:\n  n: 10\ntrain:\n  seed: 2\n", "'train'", "line 5"),
+        ("train:\n  seed: 1\n  batch_size: 8\n  seed: 2\n", "'seed'", "line 4"),
+        ("variants: {gan: {lr: 0.1}, gan: {lr: 0.2}}\n", "'gan'", "line 1"),
+    ],
+)
+def test_duplicate_keys_name_the_file_key_and_line(
+    tmp_path: Path, text: str, key: str, line: str
+) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    _one_line_exit_2(path, str(path), "duplicate key", key, line)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "variants:\n"
+        "  gan: &adam {lr: 0.001, betas: [0.5, 0.999]}\n"
+        "  cgan:\n    <<: *adam\n    lr: 0.002\n"
+    )
+    params = load_params(path)
+    assert params.variants["cgan"].lr == 0.002 and params.variants["cgan"].betas == (0.5, 0.999)
+
+
+def test_profile_merge_cli(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.config", "merge", str(target), str(REPO / "profiles/smoke.yaml")],
+        check=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    smoke = yaml.safe_load((REPO / "profiles/smoke.yaml").read_text())
+    assert load_params(target).evaluate.n_real == smoke["evaluate"]["n_real"]
+
+
+def test_profile_merge_rejects_duplicate_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    before = target.read_text()
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("train: {seed: 1}\ntrain: {seed: 2}\n")
+    with pytest.raises(SystemExit) as exc:
+        _main(["merge", str(target), str(profile)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert str(profile) in err and "duplicate key 'train'" in err and "line 2" in err
+    assert target.read_text() == before  # nothing merged

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_params
-from pipeline.data import DataError, load_split, prepare, to_model_range
+from pipeline.config import MIRROR_ENV, load_params
+from pipeline.data import RESOURCES, DataError, load_split, prepare, to_model_range
 from tests.conftest import write_params
 
 
@@ -113,3 +113,49 @@ def test_url_mirror(
         server.shutdown()
     assert out.counts == {"train": 60_000, "test": 10_000}
     assert out.train_mean == pytest.approx(0.1307, abs=1e-4)
+
+
+def test_relative_data_mirror_resolves_against_the_params_folder(
+    mnist_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`data.mirror: mirror` means <params folder>/mirror whatever the working directory."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir()
+    elsewhere.mkdir()
+    (proj / "mirror").symlink_to(mnist_mirror)
+    path = proj / "params.yaml"
+    path.write_text("data:\n  mirror: mirror\n")
+    monkeypatch.delenv(MIRROR_ENV)
+    monkeypatch.chdir(elsewhere)
+    params = load_params(path)
+    assert params.mnist_mirror() == str(proj.resolve() / "mirror")
+    out = prepare(params)
+    assert out.dir == proj.resolve() / "data" / "mnist"
+    assert out.counts == {"train": 60_000, "test": 10_000}
+
+
+@pytest.mark.parametrize(
+    "mirror", ["http://127.0.0.1:9/mnist/", "file:///srv/mnist", "/abs/mnist", None]
+)
+def test_urls_and_absolute_data_mirrors_are_kept(
+    mirror: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MIRROR_ENV)
+    params = load_params(write_params(tmp_path, {"data": {"mirror": mirror}}))
+    assert params.mnist_mirror() == mirror
+
+
+def test_mirror_env_var_stays_relative_to_the_working_directory(
+    mnist_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.data import fetch_raw
+
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "m").symlink_to(mnist_mirror)
+    params = load_params(write_params(tmp_path / "proj", {"data": {"mirror": "elsewhere"}}))
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv(MIRROR_ENV, "m")
+    assert params.mnist_mirror() == "m"
+    files = fetch_raw(params.mnist_mirror(), tmp_path)
+    assert sorted(files) == sorted(RESOURCES)
