@@ -11,6 +11,7 @@ Checkpoint: ``<classifier.out_dir>/classifier.pt``, a dict ``{"state_dict": {...
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,11 @@ def train_classifier(
 
     start = time.perf_counter()
     model.train()
-    with tqdm(total=epochs * steps_per_epoch, desc="classifier", unit="step") as bar:
+    # Redraw at most every 10 s when stderr is a log (dvc repro), not a terminal.
+    every = 0.5 if sys.stderr.isatty() else 10.0
+    with tqdm(
+        total=epochs * steps_per_epoch, desc="classifier", unit="step", mininterval=every
+    ) as bar:
         for epoch in range(epochs):
             perm = torch.randperm(n, generator=gen).to(dev)
             for i in range(0, n, cfg.batch_size):

@@ -233,6 +233,30 @@ def test_without_a_run_id_metrics_are_written_with_a_warning(
     assert "run_id.txt not found" in capsys.readouterr().err
 
 
+def test_an_unreachable_tracking_server_fails_before_scoring(
+    setup: tuple[Params, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scores would go to a run on a server that is down: say so at once (scoring with
+    Inception takes an hour on a CPU), and leave no metrics file behind."""
+    import socket
+
+    from pipeline.errors import PipelineError
+
+    params, _ = setup
+    run_file = params.path(params.train.out_dir) / "gan" / "run_id.txt"
+    run_file.parent.mkdir(parents=True)
+    run_file.write_text("0123456789abcdef\n")
+    images, _ = load_split(params, "train")
+    write_samples(params, "gan", images[:100])
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PIPELINE_TRACKING_URI", f"http://127.0.0.1:{port}")
+    with pytest.raises(PipelineError, match="unreachable"):
+        ev.evaluate_variant(params, "gan")
+    assert not ev.metrics_path(params, "gan").exists()  # scoring first would have written it
+
+
 def test_floor_scores_train_images_against_test(setup: tuple[Params, Path]) -> None:
     params, _ = setup
     doc = json.loads(ev.evaluate_floor(params).read_text())
@@ -307,6 +331,7 @@ def test_inception_section_with_local_weights(
     prepared_dir: Path,
     classifier_dir: Path,
     random_fidelity_weights: tuple[Path, Path],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     inception, vgg = random_fidelity_weights
     # Inception runs at ~6 img/s on a 2-core CPU: 20 real + 20 generated images only.
@@ -323,6 +348,9 @@ def test_inception_section_with_local_weights(
     images, _ = load_split(params, "train")
     write_samples(params, "gan", images[:20])
     doc = json.loads(ev.evaluate_variant(params, "gan").read_text())
+    err = capfd.readouterr().err  # progress for the slow ImageNet nets, none for the classifier
+    assert 'extractor "inception-v3-compat"' in err and 'extractor "vgg16"' in err
+    assert "Processing samples" in err and "mnist-classifier" not in err
 
     assert set(doc) == {"variant", "n_generated", "n_real", "classifier", "inception"}
     m = doc["inception"]
