@@ -100,6 +100,27 @@ def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> No
     assert "gan-test" in html and "-20.0%" in html
 
 
+def test_moving_jobs_to_another_device_re_runs_nothing(project: Path) -> None:
+    """device (and the evaluators' batch size) change where and how fast a stage runs, not
+    its result: DVC must not re-train, re-sample or re-score for them."""
+    assert _ran(run_dvc(project, "repro")) <= {"train@gan", "sample@gan", "evaluate@gan", "report"}
+    path = project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    for section in ("train", "sample", "classifier", "evaluate"):
+        params[section]["device"] = "cuda"
+    params["evaluate"]["batch_size"] = 123
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert "Data and pipelines are up to date" in run_dvc(project, "status")
+        params["sample"]["seed"] += 1  # a result-changing key still re-runs its stages
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = run_dvc(project, "status")
+        assert "sample@gan" in status and "sample@wgan" in status and "train@" not in status
+    finally:
+        path.write_text(original)
+
+
 def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
     project: Path, tmp_path: Path
 ) -> None:
