@@ -60,6 +60,7 @@ from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io import DOWNLOAD_ERRORS, download, file_hash, write_json
+from pipeline.variants import known
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
 CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
@@ -543,6 +544,7 @@ def evaluate_variant(params: Params, variant: str, device: str | None = None) ->
     The JSON is written atomically and only when every configured metric was computed; the
     same numbers then go to the variant's training run (``models/VARIANT/run_id.txt``).
     """
+    known(variant)
     samples = load_samples(params, variant)
     if _run_file(params, variant).is_file():
         from pipeline.tracking import setup

@@ -19,7 +19,7 @@ from pipeline.data import N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, save_torch
-from pipeline.variants import Hyper, registry
+from pipeline.variants import Hyper, known
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, d
     cfg = ckpt.config_of(state)
     hyper = Hyper(**{**cfg["hyper"], "betas": tuple(cfg["hyper"]["betas"])})
     spec = RunSpec(**{**cfg, "hyper": hyper})
-    g, _ = build_models(registry.get(spec.variant), spec, torch.device(device))
+    g, _ = build_models(known(spec.variant), spec, torch.device(device))
     g.load_state_dict(state["generator"])
     return g.eval(), cfg
 
@@ -78,12 +78,13 @@ def sample_variant(
 
     from pipeline.train import variant_dir
 
+    variant = known(name)
     path = variant_dir(params, name) / ckpt.CHECKPOINT
     if not path.is_file():
         raise PipelineError(f"{path}: no checkpoint; run `pipeline train {name}` first")
     dev = resolve_device(device or params.sample.device)
     g, cfg = load_generator(path, dev)
-    conditional = registry.get(name).conditional
+    conditional = variant.conditional
     n = n or params.sample.n
     images, labels = generate(
         g, n, cfg["z_dim"], conditional, params.sample.seed, params.sample.batch_size, dev

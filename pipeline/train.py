@@ -54,7 +54,7 @@ from pipeline.graphs import StepGraphs
 from pipeline.io import atomic_path, write_json
 from pipeline.losses import LOSSES
 from pipeline.nets import NetSpec, couples_batch, detach_activation_slopes
-from pipeline.variants import Hyper, Variant, registry
+from pipeline.variants import Hyper, Variant, known, registry
 
 GRID_SEED = 20_250_101  # fixed noise for grids: identical across unconditional variants
 GRID_ROWS = 10
@@ -154,12 +154,7 @@ def run_spec(
     subset: int | None = None,
     hyper: Hyper | None = None,
 ) -> RunSpec:
-    try:
-        variant = registry.get(name)
-    except KeyError:
-        raise PipelineError(
-            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
-        ) from None
+    variant = known(name)
     if hyper is None:
         hyper = variant.resolve(params.variants.get(name))
     if epochs is not None:

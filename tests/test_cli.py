@@ -57,3 +57,14 @@ def test_unexpected_errors_are_one_line_without_traceback(
     assert result.output.strip().splitlines() == [
         "Error: RuntimeError: disk on fire (PIPELINE_DEBUG=1 shows the traceback)"
     ]
+
+
+@pytest.mark.parametrize("name", ["train", "sample", "evaluate", "tune"])
+def test_an_unknown_variant_is_named_as_such(name: str, tmp_path: Path) -> None:
+    """Not "no checkpoint; run `pipeline train gna` first", which would then fail too."""
+    path = write_params(tmp_path)
+    result = CliRunner().invoke(app, [name, "gna", "--params", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: unknown variant 'gna' (known: cgan, dcgan, gan, wgan, wgan_gp)"
+    ]

@@ -14,7 +14,6 @@ from pipeline.io import write_json, write_text
 from pipeline.tune.common import (
     OBJECTIVE,
     _quiet_optuna,
-    _variant,
     default_study_name,
     results_dir,
     tune_command,
@@ -22,6 +21,7 @@ from pipeline.tune.common import (
 from pipeline.tune.results import study_results
 from pipeline.tune.space import block_updates
 from pipeline.tune.storage import open_storage, public_url, resolve_storage_url
+from pipeline.variants import known
 
 if TYPE_CHECKING:
     pass
@@ -123,7 +123,7 @@ def apply_best(
     import optuna
     import yaml
 
-    v = _variant(variant)
+    v = known(variant)
     params_path = Path(params_path)
     name = study_name or default_study_name(variant)
     url = resolve_storage_url(params, storage)

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
-from pipeline.errors import PipelineError
-from pipeline.variants import Variant, registry
 
 if TYPE_CHECKING:
     pass
@@ -109,15 +107,6 @@ def tune_command(
 
 def results_dir(params: Params, variant: str) -> Path:
     return params.path(params.tune.out_dir) / variant
-
-
-def _variant(name: str) -> Variant:
-    try:
-        return registry.get(name)
-    except KeyError:
-        raise PipelineError(
-            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
-        ) from None
 
 
 def _log(msg: str) -> None:

@@ -22,7 +22,6 @@ from pipeline.tune.common import (
     _log,
     _quiet_optuna,
     _reason,
-    _variant,
     default_study_name,
     tune_command,
 )
@@ -37,6 +36,7 @@ from pipeline.tune.storage import (
     resolve_storage_url,
 )
 from pipeline.tune.tracking import _Tracker
+from pipeline.variants import known
 
 if TYPE_CHECKING:
     import optuna
@@ -125,7 +125,7 @@ def run_study(
     from pipeline.classifier import checkpoint_path, load_checkpoint
     from pipeline.devices import resolve_device
 
-    v = _variant(variant)
+    v = known(variant)
     cfg = params.tune
     n = trials if trials is not None else cfg.trials
     epochs = epochs if epochs is not None else cfg.epochs

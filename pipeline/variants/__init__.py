@@ -5,6 +5,17 @@ these fields and never branches on a variant's name. Modules in this package are
 on first use, so adding a variant is one new file plus one ``variants.<name>`` params block.
 """
 
+from pipeline.errors import PipelineError
 from pipeline.variants.base import Hyper, Variant, registry
 
-__all__ = ["Hyper", "Variant", "registry"]
+__all__ = ["Hyper", "Variant", "known", "registry"]
+
+
+def known(name: str) -> Variant:
+    """The registered variant ``name``, or a one-line error listing the known ones."""
+    try:
+        return registry.get(name)
+    except KeyError:
+        raise PipelineError(
+            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
+        ) from None
