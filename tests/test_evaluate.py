@@ -281,11 +281,11 @@ def test_missing_inputs_are_one_line_errors(
         ev.evaluate_variant(bare, "gan")
     assert not ev.metrics_path(bare, "gan").exists()
 
-    bad = ev.samples_path(params, "bad")
+    bad = ev.samples_path(params, "wgan")
     bad.parent.mkdir(parents=True)
     torch.save({"images": torch.zeros(20, 1, 28, 28)}, bad)  # float, not uint8
     with pytest.raises(PipelineError, match=r"uint8 \[N, 1, 28, 28\]"):
-        ev.evaluate_variant(params, "bad")
+        ev.evaluate_variant(params, "wgan")
 
 
 # --------------------------------------------------------------------------------------------
