@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pipeline.config import Params
 from pipeline.data import N_CLASSES, load_split, to_model_range
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.io import save_torch, write_json
 
 ARCH = "mnist-cnn-v1"
@@ -199,9 +199,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt / truncated / foreign file
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(
-            f"{path}: unreadable classifier checkpoint ({first}); rerun `pipeline classifier`"
+            f"{path}: unreadable classifier checkpoint ({first_line(err)}); rerun "
+            "`pipeline classifier`"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("meta", {}).get("arch") != ARCH:
         raise PipelineError(

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, describe
 
 app = typer.Typer(
     help=(
@@ -70,11 +70,7 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
         except Exception as err:  # unexpected: one line, the traceback only on request
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
-            first_line = (str(err).strip().splitlines() or [""])[0]
-            typer.echo(
-                f"Error: {type(err).__name__}: {first_line} (PIPELINE_DEBUG=1 shows the traceback)",
-                err=True,
-            )
+            typer.echo(f"Error: {describe(err)} (PIPELINE_DEBUG=1 shows the traceback)", err=True)
             raise typer.Exit(1) from None
 
     return app.command()(wrapper)

@@ -1,4 +1,5 @@
-"""Errors the CLI turns into one-line messages (no traceback)."""
+"""Errors the CLI turns into one-line messages (no traceback), and the one-line forms of
+any exception that such messages quote."""
 
 
 class PipelineError(Exception):
@@ -14,3 +15,15 @@ class ConfigError(PipelineError):
     """params.yaml is missing, unparsable or invalid (exit code 2, like a usage error)."""
 
     exit_code = 2
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def describe(err: BaseException) -> str:
+    """``Type: first line of the message`` (the type alone when there is no message)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

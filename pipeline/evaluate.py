@@ -58,7 +58,7 @@ from pipeline.classifier import (
 from pipeline.config import MIN_EVAL_IMAGES, Params, flatten
 from pipeline.data import N_CLASSES, load_split
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.io import DOWNLOAD_ERRORS, download, file_hash, write_json
 from pipeline.variants import known
 
@@ -174,7 +174,7 @@ def load_samples(params: Params, variant: str) -> Samples:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated / foreign file: one line, not a traceback
         raise PipelineError(
-            f"{path}: unreadable samples file ({_first_line(err)}); rerun `pipeline sample {variant}`"
+            f"{path}: unreadable samples file ({first_line(err)}); rerun `pipeline sample {variant}`"
         ) from None
     images = data.get("images") if isinstance(data, dict) else None
     _check_images(images, str(path))
@@ -216,11 +216,6 @@ class Weights:
     digest: str  # content hash prefix: part of the real-feature cache name
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def hub_file(url: str) -> Path:
     """Where torch.hub (and so torch-fidelity/torchvision) keeps the download of ``url``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
@@ -257,7 +252,7 @@ def resolve_weights(configured: Path | None, url: str, key: str, params: Params)
         try:
             _download(url, cached)
         except DOWNLOAD_ERRORS as err:
-            reason = getattr(err, "reason", None) or _first_line(err)
+            reason = getattr(err, "reason", None) or first_line(err)
             raise PipelineError(
                 f"Inception metrics need weights that cannot be had: no evaluate.{key} in params, "
                 f"none cached at {cached}, and the download of {url} failed ({reason}); "
@@ -433,7 +428,7 @@ def _bad_weights_as_error(path: Path, key: str) -> Iterator[None]:
         if isinstance(err, RuntimeError) and "state_dict" not in str(err):
             raise
         raise PipelineError(
-            f"evaluate.{key}: {path}: not usable as torch-fidelity weights ({_first_line(err)})"
+            f"evaluate.{key}: {path}: not usable as torch-fidelity weights ({first_line(err)})"
         ) from None
 
 
@@ -508,16 +503,13 @@ def flat_metrics(doc: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _run_file(params: Params, variant: str) -> Path:
-    return params.path(params.train.out_dir) / variant / "run_id.txt"
+def _log_to_run(params: Params, variant: str, doc: dict[str, Any], run_id: str | None) -> None:
+    if run_id is None:
+        from pipeline.train import RUN_ID_FILE, variant_dir
 
-
-def _log_to_run(params: Params, variant: str, doc: dict[str, Any]) -> None:
-    run_file = _run_file(params, variant)
-    if not run_file.is_file():
         print(
-            f"warning: {run_file} not found; metrics not logged to MLflow (train {variant} "
-            "through `pipeline train` to get a run)",
+            f"warning: {variant_dir(params, variant) / RUN_ID_FILE} not found; metrics not "
+            f"logged to MLflow (train {variant} through `pipeline train` to get a run)",
             file=sys.stderr,
         )
         return
@@ -525,12 +517,11 @@ def _log_to_run(params: Params, variant: str, doc: dict[str, Any]) -> None:
 
     from pipeline.tracking import log_metrics
 
-    run_id = run_file.read_text().strip()
     try:
         log_metrics(params, run_id, flat_metrics(doc))
     except MlflowException as err:
         raise PipelineError(
-            f"metrics written, but logging them to MLflow run {run_id} failed: {_first_line(err)}"
+            f"metrics written, but logging them to MLflow run {run_id} failed: {first_line(err)}"
         ) from None
 
 
@@ -544,16 +535,19 @@ def evaluate_variant(params: Params, variant: str, device: str | None = None) ->
     The JSON is written atomically and only when every configured metric was computed; the
     same numbers then go to the variant's training run (``models/VARIANT/run_id.txt``).
     """
+    from pipeline.train import read_run_id, variant_dir
+
     known(variant)
     samples = load_samples(params, variant)
-    if _run_file(params, variant).is_file():
+    run_id = read_run_id(variant_dir(params, variant))
+    if run_id is not None:
         from pipeline.tracking import setup
 
         setup(params)  # an unreachable tracking server fails now, not after the scoring
     doc = score(params, variant, samples.images, samples.labels, device)
     path = metrics_path(params, variant)
     write_json(path, doc)
-    _log_to_run(params, variant, doc)
+    _log_to_run(params, variant, doc, run_id)
     return path
 
 

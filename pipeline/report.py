@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.config import Params
+from pipeline.errors import first_line
 from pipeline.io import atomic_dir, atomic_path
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class _Reader:
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            self.notes.append(f"{self.rel(path)}: unreadable ({_one_line(err)})")
+            self.notes.append(f"{self.rel(path)}: unreadable ({first_line(err)})")
             return None
         if not isinstance(data, dict):
             self.notes.append(f"{self.rel(path)}: unreadable (not a JSON object)")
@@ -146,7 +147,7 @@ class _Reader:
             with path.open(newline="") as fh:
                 rows = list(csv.DictReader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as err:
-            self.notes.append(f"{self.rel(path)}: unreadable ({_one_line(err)})")
+            self.notes.append(f"{self.rel(path)}: unreadable ({first_line(err)})")
             return None
         if not rows:
             self.notes.append(f"{self.rel(path)}: no rows")
@@ -162,10 +163,6 @@ def _to_float(text: Any) -> float | None:
         return float(text)
     except (TypeError, ValueError):
         return None
-
-
-def _one_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _rel(path: Path, root: Path) -> str:

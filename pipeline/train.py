@@ -49,7 +49,7 @@ from pipeline import checkpoint as ckpt
 from pipeline.config import Params, to_plain
 from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.graphs import StepGraphs
 from pipeline.io import atomic_path, write_json
 from pipeline.losses import LOSSES
@@ -403,7 +403,7 @@ class Trainer:
             state = ckpt.load(path, map_location="cpu") if path.exists() else None
         except ckpt.CheckpointError as err:
             raise ckpt.CheckpointError(f"{err}; delete {self.out_dir} to start over") from None
-        diff = [] if state is None else ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
+        diff = [] if state is None else self._config_diff(state)
         if diff and not state["complete"]:
             raise ResumeRefusedError(
                 f"{path} holds an unfinished run with a different config ({'; '.join(diff)}); "
@@ -435,8 +435,11 @@ class Trainer:
             state = ckpt.load(path, map_location="cpu")
         except ckpt.CheckpointError:
             return None  # unreadable: it stays where it is, a fresh run replaces it later
-        same = not ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
-        return state if same and state["complete"] else None
+        return state if state["complete"] and not self._config_diff(state) else None
+
+    def _config_diff(self, state: dict[str, Any]) -> list[str]:
+        """How the run in ``state`` differs from this one's spec (``key: old -> new``)."""
+        return ckpt.config_diff(ckpt.config_of(state), self.spec.as_dict())
 
     def _swap_previous(self, had_run: bool) -> None:
         """Bring the matching finished run back; the current finished run (if any) takes its
@@ -647,10 +650,9 @@ class Trainer:
                 )
                 self.step_mode = "captured" if self._step_graphs.capture else "static"
             except RuntimeError as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise PipelineError(
-                    f"{self.spec.variant}: CUDA graph capture failed ({first[:200]}); rerun with "
-                    "train.cuda_graphs: false (it resumes from the last checkpoint)"
+                    f"{self.spec.variant}: CUDA graph capture failed ({first_line(exc)[:200]}); "
+                    "rerun with train.cuda_graphs: false (it resumes from the last checkpoint)"
                 ) from exc
         return self._step_graphs
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import Params
+from pipeline.errors import describe
 from pipeline.tune.common import (
     ATTR_FAIL,
     ATTR_HOST,
@@ -22,7 +23,6 @@ from pipeline.tune.common import (
     ATTR_PRUNE,
     ATTR_RUN,
     OBJECTIVE,
-    _reason,
 )
 from pipeline.tune.space import suggest
 from pipeline.tune.tracking import _Tracker
@@ -159,7 +159,7 @@ class _Objective:
             self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:
-            reason = _reason(exc)
+            reason = describe(exc)
             with contextlib.suppress(Exception):
                 trial.set_user_attr(ATTR_FAIL, reason[:2000])
             self.tracker.end_trial(run_id, "FAIL", None, reason)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
+from pipeline.errors import describe
 from pipeline.io import write_json
-from pipeline.tune.common import ATTR_BUDGET, ATTR_ROLE, OBJECTIVE, _log, _reason, results_dir
+from pipeline.tune.common import ATTR_BUDGET, ATTR_ROLE, OBJECTIVE, _log, results_dir
 
 if TYPE_CHECKING:
     import optuna
@@ -125,7 +126,7 @@ def write_results(params: Params, study: optuna.Study, variant: str, plots: bool
         try:
             _plot(fn, out / f"{name}.png")
         except Exception as err:  # e.g. importances of constant parameters
-            _log(f"warning: {name} plot not written ({_reason(err)})")
+            _log(f"warning: {name} plot not written ({describe(err)})")
             (out / f"{name}.png").unlink(missing_ok=True)
     # A plot this study has none of (yet) may be left from another study (--study) or an older
     # state of this one: the report shows every PNG here beside best.json, so remove it.

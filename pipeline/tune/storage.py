@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
-from pipeline.errors import PipelineError
-from pipeline.tune.common import _reason
+from pipeline.errors import PipelineError, describe
 
 if TYPE_CHECKING:
     import optuna
@@ -118,7 +117,7 @@ def open_storage(
             ) from None
         except Exception as err:
             raise PipelineError(
-                f"storage {public_url(resolved)}: cannot open it ({_reason(err)})"
+                f"storage {public_url(resolved)}: cannot open it ({describe(err)})"
             ) from None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, describe
 from pipeline.tune.common import (
     ATTR_BUDGET,
     ATTR_FAIL,
@@ -21,7 +21,6 @@ from pipeline.tune.common import (
     OBJECTIVE,
     _log,
     _quiet_optuna,
-    _reason,
     default_study_name,
     tune_command,
 )
@@ -190,7 +189,7 @@ def run_study(
             try:
                 write_results(params, st, variant, plots=False)
             except Exception as err:
-                _log(f"warning: best.json not updated ({_reason(err)})")
+                _log(f"warning: best.json not updated ({describe(err)})")
 
         start = time.monotonic()
         stop = "target reached"
@@ -237,10 +236,10 @@ def run_study(
                     raise
                 except Exception as err:  # storage trouble, or our trial was failed as stale
                     fails_in_a_row += 1
-                    _log(f"warning: {name}: trial bookkeeping failed ({_reason(err)})")
+                    _log(f"warning: {name}: trial bookkeeping failed ({describe(err)})")
                     if fails_in_a_row >= MAX_FAILURES_IN_A_ROW:
                         raise PipelineError(
-                            f"{name}: storage errors in a row ({_reason(err)}); stopped"
+                            f"{name}: storage errors in a row ({describe(err)}); stopped"
                         ) from None
         except KeyboardInterrupt:
             status = "KILLED"
@@ -255,7 +254,7 @@ def run_study(
                 path = write_results(params, study, variant)
             except Exception as err:
                 path = None
-                _log(f"warning: tuning results not written ({_reason(err)})")
+                _log(f"warning: tuning results not written ({describe(err)})")
             tracker.close(status)
             if stop == "interrupted":
                 _log(

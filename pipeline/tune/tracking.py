@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, describe
 from pipeline.tune.common import (
     ATTR_PARENT,
     ATTR_ROLE,
@@ -23,7 +23,6 @@ from pipeline.tune.common import (
     PENDING,
     _log,
     _poll,
-    _reason,
 )
 from pipeline.tune.storage import public_url
 from pipeline.variants import Hyper
@@ -88,7 +87,7 @@ class _Tracker:
                 raise
             except Exception as err:
                 if attempt == 3:
-                    raise PipelineError(f"MLflow setup failed: {_reason(err)}") from None
+                    raise PipelineError(f"MLflow setup failed: {describe(err)}") from None
                 time.sleep(1.0 + attempt)
 
     def _new_parent(self, budget: dict[str, Any]) -> str:
@@ -147,10 +146,10 @@ class _Tracker:
         try:
             return fn()
         except Exception as err:  # tracking must never fail a trial
-            key = f"{what}: {_reason(err)}"
+            key = f"{what}: {describe(err)}"
             if key not in self._warned:
                 self._warned.add(key)
-                _log(f"warning: MLflow {what} failed ({_reason(err)}); tuning goes on")
+                _log(f"warning: MLflow {what} failed ({describe(err)}); tuning goes on")
             return None
 
     def start_trial(self, trial: optuna.Trial, hyper: Hyper, epochs: int) -> str | None:
