@@ -2,7 +2,7 @@
 
 A small CNN (two conv blocks, a 128-d penultimate layer, 10 logits) trained on MNIST train and
 checked on the full test set. Its penultimate features are the embedding for FID/KID/precision/
-recall and its softmax the class posterior for IS and class coverage (pipeline/evaluate.py).
+recall and its softmax the class posterior for IS and class coverage (pipeline/evaluate/).
 
 Checkpoint: ``<classifier.out_dir>/classifier.pt``, a dict ``{"state_dict": {...}, "meta":
 {...}}`` of tensors and primitives only, so ``torch.load(weights_only=True)`` reads it; beside it
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline import layout
 from pipeline.config import Params
 from pipeline.data import N_CLASSES, load_split, to_model_range
 from pipeline.devices import resolve_device
@@ -30,8 +31,8 @@ from pipeline.io import save_torch, write_json
 
 ARCH = "mnist-cnn-v1"
 FEATURE_DIM = 128
-CHECKPOINT_NAME = "classifier.pt"
-METRICS_NAME = "metrics.json"
+CHECKPOINT_NAME = layout.CLASSIFIER_CHECKPOINT_FILE
+METRICS_NAME = layout.CLASSIFIER_METRICS_FILE
 EVAL_BATCH = 2000  # inference batch: large enough to amortise per-call overhead on a CPU
 
 
@@ -81,7 +82,7 @@ class ClassifierResult:
 
 
 def checkpoint_path(params: Params) -> Path:
-    return params.path(params.classifier.out_dir) / CHECKPOINT_NAME
+    return layout.classifier_checkpoint(params)
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline import layout
 from pipeline.config import MIRROR_ENV, Params
 from pipeline.errors import PipelineError
 from pipeline.io import DOWNLOAD_ERRORS, atomic_dir, download, file_hash, write_json
@@ -126,7 +127,7 @@ class Prepared:
 
 
 def mnist_dir(params: Params) -> Path:
-    return params.path(params.data.dir) / "mnist"
+    return layout.mnist_dir(params)
 
 
 def prepare(params: Params) -> Prepared:

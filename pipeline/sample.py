@@ -3,21 +3,24 @@
 Output: ``samples/<variant>/samples.pt`` = {"images": uint8 [N, 1, 28, 28],
 "labels": int64 [N] (conditional variants only: the requested digits, uniform over 0-9)}
 and ``samples/<variant>/grid.png`` (the first 100 samples). Same seed -> identical samples.
+:func:`load_samples` reads the file back (evaluate's input) and checks its shapes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline import checkpoint as ckpt
+from pipeline import layout
 from pipeline.config import Params
 from pipeline.data import N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_path, save_torch
 from pipeline.variants import Hyper, known
 
@@ -76,10 +79,8 @@ def sample_variant(
 ) -> SampleResult:
     from torchvision.utils import save_image
 
-    from pipeline.train import variant_dir
-
     variant = known(name)
-    path = variant_dir(params, name) / ckpt.CHECKPOINT
+    path = layout.variant_dir(params, name) / ckpt.CHECKPOINT
     if not path.is_file():
         raise PipelineError(f"{path}: no checkpoint; run `pipeline train {name}` first")
     dev = resolve_device(device or params.sample.device)
@@ -89,11 +90,56 @@ def sample_variant(
     images, labels = generate(
         g, n, cfg["z_dim"], conditional, params.sample.seed, params.sample.batch_size, dev
     )
-    out_dir = params.path(params.sample.out_dir) / name
     data = {"images": images}
     if labels is not None:
         data["labels"] = labels
-    save_torch(data, out_dir / "samples.pt")
-    with atomic_path(out_dir / "grid.png") as tmp:
+    path = layout.samples_path(params, name)
+    save_torch(data, path)
+    with atomic_path(layout.sample_grid(params, name)) as tmp:
         save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
-    return SampleResult(out_dir / "samples.pt", n)
+    return SampleResult(path, n)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading what sample_variant wrote (evaluate's input)
+
+
+@dataclass(frozen=True)
+class Samples:
+    images: torch.Tensor  # uint8 [N, 1, 28, 28]
+    labels: torch.Tensor | None  # int64 [N], the requested digits (conditional variants only)
+
+
+def load_samples(params: Params, variant: str) -> Samples:
+    """The variant's ``samples.pt``: uint8 images [N, 1, 28, 28] and optional int64 labels [N]."""
+    path = layout.samples_path(params, variant)
+    if not path.is_file():
+        raise PipelineError(f"{path}: samples not found; run `pipeline sample {variant}` first")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated / foreign file: one line, not a traceback
+        raise PipelineError(
+            f"{path}: unreadable samples file ({first_line(err)}); rerun `pipeline sample {variant}`"
+        ) from None
+    images = data.get("images") if isinstance(data, dict) else None
+    check_images(images, str(path))
+    labels = data.get("labels")
+    if labels is not None and (
+        not isinstance(labels, torch.Tensor) or labels.shape != (len(images),)
+    ):
+        raise PipelineError(f"{path}: 'labels' must be int64 [N] matching the images")
+    return Samples(images, labels.long() if labels is not None else None)
+
+
+def check_images(images: Any, where: str) -> None:
+    """One-line PipelineError unless ``images`` is uint8 [N, 1, 28, 28]."""
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.dtype != torch.uint8
+        or images.dim() != 4
+        or tuple(images.shape[1:]) != (1, 28, 28)
+    ):
+        got = (
+            f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else "none"
+        )
+        raise PipelineError(f"{where}: 'images' must be uint8 [N, 1, 28, 28] (got {got})")

@@ -142,7 +142,7 @@ class TrainRecorder:
     def on_start(self, spec: Any, out_dir: Path, resumed_epoch: int) -> None:
         from pipeline.config import flatten
         from pipeline.io import write_text
-        from pipeline.train import RUN_ID_FILE, read_run_id
+        from pipeline.layout import RUN_ID_FILE, read_run_id
 
         c = client(self.params)
         exp_id = setup(self.params)
@@ -225,7 +225,7 @@ class TrainRecorder:
         as unfinished too (a SIGKILL leaves it so); a failure here is only a warning."""
         import sys
 
-        from pipeline.train import read_run_id
+        from pipeline.layout import read_run_id
 
         run_id = read_run_id(result.out_dir)
         if run_id is None:

@@ -52,6 +52,7 @@ from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, first_line
 from pipeline.graphs import StepGraphs
 from pipeline.io import atomic_path, write_json
+from pipeline.layout import RUN_ID_FILE, curves_path, read_run_id, variant_dir  # noqa: F401
 from pipeline.losses import LOSSES
 from pipeline.nets import NetSpec, couples_batch, detach_activation_slopes
 from pipeline.variants import Hyper, Variant, known, registry
@@ -754,14 +755,6 @@ class Trainer:
         return result
 
 
-RUN_ID_FILE = "run_id.txt"
-
-
-def read_run_id(out_dir: Path) -> str | None:
-    path = out_dir / RUN_ID_FILE
-    return path.read_text().strip() or None if path.is_file() else None
-
-
 def write_summary(result: TrainResult, spec: RunSpec) -> None:
     write_json(
         result.out_dir / "summary.json",
@@ -776,14 +769,6 @@ def write_summary(result: TrainResult, spec: RunSpec) -> None:
             "run_id": read_run_id(result.out_dir),
         },
     )
-
-
-def variant_dir(params: Params, name: str) -> Path:
-    return params.path(params.train.out_dir) / name
-
-
-def curves_path(params: Params, name: str) -> Path:
-    return params.path(params.evaluate.out_dir) / "curves" / f"{name}.csv"
 
 
 def train_variant(

@@ -19,7 +19,9 @@ from pipeline.cli import app
 from pipeline.config import Params, load_params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError
+from pipeline.evaluate import weights
 from pipeline.io import file_hash
+from pipeline.metrics import MetricsDoc
 from tests.conftest import TINY, deep_update, write_params
 from tests.test_classifier import train_once
 
@@ -94,37 +96,37 @@ def test_identical_sets_score_zero_and_noise_scores_far(setup: tuple[Params, Pat
     params, _ = setup
     test_images, _ = load_split(params, "test")
     real = test_images[: params.evaluate.n_real].unsqueeze(1)
-    same = ev.score(params, "same", real)["classifier"]
+    same = ev.score(params, "same", real).classifier
     noise = torch.randint(0, 256, (500, 1, 28, 28), generator=torch.Generator().manual_seed(0))
-    far = ev.score(params, "noise", noise.to(torch.uint8))["classifier"]
+    far = ev.score(params, "noise", noise.to(torch.uint8)).classifier
 
-    assert far["fid"] > 100
-    assert abs(same["fid"]) < 1e-6 * far["fid"]
-    assert same["precision"] == same["recall"] == 1.0
-    assert far["precision"] == far["recall"] == 0.0
-    assert far["kid_mean"] > 100 * abs(same["kid_mean"])
+    assert far.fid > 100
+    assert abs(same.fid) < 1e-6 * far.fid
+    assert same.precision == same.recall == 1.0
+    assert far.precision == far.recall == 0.0
+    assert far.kid_mean > 100 * abs(same.kid_mean)
     # IS on the classifier's softmax: near 10 for balanced confident digits, 1 for one class.
-    assert 8.0 < same["is_mean"] <= 10.0
-    assert far["is_mean"] < 2.0
+    assert 8.0 < same.is_mean <= 10.0
+    assert far.is_mean < 2.0
 
 
 def test_one_digit_generator_has_coverage_one(setup: tuple[Params, Path]) -> None:
     params, _ = setup
     images, labels = load_split(params, "test")
     threes = images[labels == 3].unsqueeze(1)
-    m = ev.score(params, "threes", threes)["classifier"]
-    assert m["coverage"] == 1
-    assert m["histogram"][3] > 0.97
+    m = ev.score(params, "threes", threes).classifier
+    assert m.coverage == 1
+    assert m.histogram[3] > 0.97
     # Each 1% of threes read as another digit lowers the KL by ~0.07 nats, so real threes land
     # a little below log 10; a collapsed generator repeating one image hits it exactly.
-    assert m["kl_uniform"] == pytest.approx(math.log(10), abs=0.15)
-    assert m["recall"] < 0.3  # the other nine digits are missed
-    assert m["label_accuracy"] is None
+    assert m.kl_uniform == pytest.approx(math.log(10), abs=0.15)
+    assert m.recall < 0.3  # the other nine digits are missed
+    assert m.label_accuracy is None
     collapsed = threes[:1].expand(200, -1, -1, -1)
-    m = ev.score(params, "collapsed", collapsed)["classifier"]
-    assert m["coverage"] == 1
-    assert m["kl_uniform"] == pytest.approx(math.log(10), abs=1e-9)
-    assert m["is_mean"] == pytest.approx(1.0, abs=1e-3)
+    m = ev.score(params, "collapsed", collapsed).classifier
+    assert m.coverage == 1
+    assert m.kl_uniform == pytest.approx(math.log(10), abs=1e-9)
+    assert m.is_mean == pytest.approx(1.0, abs=1e-3)
 
 
 def test_class_coverage_definition() -> None:
@@ -175,15 +177,15 @@ def test_real_features_are_cached_per_classifier(
     params, _ = make_params(tmp_path / "a", prepared_dir, classifier_dir)
     images, _ = load_split(params, "train")
     gen = images[:300].unsqueeze(1)
-    first = ev.score(params, "x", gen)["classifier"]
+    first = ev.score(params, "x", gen).classifier
     cache = params.path(params.evaluate.cache_dir)
     files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     digest = file_hash(classifier_dir / "classifier.pt")[:16]
     assert files and all(f"n500-mnist-classifier-{digest}" in name for name in files)
 
     # A second variant reuses the cached reference features: nothing is rewritten.
-    second = ev.score(params, "y", gen)["classifier"]
-    assert second["fid"] == pytest.approx(first["fid"])
+    second = ev.score(params, "y", gen).classifier
+    assert second.fid == pytest.approx(first.fid)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == files
 
     # A retrained classifier gets its own cache entry (no stale features).
@@ -193,9 +195,9 @@ def test_real_features_are_cached_per_classifier(
     ckpt["state_dict"]["fc.weight"] = ckpt["state_dict"]["fc.weight"] * 1.5
     torch.save(ckpt, other / "classifier.pt")
     params2, _ = make_params(tmp_path / "a", prepared_dir, other)
-    third = ev.score(params2, "z", gen)["classifier"]
+    third = ev.score(params2, "z", gen).classifier
     assert len(list(cache.iterdir())) == 2 * len(files)
-    assert third["fid"] != pytest.approx(first["fid"])
+    assert third.fid != pytest.approx(first.fid)
 
 
 def test_metrics_reach_the_variant_mlflow_run(setup: tuple[Params, Path]) -> None:
@@ -370,8 +372,10 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty torch hub cache and download URLs that refuse at once, online or not."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     dead = "http://127.0.0.1:9/"
-    monkeypatch.setattr(ev, "URL_INCEPTION_V3", dead + "weights-inception-2015-12-05-6726825d.pth")
-    monkeypatch.setattr(ev, "VGG16_URL", dead + "vgg16-397923af.pth")
+    monkeypatch.setattr(
+        weights, "URL_INCEPTION_V3", dead + "weights-inception-2015-12-05-6726825d.pth"
+    )
+    monkeypatch.setattr(weights, "VGG16_URL", dead + "vgg16-397923af.pth")
     return tmp_path / "torch-home"
 
 
@@ -397,7 +401,8 @@ def test_missing_inception_weights_fail_fast_in_one_line(
 
     # The same params scored with the classifier alone (what a tuning objective does).
     doc = ev.score(params, "gan", images[:100].unsqueeze(1), extractors=["classifier"])
-    assert "inception" not in doc and doc["classifier"]["coverage"] >= 8
+    assert doc.inception is None and doc.classifier.coverage >= 8
+    assert doc.computed() == ["classifier"]
 
     # Through the CLI: one line on stderr, exit code 1, no traceback.
     result = CliRunner().invoke(app, ["evaluate", "gan", "--params", str(path)])
@@ -410,15 +415,15 @@ def test_weights_are_found_in_the_torch_hub_cache(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path, offline_hub: Path
 ) -> None:
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir)
-    hub = ev.hub_file(ev.URL_INCEPTION_V3)
+    hub = ev.hub_file(weights.URL_INCEPTION_V3)
     assert hub.parent == offline_hub / "hub" / "checkpoints"
     hub.parent.mkdir(parents=True)
     hub.write_bytes(b"weights")
-    found = ev.resolve_weights(None, ev.URL_INCEPTION_V3, "inception_weights", params)
+    found = ev.resolve_weights(None, weights.URL_INCEPTION_V3, "inception_weights", params)
     assert found.path == hub and found.digest == "6726825d"
 
     with pytest.raises(PipelineError, match=r"evaluate.vgg16_weights: .*nope.pth: file not found"):
-        ev.resolve_weights(Path("nope.pth"), ev.VGG16_URL, "vgg16_weights", params)
+        ev.resolve_weights(Path("nope.pth"), weights.VGG16_URL, "vgg16_weights", params)
 
 
 def test_wrong_weights_file_is_a_one_line_error(
@@ -450,7 +455,7 @@ def test_flat_metrics_for_mlflow() -> None:
         "classifier": {"network": "x", "fid": 1.5, "histogram": [0.1] * 10, "label_accuracy": None},
         "inception": {"network": "y", "fid": 30.0, "is_mean": 2.0},
     }
-    flat = ev.flat_metrics(doc)
+    flat = MetricsDoc.model_validate(doc).flat()
     assert flat["eval.classifier.fid"] == 1.5 and flat["eval.inception.fid"] == 30.0
     assert flat["eval.classifier.hist_9"] == 0.1
     assert "eval.classifier.network" not in flat

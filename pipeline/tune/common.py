@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import layout
 from pipeline.config import Params
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def tune_command(
 
 
 def results_dir(params: Params, variant: str) -> Path:
-    return params.path(params.tune.out_dir) / variant
+    return layout.tuning_results(params, variant)
 
 
 def _log(msg: str) -> None:

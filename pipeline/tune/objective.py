@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline import layout
 from pipeline.config import Params
 from pipeline.errors import describe
 from pipeline.tune.common import (
@@ -76,7 +77,11 @@ class _EpochScorer:
         finally:
             g.train()
         doc = score(self.eval_params, self.variant.name, images, labels, str(event.device))
-        value = float(doc["classifier"]["fid"])
+        value = (
+            float(doc.classifier.fid)
+            if doc.classifier and doc.classifier.fid is not None
+            else math.nan
+        )
         if not math.isfinite(value):
             raise optuna.TrialPruned(f"non-finite {OBJECTIVE} at epoch {event.epoch}")
         self.values.append(value)
@@ -111,7 +116,7 @@ class _Objective:
         # Classifier metrics only; the real-feature cache lives with the tuning results, so
         # that tuning writes nothing under models/ or metrics/ (DVC stage outputs).
         self.eval_params = p.with_section(
-            "evaluate", extractors=["classifier"], cache_dir=p.path(p.tune.out_dir) / ".cache"
+            "evaluate", extractors=["classifier"], cache_dir=layout.tuning_cache(p)
         )
 
     def __call__(self, trial: optuna.Trial) -> float:

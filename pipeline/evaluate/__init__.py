@@ -1,0 +1,105 @@
+"""Scores for generated MNIST samples, all through torch-fidelity's public API.
+
+Two evaluators, each selectable in ``evaluate.extractors``:
+
+* ``classifier``: our MNIST CNN (pipeline/classifier.py) registered as the torch-fidelity
+  feature extractor ``mnist-classifier``: FID/KID/precision/recall on its 128-d penultimate
+  features, IS on its logits (torch-fidelity softmaxes them: at most 10 for MNIST), plus class
+  coverage from its predictions and, for conditional samples, label accuracy. Fast on a CPU.
+* ``inception``: torch-fidelity's ``inception-v3-compat`` (FID, IS, KID) and ``vgg16``
+  (precision/recall, torch-fidelity's default for PRC). Needs their weights: a local file from
+  params, torch's hub cache, or a download; when none works the stage fails up front with one
+  line saying how to proceed. ~6 img/s on a 2-core CPU: a GPU job.
+
+Reference set: the first ``evaluate.n_real`` MNIST test images. Its features are extracted
+once per extractor and kept in torch-fidelity's cache under ``evaluate.cache_dir``, named after
+the extractor, ``n_real`` and a hash of the weights, so a retrained classifier never reuses
+stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
+our extractor takes one channel back.
+
+Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), ``weights`` (the
+Inception path's weights), ``scoring`` (:func:`score` -> :class:`pipeline.metrics.MetricsDoc`,
+the document's schema); this module holds the two stage commands. The samples are read by
+:func:`pipeline.sample.load_samples`, beside the code that writes them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.config import Params
+from pipeline.data import load_split
+from pipeline.errors import PipelineError, first_line
+from pipeline.evaluate.scoring import class_coverage, real_reference, score
+from pipeline.evaluate.weights import URL_INCEPTION_V3, VGG16_URL, hub_file, resolve_weights
+from pipeline.io import write_json
+from pipeline.layout import metrics_path, samples_path
+from pipeline.metrics import MetricsDoc
+from pipeline.sample import load_samples
+from pipeline.variants import known
+
+__all__ = [
+    "URL_INCEPTION_V3",
+    "VGG16_URL",
+    "class_coverage",
+    "evaluate_floor",
+    "evaluate_variant",
+    "hub_file",
+    "metrics_path",
+    "real_reference",
+    "resolve_weights",
+    "samples_path",
+    "score",
+]
+
+
+def _log_to_run(params: Params, variant: str, doc: MetricsDoc, run_id: str | None) -> None:
+    if run_id is None:
+        print(
+            f"warning: {layout.variant_dir(params, variant) / layout.RUN_ID_FILE} not found; "
+            f"metrics not logged to MLflow (train {variant} through `pipeline train` to get a run)",
+            file=sys.stderr,
+        )
+        return
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking import log_metrics
+
+    try:
+        log_metrics(params, run_id, doc.flat())
+    except MlflowException as err:
+        raise PipelineError(
+            f"metrics written, but logging them to MLflow run {run_id} failed: {first_line(err)}"
+        ) from None
+
+
+def evaluate_variant(params: Params, variant: str, device: str | None = None) -> Path:
+    """Score ``samples/VARIANT/samples.pt`` -> ``metrics/VARIANT.json``, and log to MLflow.
+
+    The JSON is written atomically and only when every configured metric was computed; the
+    same numbers then go to the variant's training run (``models/VARIANT/run_id.txt``).
+    """
+    known(variant)
+    samples = load_samples(params, variant)
+    run_id = layout.read_run_id(layout.variant_dir(params, variant))
+    if run_id is not None:
+        from pipeline.tracking import setup
+
+        setup(params)  # an unreachable tracking server fails now, not after the scoring
+    doc = score(params, variant, samples.images, samples.labels, device)
+    path = metrics_path(params, variant)
+    write_json(path, doc.to_json())
+    _log_to_run(params, variant, doc, run_id)
+    return path
+
+
+def evaluate_floor(params: Params, device: str | None = None) -> Path:
+    """The real-vs-real floor: first ``evaluate.floor_n`` MNIST train images vs the test
+    reference, scored like a variant -> ``metrics/floor.json`` (no MLflow run)."""
+    images, _ = load_split(params, "train")
+    doc = score(params, layout.FLOOR, images[: params.evaluate.floor_n].unsqueeze(1), None, device)
+    path = metrics_path(params, layout.FLOOR)
+    write_json(path, doc.to_json())
+    return path

@@ -1,0 +1,161 @@
+"""torch-fidelity plumbing: our MNIST classifier as a feature extractor, grey images as the
+RGB uint8 datasets torch-fidelity reads, and one call of its public API per extractor."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+from torch_fidelity import FeatureExtractorBase
+
+from pipeline.classifier import load_checkpoint, model_from_checkpoint
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.evaluate.weights import Weights
+from pipeline.metrics import Section
+
+CLASSIFIER_EXTRACTOR = "mnist-classifier"
+CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+VGG16_EXTRACTOR = "vgg16"
+INCEPTION_NETWORK = "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"
+ISC_SPLITS = 10
+
+
+class MnistClassifierExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor backed by our trained MNIST CNN.
+
+    Input: uint8 [B, 3, 28, 28] (grey tiled to RGB, as torch-fidelity hands it over).
+    Features: ``"penultimate"`` float [B, 128] (FID, KID, precision/recall) and ``"logits"``
+    float [B, 10] (IS: torch-fidelity applies the softmax, giving the classifier's posterior).
+    Weights: ``feature_extractor_weights_path`` = our ``classifier.pt``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        features_list: list[str],
+        feature_extractor_weights_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise PipelineError(f"{name}: needs feature_extractor_weights_path (classifier.pt)")
+        ckpt = load_checkpoint(Path(feature_extractor_weights_path))
+        self.net = model_from_checkpoint(ckpt)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return "penultimate", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits", "fid": "penultimate", "kid": "penultimate", "prc": "penultimate"}[
+            metric
+        ]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False  # a few ms per batch already; compiling costs more than it saves
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """uint8 [B, 3, 28, 28] -> the requested features, in ``features_list`` order."""
+        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, 28, 28):
+            raise ValueError(f"expected uint8 [B, 3, 28, 28], got {x.dtype} {tuple(x.shape)}")
+        # The three channels are copies of the grey image; [-1, 1] like the training inputs.
+        grey = x[:, :1].float().div_(127.5).sub_(1.0)
+        feats, logits = self.net.features_and_logits(grey)
+        out = {"penultimate": feats, "logits": logits}
+        return tuple(out[name] for name in self.features_list)
+
+
+def register() -> None:
+    """Make ``mnist-classifier`` known to torch-fidelity (once per process)."""
+    # The registry is process-global and refuses duplicates; register on first use only.
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(CLASSIFIER_EXTRACTOR, MnistClassifierExtractor)
+
+
+class GreyAsRGB(Dataset):
+    """uint8 [N, 28, 28] or [N, 1, 28, 28] -> items uint8 [3, 28, 28] (one grey plane, tiled)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images.reshape(len(images), 1, *images.shape[-2:]).cpu().contiguous()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i].expand(3, -1, -1)
+
+
+def _fidelity_kwargs(
+    params: Params, dev: torch.device, n_gen: int, n_real: int, verbose: bool = False
+) -> dict[str, Any]:
+    return {
+        "cuda": dev.type == "cuda",
+        "batch_size": params.evaluate.batch_size,
+        "verbose": verbose,
+        "cache": True,
+        "cache_root": str(params.path(params.evaluate.cache_dir)),
+        "isc_splits": min(ISC_SPLITS, n_gen),
+        "kid_subset_size": min(params.evaluate.kid_subset_size, n_real, n_gen),
+        # No DataLoader worker processes: the images are already in memory, and forking
+        # workers costs more than it saves for 28x28 tensors. (It also selects torch-fidelity's
+        # chunked precision/recall, the same metric computed with less peak memory.)
+        "save_cpu_ram": True,
+    }
+
+
+def fidelity(
+    params: Params,
+    dev: torch.device,
+    generated: GreyAsRGB,
+    real: GreyAsRGB,
+    extractor: str,
+    weights: Weights,
+    **metrics: bool,
+) -> dict[str, float]:
+    """torch-fidelity's ``metrics`` for generated vs real on one feature extractor; the real
+    features are cached under a name keyed by the set size, the extractor and its weights."""
+    n_gen, n_real = len(generated), len(real)
+    with _on(dev):
+        return torch_fidelity.calculate_metrics(
+            input1=generated,
+            input2=real,
+            input2_cache_name=f"mnist-test-n{n_real}-{extractor}-{weights.digest}",
+            feature_extractor=extractor,
+            feature_extractor_weights_path=str(weights.path),
+            **metrics,
+            # torch-fidelity's progress bars for the ImageNet nets (Inception-v3 scores ~6
+            # images/s on 2 CPU cores); the MNIST classifier takes seconds, so stays quiet.
+            **_fidelity_kwargs(
+                params, dev, n_gen, n_real, verbose=extractor != CLASSIFIER_EXTRACTOR
+            ),
+        )
+
+
+def renamed(section: type[Section], result: dict[str, float]) -> dict[str, float]:
+    """torch-fidelity's result keys -> the field names of a metrics section."""
+    return {ours: result[theirs] for ours, theirs in section.sources().items() if theirs in result}
+
+
+@contextlib.contextmanager
+def _on(dev: torch.device) -> Iterator[None]:
+    # torch-fidelity moves work to "the" CUDA device; make that the one asked for.
+    if dev.type == "cuda":
+        with torch.cuda.device(dev):
+            yield
+    else:
+        yield

@@ -1,0 +1,169 @@
+"""Scoring one image set against the MNIST test reference: the classifier section (features,
+IS, class coverage, label accuracy) and the Inception section, as a typed metrics document."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from pipeline.classifier import checkpoint_path, load_checkpoint, model_from_checkpoint, predict
+from pipeline.config import MIN_EVAL_IMAGES, Params
+from pipeline.data import N_CLASSES, load_split
+from pipeline.devices import resolve_device
+from pipeline.errors import PipelineError
+from pipeline.evaluate.fidelity import (
+    CLASSIFIER_EXTRACTOR,
+    CLASSIFIER_NETWORK,
+    INCEPTION_EXTRACTOR,
+    INCEPTION_NETWORK,
+    VGG16_EXTRACTOR,
+    GreyAsRGB,
+    fidelity,
+    register,
+    renamed,
+)
+from pipeline.evaluate.weights import Weights, bad_weights_as_error, inception_weights
+from pipeline.io import file_hash
+from pipeline.metrics import EXTRACTORS, ClassifierScores, InceptionScores, MetricsDoc
+from pipeline.sample import check_images
+
+COVERAGE_MIN_MASS = 0.05  # a digit "is covered" when it gets at least 5% of the samples
+MIN_IMAGES = MIN_EVAL_IMAGES  # IS uses 10 splits; precision/recall need > 3 neighbours
+
+
+def real_reference(params: Params) -> torch.Tensor:
+    """The reference set: the first ``evaluate.n_real`` MNIST test images, uint8 [n, 28, 28]."""
+    images, _ = load_split(params, "test")
+    return images[: params.evaluate.n_real]
+
+
+def class_coverage(
+    predicted: torch.Tensor, requested: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Class statistics of predicted digits (int64 [N]).
+
+    ``histogram``: fraction per digit; ``coverage``: digits with >= 5% of the mass;
+    ``kl_uniform``: KL(histogram || uniform) in nats (0 for balanced, log 10 for one class);
+    ``label_accuracy``: fraction predicted == requested (None without requested labels).
+    """
+    counts = torch.bincount(predicted.cpu(), minlength=N_CLASSES).double()
+    hist = counts / counts.sum()
+    nz = hist[hist > 0]
+    kl = float((nz * (nz * N_CLASSES).log()).sum())
+    label_acc = None
+    if requested is not None:
+        label_acc = float((predicted.cpu() == requested.cpu()).double().mean())
+    return {
+        "histogram": [float(h) for h in hist],
+        "coverage": int((hist >= COVERAGE_MIN_MASS).sum()),
+        "kl_uniform": kl,
+        "label_accuracy": label_acc,
+    }
+
+
+def _classifier_scores(
+    params: Params,
+    dev: torch.device,
+    generated: torch.Tensor,
+    requested: torch.Tensor | None,
+    real: torch.Tensor,
+) -> ClassifierScores:
+    """Classifier section for generated uint8 [N, 1, 28, 28] vs real uint8 [M, 28, 28]."""
+    start = time.perf_counter()
+    ckpt_file = checkpoint_path(params)
+    ckpt = load_checkpoint(ckpt_file)
+    weights = Weights(ckpt_file, file_hash(ckpt_file)[:16])
+    register()
+    m = fidelity(
+        params, dev, GreyAsRGB(generated), GreyAsRGB(real), CLASSIFIER_EXTRACTOR, weights,
+        isc=True, fid=True, kid=True, prc=True,
+    )  # fmt: skip
+    # Coverage needs per-image predictions, which calculate_metrics does not return; one
+    # more forward pass of the CNN over the samples costs about a second on a CPU.
+    model = model_from_checkpoint(ckpt, dev)
+    predicted = predict(model, generated.to(dev))
+    return ClassifierScores(
+        network=CLASSIFIER_NETWORK,
+        **renamed(ClassifierScores, m),
+        **class_coverage(predicted, requested),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def _inception_scores(
+    params: Params,
+    dev: torch.device,
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    weights: tuple[Weights, Weights],
+) -> InceptionScores:
+    """Inception section: inception-v3-compat FID/IS/KID and VGG16 precision/recall."""
+    start = time.perf_counter()
+    inception, vgg = weights
+    gen_ds, real_ds = GreyAsRGB(generated), GreyAsRGB(real)
+    # Two calls: torch-fidelity takes one weights path per call, and PRC uses its own network.
+    with bad_weights_as_error(inception.path, "inception_weights"):
+        m = fidelity(
+            params, dev, gen_ds, real_ds, INCEPTION_EXTRACTOR, inception,
+            isc=True, fid=True, kid=True,
+        )  # fmt: skip
+    with bad_weights_as_error(vgg.path, "vgg16_weights"):
+        m.update(fidelity(params, dev, gen_ds, real_ds, VGG16_EXTRACTOR, vgg, prc=True))
+    return InceptionScores(
+        network=INCEPTION_NETWORK,
+        **renamed(InceptionScores, m),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def check_inputs_up_front(
+    params: Params, extractors: Sequence[str]
+) -> tuple[Weights, Weights] | None:
+    """Fail before any computation when something the requested extractors need is missing;
+    returns the Inception path's weights when that extractor is asked for."""
+    if "classifier" in extractors:
+        load_checkpoint(checkpoint_path(params))  # one-line error if absent or unreadable
+    return inception_weights(params) if "inception" in extractors else None
+
+
+def score(
+    params: Params,
+    name: str,
+    generated: torch.Tensor,
+    requested: torch.Tensor | None = None,
+    device: str | None = None,
+    extractors: Sequence[str] | None = None,
+) -> MetricsDoc:
+    """All metrics of generated uint8 [N, 1, 28, 28] vs the test reference; writes nothing.
+
+    ``requested``: int64 [N] digits asked of a conditional generator (label accuracy), or
+    None. ``extractors`` overrides ``evaluate.extractors`` (e.g. ``["classifier"]`` for a
+    tuning objective).
+    """
+    extractors = list(params.evaluate.extractors if extractors is None else extractors)
+    unknown = set(extractors) - set(EXTRACTORS)
+    if unknown or not extractors:
+        raise PipelineError(f"extractors must be classifier and/or inception (got {extractors})")
+    check_images(generated, name)
+    if len(generated) < MIN_IMAGES:
+        raise PipelineError(f"{name}: {len(generated)} images; at least {MIN_IMAGES} are needed")
+    if requested is not None and tuple(requested.shape) != (len(generated),):
+        raise PipelineError(f"{name}: requested labels must be int64 [N] matching the images")
+    dev = resolve_device(device or params.evaluate.device)
+    weights = check_inputs_up_front(params, extractors)
+    real = real_reference(params)
+    sections: dict[str, Any] = {}
+    try:
+        if "classifier" in extractors:
+            sections["classifier"] = _classifier_scores(params, dev, generated, requested, real)
+        if weights is not None:
+            sections["inception"] = _inception_scores(params, dev, generated, real, weights)
+    except torch.OutOfMemoryError:
+        raise PipelineError(
+            f"{name}: out of memory on {dev}; lower evaluate.batch_size "
+            f"(now {params.evaluate.batch_size})"
+        ) from None
+    return MetricsDoc(variant=name, n_generated=len(generated), n_real=len(real), **sections)

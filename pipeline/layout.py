@@ -1,0 +1,142 @@
+"""Every output path of every stage, from params: the one place that knows where files go.
+
+dvc.yaml spells the same paths with ``${...}`` interpolation of params.yaml; the test that
+resolves it with moved folders compares DVC's view with :func:`stage_outputs`. Nothing here
+imports torch or another stage's module, so any module may ask for a path without pulling in
+the trainer.
+
+Per variant ``V``::
+
+    <train.out_dir>/V/            checkpoint.pt, config.json, run_id.txt, summary.json,
+                                  grid.png (final grid), progress.gif, grids/
+    <sample.out_dir>/V/           samples.pt, grid.png (preview of the scored samples)
+    <evaluate.out_dir>/V.json     the metrics document (pipeline.metrics.MetricsDoc)
+    <evaluate.out_dir>/curves/V.csv   per-epoch training curves
+    <tune.out_dir>/V/             best.json, applied.json, Optuna plots
+
+and once: ``<data.dir>/mnist``, ``<classifier.out_dir>/{classifier.pt,metrics.json}``,
+``<evaluate.out_dir>/floor.json``, ``<report.out_dir>/{index.html,comparison.md,...}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
+
+RUN_ID_FILE = "run_id.txt"
+SUMMARY_FILE = "summary.json"
+FINAL_GRID_FILE = "grid.png"
+PROGRESS_FILE = "progress.gif"
+SAMPLES_FILE = "samples.pt"
+SAMPLE_GRID_FILE = "grid.png"
+CLASSIFIER_CHECKPOINT_FILE = "classifier.pt"
+CLASSIFIER_METRICS_FILE = "metrics.json"
+FLOOR = "floor"
+"""Name of the real-vs-real floor's metrics document (``<evaluate.out_dir>/floor.json``)."""
+REPORT_FILES = ("index.html", "comparison.md", "plots", "grids", "scores.csv")
+"""What the report stage writes under ``report.out_dir`` (dvc.yaml's report outs)."""
+
+
+# data and the evaluator
+def mnist_dir(params: Params) -> Path:
+    return params.path(params.data.dir) / "mnist"
+
+
+def classifier_checkpoint(params: Params) -> Path:
+    return params.path(params.classifier.out_dir) / CLASSIFIER_CHECKPOINT_FILE
+
+
+def classifier_metrics(params: Params) -> Path:
+    return params.path(params.classifier.out_dir) / CLASSIFIER_METRICS_FILE
+
+
+# training
+def variant_dir(params: Params, name: str) -> Path:
+    return params.path(params.train.out_dir) / name
+
+
+def summary_path(params: Params, name: str) -> Path:
+    return variant_dir(params, name) / SUMMARY_FILE
+
+
+def final_grid(params: Params, name: str) -> Path:
+    return variant_dir(params, name) / FINAL_GRID_FILE
+
+
+def progress_gif(params: Params, name: str) -> Path:
+    return variant_dir(params, name) / PROGRESS_FILE
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The MLflow run id kept in ``run_dir/run_id.txt``, or None without one."""
+    path = run_dir / RUN_ID_FILE
+    return path.read_text().strip() or None if path.is_file() else None
+
+
+# sampling
+def sample_dir(params: Params, name: str) -> Path:
+    return params.path(params.sample.out_dir) / name
+
+
+def samples_path(params: Params, name: str) -> Path:
+    return sample_dir(params, name) / SAMPLES_FILE
+
+
+def sample_grid(params: Params, name: str) -> Path:
+    return sample_dir(params, name) / SAMPLE_GRID_FILE
+
+
+# scores
+def metrics_dir(params: Params) -> Path:
+    return params.path(params.evaluate.out_dir)
+
+
+def metrics_path(params: Params, name: str) -> Path:
+    """``<evaluate.out_dir>/<name>.json``; ``name`` is a variant or :data:`FLOOR`."""
+    return metrics_dir(params) / f"{name}.json"
+
+
+def curves_dir(params: Params) -> Path:
+    return metrics_dir(params) / "curves"
+
+
+def curves_path(params: Params, name: str) -> Path:
+    return curves_dir(params) / f"{name}.csv"
+
+
+# report and tuning
+def report_dir(params: Params) -> Path:
+    return params.path(params.report.out_dir)
+
+
+def tuning_dir(params: Params) -> Path:
+    return params.path(params.tune.out_dir)
+
+
+def tuning_results(params: Params, name: str) -> Path:
+    """``<tune.out_dir>/<name>/``: best.json, applied.json and the Optuna plots."""
+    return tuning_dir(params) / name
+
+
+def tuning_cache(params: Params) -> Path:
+    """torch-fidelity's cache of real-image features for tuning objectives."""
+    return tuning_dir(params) / ".cache"
+
+
+def stage_outputs(params: Params) -> dict[str, list[Path]]:
+    """What each DVC stage writes (``outs``, ``metrics`` and ``plots``), by stage name as
+    ``dvc stage list`` shows it (``train@gan``...)."""
+    out: dict[str, list[Path]] = {
+        "prepare": [mnist_dir(params)],
+        "classifier": [classifier_checkpoint(params), classifier_metrics(params)],
+        "floor": [metrics_path(params, FLOOR)],
+        "report": [report_dir(params) / f for f in REPORT_FILES],
+    }
+    for name in params.variants:
+        out[f"train@{name}"] = [variant_dir(params, name), curves_path(params, name)]
+        out[f"sample@{name}"] = [sample_dir(params, name)]
+        out[f"evaluate@{name}"] = [metrics_path(params, name)]
+    return out
