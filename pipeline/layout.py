@@ -7,15 +7,15 @@ the trainer.
 
 Per variant ``V``::
 
-    <train.out_dir>/V/            checkpoint.pt, config.json, run_id.txt, summary.json,
+    train.out_dir/V/              checkpoint.pt, config.json, run_id.txt, summary.json,
                                   grid.png (final grid), progress.gif, grids/
-    <sample.out_dir>/V/           samples.pt, grid.png (preview of the scored samples)
-    <evaluate.out_dir>/V.json     the metrics document (pipeline.metrics.MetricsDoc)
-    <evaluate.out_dir>/curves/V.csv   per-epoch training curves
-    <tune.out_dir>/V/             best.json, applied.json, Optuna plots
+    sample.out_dir/V/             samples.pt, grid.png (preview of the scored samples)
+    evaluate.out_dir/V.json       the metrics document (pipeline.metrics.MetricsDoc)
+    evaluate.out_dir/curves/V.csv   per-epoch training curves
+    tune.out_dir/V/               best.json, applied.json, Optuna plots
 
-and once: ``<data.dir>/mnist``, ``<classifier.out_dir>/{classifier.pt,metrics.json}``,
-``<evaluate.out_dir>/floor.json``, ``<report.out_dir>/{index.html,comparison.md,...}``.
+and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}``,
+``evaluate.out_dir/floor.json``, ``report.out_dir/{index.html,comparison.md,...}``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SAMPLE_GRID_FILE = "grid.png"
 CLASSIFIER_CHECKPOINT_FILE = "classifier.pt"
 CLASSIFIER_METRICS_FILE = "metrics.json"
 FLOOR = "floor"
-"""Name of the real-vs-real floor's metrics document (``<evaluate.out_dir>/floor.json``)."""
+"""Name of the real-vs-real floor's metrics document (``evaluate.out_dir/floor.json``)."""
 REPORT_FILES = ("index.html", "comparison.md", "plots", "grids", "scores.csv")
 """What the report stage writes under ``report.out_dir`` (dvc.yaml's report outs)."""
 
@@ -95,7 +95,7 @@ def metrics_dir(params: Params) -> Path:
 
 
 def metrics_path(params: Params, name: str) -> Path:
-    """``<evaluate.out_dir>/<name>.json``; ``name`` is a variant or :data:`FLOOR`."""
+    """``evaluate.out_dir/<name>.json``; ``name`` is a variant or :data:`FLOOR`."""
     return metrics_dir(params) / f"{name}.json"
 
 
@@ -117,7 +117,7 @@ def tuning_dir(params: Params) -> Path:
 
 
 def tuning_results(params: Params, name: str) -> Path:
-    """``<tune.out_dir>/<name>/``: best.json, applied.json and the Optuna plots."""
+    """``tune.out_dir/<name>/``: best.json, applied.json and the Optuna plots."""
     return tuning_dir(params) / name
 
 

@@ -94,14 +94,19 @@ class Section(BaseModel):
         ]
 
 
-class InceptionScores(Section):
-    """inception-v3-compat FID/IS/KID; torch-fidelity's VGG16 precision/recall."""
+class FidelityScores(Section):
+    """What every extractor gives: FID on its features and IS on its class posterior."""
 
     fid: Annotated[Num, Show("FID", "lower", source="frechet_inception_distance")] = None
     is_mean: Annotated[
         Num, Show("IS", "higher", source="inception_score_mean", fmt="pm", std="is_std")
     ] = None
     is_std: Annotated[Num, Std("inception_score_std")] = None
+
+
+class InceptionScores(FidelityScores):
+    """inception-v3-compat FID/IS/KID; torch-fidelity's VGG16 precision/recall."""
+
     kid_mean: Annotated[
         Num,
         Show("KID ×10³", "lower", source="kernel_inception_distance_mean", fmt="pm",
@@ -112,14 +117,9 @@ class InceptionScores(Section):
     recall: Annotated[Num, Show("Recall†", "higher", 3, source="recall")] = None
 
 
-class ClassifierScores(Section):
+class ClassifierScores(FidelityScores):
     """Our MNIST CNN as the feature extractor, plus class statistics of its predictions."""
 
-    fid: Annotated[Num, Show("FID", "lower", source="frechet_inception_distance")] = None
-    is_mean: Annotated[
-        Num, Show("IS", "higher", source="inception_score_mean", fmt="pm", std="is_std")
-    ] = None
-    is_std: Annotated[Num, Std("inception_score_std")] = None
     coverage: Annotated[int | None, Show("Coverage", "higher", fmt="of10")] = None
     kl_uniform: Annotated[Num, Show("KL to uniform", "lower", 4)] = None
     label_accuracy: Annotated[Num, Show("Label acc.", "higher", fmt="percent")] = None
@@ -137,8 +137,8 @@ class ClassifierScores(Section):
 
 
 EXTRACTORS: dict[str, type[Section]] = {
-    "classifier": ClassifierScores,
     "inception": InceptionScores,
+    "classifier": ClassifierScores,
 }
 """The sections of a metrics document, by ``evaluate.extractors`` name, in table order."""
 
@@ -214,7 +214,7 @@ def parse(data: Any, where: str) -> MetricsDoc:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "(document)"
-        raise PipelineError(f"{where}: {loc}: {first['msg']}") from None
+        raise PipelineError(f"{where}: unreadable ({loc}: {first['msg']})") from None
 
 
 def load(path: Path) -> MetricsDoc:

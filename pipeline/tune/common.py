@@ -37,7 +37,7 @@ ATTR_BUDGET = "budget"
 ATTR_SESSION = "session"
 
 
-ATTR_PARENT = "mlflow_parent_run_id"  # + ":<tracking store digest>", see parent_attr()
+ATTR_PARENT = "mlflow_parent_run_id"  # + ":" + the tracking store digest, see parent_attr()
 
 
 PENDING = "pending"
