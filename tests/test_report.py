@@ -21,7 +21,14 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from pipeline.config import Params, load_params
-from pipeline.report import FLOOR_CSV_NAME, FLOOR_LABEL, MISSING, PUBLISHED_FID, build_report
+from pipeline.report import (
+    FLOOR_CSV_NAME,
+    FLOOR_LABEL,
+    MISSING,
+    NOT_COMPUTED,
+    PUBLISHED_FID,
+    build_report,
+)
 from tests.conftest import _mirror, write_params
 
 VARIANTS = ["gan", "cgan", "dcgan", "wgan", "wgan_gp"]
@@ -366,7 +373,8 @@ def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
     page = build_report(params).read_text(encoding="utf-8")
     cells = dict(_parse(page).tables["score-table"])
     assert all(text == MISSING for text, _ in cells["variant:wgan"][:11])
-    assert cells["variant:dcgan"][COL["inc_fid"]][0] == MISSING
+    # Its file exists, but without the Inception section: not computed, not missing.
+    assert cells["variant:dcgan"][COL["inc_fid"]][0] == NOT_COMPUTED
     assert cells["variant:dcgan"][COL["clf_fid"]][0] == "1.10★"  # its classifier scores remain
     assert cells["variant:gan"][11][0] == MISSING  # training time: summary unreadable
     assert "gan (configured)" in page  # its hyperparameters come from params.yaml instead

@@ -1,0 +1,152 @@
+"""Reading what the other stages wrote. Nothing here raises for a missing or unreadable file:
+each one becomes a one-line note, and the page shows "—" or a placeholder in its place."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import layout
+from pipeline.config import Params
+from pipeline.errors import PipelineError, first_line
+from pipeline.metrics import MetricsDoc, parse
+from pipeline.report.fmt import to_float
+
+Curves = dict[str, list[float | None]]
+
+
+@dataclass
+class VariantData:
+    """Everything the report knows about one variant; any field may be missing."""
+
+    name: str
+    description: str = ""
+    conditional: bool = False
+    configured: dict[str, Any] | None = None  # hyperparameters from params.yaml + defaults
+    metrics: MetricsDoc | None = None
+    summary: dict[str, Any] | None = None
+    curves: Curves | None = None
+    grid: Path | None = None
+    progress: Path | None = None
+    samples: Path | None = None
+    tuning: dict[str, Any] | None = None
+    tuning_plots: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Inputs:
+    params: Params
+    variants: list[VariantData]
+    floor: MetricsDoc | None
+    classifier: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)  # inputs that were missing or unreadable
+
+
+def rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _Reader:
+    """Reads optional files, recording a one-line note for each one missing or unreadable."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.notes: list[str] = []
+
+    def rel(self, path: Path) -> str:
+        return rel(path, self.params.root)
+
+    def file(self, path: Path) -> Path | None:
+        if path.is_file():
+            return path
+        self.notes.append(f"{self.rel(path)}: not found")
+        return None
+
+    def json(self, path: Path) -> dict[str, Any] | None:
+        if self.file(path) is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            self.notes.append(f"{self.rel(path)}: unreadable ({first_line(err)})")
+            return None
+        if not isinstance(data, dict):
+            self.notes.append(f"{self.rel(path)}: unreadable (not a JSON object)")
+            return None
+        return data
+
+    def metrics(self, path: Path) -> MetricsDoc | None:
+        data = self.json(path)
+        if data is None:
+            return None
+        try:
+            return parse(data, self.rel(path))
+        except PipelineError as err:
+            self.notes.append(str(err))
+            return None
+
+    def curves(self, path: Path) -> Curves | None:
+        if self.file(path) is None:
+            return None
+        try:
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            self.notes.append(f"{self.rel(path)}: unreadable ({first_line(err)})")
+            return None
+        if not rows:
+            self.notes.append(f"{self.rel(path)}: no rows")
+            return None
+        columns = list(rows[0].keys())
+        return {col: [to_float(row.get(col)) for row in rows] for col in columns if col}
+
+
+def _variant_info(name: str, block: Any) -> tuple[str, bool, dict[str, Any] | None]:
+    """Description, conditional flag and configured hyperparameters from the registry."""
+    from pipeline.variants import registry
+
+    try:
+        variant = registry.get(name)
+    except KeyError:
+        return "", False, None
+    hyper = variant.resolve(block)
+    configured = {
+        "epochs": hyper.epochs,
+        "lr": hyper.lr,
+        "betas": list(hyper.betas),
+        "n_critic": hyper.n_critic,
+        "optimizer": hyper.optimizer,
+        "options": dict(hyper.options),
+    }
+    return variant.description, variant.conditional, configured
+
+
+def read_inputs(params: Params) -> Inputs:
+    """Collect every input of the report; nothing here raises for a missing file."""
+    reader = _Reader(params)
+    variants = []
+    for name, block in params.variants.items():
+        description, conditional, configured = _variant_info(name, block)
+        data = VariantData(name, description, conditional, configured)
+        data.metrics = reader.metrics(layout.metrics_path(params, name))
+        data.summary = reader.json(layout.summary_path(params, name))
+        data.curves = reader.curves(layout.curves_path(params, name))
+        data.grid = reader.file(layout.final_grid(params, name))
+        data.progress = reader.file(layout.progress_gif(params, name))
+        data.samples = reader.file(layout.sample_grid(params, name))
+        # Tuning is optional: its absence is not worth a note.
+        tuning = layout.tuning_results(params, name)
+        if (tuning / "best.json").is_file():
+            data.tuning = reader.json(tuning / "best.json")
+        if tuning.is_dir():
+            data.tuning_plots = sorted(tuning.glob("*.png"))
+        variants.append(data)
+    floor = reader.metrics(layout.metrics_path(params, layout.FLOOR))
+    classifier = reader.json(layout.classifier_metrics(params))
+    return Inputs(params, variants, floor, classifier, reader.notes)

@@ -1,0 +1,103 @@
+"""The page through the Jinja2 templates (HTML with autoescape, Markdown without; both with
+StrictUndefined), scores.csv, and the atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from importlib.resources import files
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from pipeline.io import atomic_dir, atomic_path
+from pipeline.metrics import csv_columns, value
+from pipeline.report import fmt
+from pipeline.report.inputs import Inputs
+from pipeline.report.page import Page
+
+FLOOR_CSV_NAME = "floor (real vs real)"
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    # Raw HTML in the prose is shown as text, so names and paths can never inject markup.
+    return MarkdownIt("commonmark", {"html": False})
+
+
+def _env(html: bool) -> Environment:
+    env = Environment(
+        loader=PackageLoader("pipeline.report", "templates"),
+        autoescape=html,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    if html:
+        env.filters["md"] = lambda text: Markup(_markdown().render(text).rstrip("\n"))
+        env.filters["md_inline"] = lambda text: Markup(_markdown().renderInline(text))
+    else:
+        env.filters["cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def render_html(page: Page) -> str:
+    css = files("pipeline.report").joinpath("templates", "style.css").read_text(encoding="utf-8")
+    return _env(html=True).get_template("index.html.j2").render(page=page, css=Markup(css.strip()))
+
+
+def render_markdown(page: Page) -> str:
+    text = _env(html=False).get_template("comparison.md.j2").render(page=page)
+    # Blank lines between blocks come from the template; never more than one in a row.
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip() or (lines and lines[-1].strip()):
+            lines.append(line.rstrip() if not line.endswith("  ") else line)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def scores_csv(inputs: Inputs) -> str:
+    """One row per variant plus the floor, every score as a full-precision number (empty when
+    missing): the data of `dvc plots show` and of any further analysis."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    columns = csv_columns()
+    writer.writerow(["variant", *(name for name, _, _ in columns), "train_time_s", "steps_per_s"])
+    rows = [(v.name, v.metrics, v.summary) for v in inputs.variants]
+    rows.append((FLOOR_CSV_NAME, inputs.floor, None))
+    for name, doc, summary in rows:
+        values = [value(doc, extractor, f) for _, extractor, f in columns]
+        values += [fmt.num(summary, "train_time_s"), fmt.num(summary, "steps_per_s")]
+        writer.writerow([name, *("" if v is None else repr(v) for v in values)])
+    return buf.getvalue()
+
+
+def write(page: Page, html: str, markdown: str, csv_text: str, out_dir: Path) -> Path:
+    """Write plots/ and grids/, scores.csv, comparison.md and last index.html, each atomically;
+    return the path of index.html."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_top: dict[str, list] = {}
+    for asset in page.assets:
+        by_top.setdefault(asset.rel.split("/", 1)[0], []).append(asset)
+    for top in ("plots", "grids"):
+        # Each folder is swapped in whole, so files of a variant dropped from params go too.
+        with atomic_dir(out_dir / top) as tmp:
+            for asset in by_top.get(top, []):
+                target = tmp / asset.rel.split("/", 1)[1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(asset.data)
+    _write_utf8(out_dir / "scores.csv", csv_text)
+    _write_utf8(out_dir / "comparison.md", markdown)
+    index = out_dir / "index.html"
+    _write_utf8(index, html)
+    return index
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    # Explicit UTF-8 (the page has "—", "★", "±"): the locale's encoding may be ASCII.
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))

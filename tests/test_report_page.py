@@ -1,0 +1,135 @@
+"""The report package: golden files, what the score table shows, sample grids at integer
+scale, curve panels from the columns present, and no hand-written markup outside templates.
+
+Golden files: ``tests/golden/report/{index.html,comparison.md}`` are the report of the fixed
+fake inputs of tests/test_report.py. After an intended change, regenerate them with
+
+    PIPELINE_REGENERATE_GOLDEN=1 pytest tests/test_report_page.py -k golden
+
+and review the diff. In index.html the base64 payload of each embedded image is replaced by
+a marker (PNG bytes of plots depend on the matplotlib and zlib builds); everything else,
+image sizes included, is compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_params
+from pipeline.report import NOT_COMPUTED, build_report, read_inputs
+from pipeline.report.plots import curve_panels
+from tests.conftest import REPO
+from tests.test_report import VARIANTS, _parse, make_stage_outputs
+
+GOLDEN = Path(__file__).parent / "golden" / "report"
+
+
+def _normalised(text: str, root: Path) -> str:
+    text = re.sub(r"(data:image/[a-z]+;base64,)[A-Za-z0-9+/=]+", r"\1(elided)", text)
+    return text.replace(str(root.resolve()), "<ROOT>").replace(str(root), "<ROOT>")
+
+
+@pytest.mark.parametrize("name", ["index.html", "comparison.md"])
+def test_golden_files(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "project"
+    build_report(make_stage_outputs(root))
+    got = _normalised((root / "reports" / name).read_text(encoding="utf-8"), root)
+    golden = GOLDEN / name
+    if os.environ.get("PIPELINE_REGENERATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(got, encoding="utf-8")
+    assert golden.is_file(), f"{golden} missing: regenerate (see this module's docstring)"
+    assert got == golden.read_text(encoding="utf-8"), (
+        f"{name} differs from {golden}; if intended, regenerate (see this module's docstring)"
+    )
+
+
+def _classifier_only(root: Path) -> Path:
+    params = make_stage_outputs(root, {"evaluate": {"extractors": ["classifier"]}})
+    for name in [*VARIANTS, "floor"]:
+        path = root / "metrics" / f"{name}.json"
+        doc = json.loads(path.read_text())
+        del doc["inception"]
+        path.write_text(json.dumps(doc))
+    return build_report(params)
+
+
+def test_only_computed_extractors_get_columns(tmp_path: Path) -> None:
+    index = _classifier_only(tmp_path)
+    page = index.read_text(encoding="utf-8")
+    header = page[page.index('<table id="score-table">') : page.index("</thead>")]
+    assert "Inception" not in header and "MNIST classifier" in header
+    rows = _parse(page).tables["score-table"]
+    assert [k for k, _ in rows] == [f"variant:{v}" for v in VARIANTS] + ["floor"]  # no published
+    assert dict(rows)["variant:dcgan"][1][0] == "1.10★"  # classifier FID right after samples
+    lead = page[page.index('<div class="lead">') :][:400]
+    assert "the project's MNIST classifier" in lead and "Inception-v3 features" not in lead
+    assert "Not computed: inception metrics" in lead
+    md = (tmp_path / "reports" / "comparison.md").read_text(encoding="utf-8")
+    assert "Inception" not in md.split("## Scores")[1].split("\n\n")[1]  # the table's header
+    assert "Not computed: inception metrics" in md
+    with (tmp_path / "reports" / "scores.csv").open(newline="") as fh:
+        assert next(csv.DictReader(fh))["inception_fid"] == ""
+
+
+def test_not_computed_differs_from_missing(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path)
+    doc = json.loads((tmp_path / "metrics" / "gan.json").read_text())
+    del doc["inception"], doc["classifier"]["kl_uniform"]  # an older file without a newer key
+    (tmp_path / "metrics" / "gan.json").write_text(json.dumps(doc))
+    (tmp_path / "metrics" / "wgan.json").unlink()
+    cells = dict(_parse(build_report(params).read_text(encoding="utf-8")).tables["score-table"])
+    inc_fid, kl = 1, 9
+    assert cells["variant:gan"][inc_fid] == (NOT_COMPUTED, "num group-start not-computed")
+    assert cells["variant:wgan"][inc_fid] == ("—", "num group-start missing")
+    assert cells["variant:gan"][kl] == ("—", "num missing")
+    assert cells["variant:cgan"][kl][0] == "0.0290"
+
+
+def test_sample_grids_at_integer_scale_and_click_to_enlarge(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path)
+    page = build_report(params).read_text(encoding="utf-8")
+    figure = re.search(r'<figure id="grid-gan" class="pixels">(.*?)</figure>', page, re.S)
+    assert figure, "the final grid of gan is not a pixel figure"
+    img = re.search(r"<img [^>]*>", figure.group(1)).group(0)
+    # save_image of 10x10 digits with 2-px padding: 302 x 302, shown at exactly that size.
+    assert 'width="302" height="302"' in img and 'style="--w: 302px"' in img
+    assert '<a class="zoom-open" href="#grid-gan"' in figure.group(1)
+    assert 'href="#samples"' in figure.group(1)  # the close link
+    assert "image-rendering: pixelated" in page
+    assert "figure.pixels:target img { width: calc(var(--w) * 2)" in page
+    # Plots are not sample grids: smooth, no zoom.
+    assert '<figure id="curves-gan" class="pixels">' not in page
+
+
+def test_curve_panels_follow_the_columns_present(tmp_path: Path) -> None:
+    path = tmp_path / "curves.csv"
+    path.write_text(
+        "epoch,step,g_iters,d_loss,g_loss,d_real,d_fake,k_t,kl,grad_norm_d,elapsed_s\n"
+        "1,100,100,0.5,1.2,0.7,0.3,0.01,,2.0,5.0\n2,200,200,0.4,1.1,0.65,0.35,0.02,,1.8,10.0\n"
+    )
+    params = load_params(REPO / "params.yaml")
+    curves = read_inputs.__globals__["_Reader"](params).curves(path)
+    assert curve_panels(curves) == [
+        ("Losses", ["d_loss", "g_loss"]),
+        ("Discriminator outputs", ["d_real", "d_fake"]),
+        ("Gradient norms", ["grad_norm_d"]),
+        ("k_t", ["k_t"]),  # a new metric gets its own panel; kl (all empty) none
+    ]
+
+
+def test_no_markup_written_outside_the_templates() -> None:
+    """`grep -n "html.escape\\|<td\\|<tr" pipeline/` finds nothing outside templates."""
+    hits = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in sorted((REPO / "pipeline").rglob("*.py"))
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"html\.escape|<td|<tr", line)
+    ]
+    assert hits == []
