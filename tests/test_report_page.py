@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_params
-from pipeline.report import NOT_COMPUTED, build_report, read_inputs
+from pipeline.report import NOT_COMPUTED, build_report
+from pipeline.report.inputs import _Reader
 from pipeline.report.plots import curve_panels
 from tests.conftest import REPO
 from tests.test_report import VARIANTS, _parse, make_stage_outputs
@@ -115,13 +116,22 @@ def test_curve_panels_follow_the_columns_present(tmp_path: Path) -> None:
         "1,100,100,0.5,1.2,0.7,0.3,0.01,,2.0,5.0\n2,200,200,0.4,1.1,0.65,0.35,0.02,,1.8,10.0\n"
     )
     params = load_params(REPO / "params.yaml")
-    curves = read_inputs.__globals__["_Reader"](params).curves(path)
+    curves = _Reader(params).curves(path)
     assert curve_panels(curves) == [
         ("Losses", ["d_loss", "g_loss"]),
         ("Discriminator outputs", ["d_real", "d_fake"]),
         ("Gradient norms", ["grad_norm_d"]),
         ("k_t", ["k_t"]),  # a new metric gets its own panel; kl (all empty) none
     ]
+
+
+def test_names_and_values_are_escaped_in_both_the_tables_and_the_prose(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path, {"tracking": {"experiment": "<i>exp</i>"}})
+    best = tmp_path / "reports" / "tuning" / "gan" / "best.json"
+    best.write_text(best.read_text().replace("gan-tune-gan", "<b>study</b>"))
+    page = build_report(params).read_text(encoding="utf-8")
+    assert "<b>study</b>" not in page and "&lt;b&gt;study&lt;/b&gt;" in page  # a table cell
+    assert "<i>exp</i>" not in page and "&lt;i&gt;exp&lt;/i&gt;" in page  # Markdown prose
 
 
 def test_no_markup_written_outside_the_templates() -> None:
