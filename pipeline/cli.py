@@ -117,7 +117,7 @@ def train(
     device: DeviceOpt = None,
 ) -> None:
     """Train one variant; resumes from its last checkpoint after an interruption."""
-    from pipeline.train import train_variant
+    from pipeline.training import train_variant
 
     p = _load(params)
     result = train_variant(p, variant, epochs=epochs, subset=subset, device=device)

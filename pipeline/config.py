@@ -100,6 +100,9 @@ class VariantParams(Strict):
 
     epochs: Int | None = Field(default=None, ge=1)
     lr: Float | None = Field(default=None, gt=0)
+    lr_d: Float | None = Field(
+        default=None, gt=0, description="The critic's own learning rate (TTUR); null: lr."
+    )
     betas: tuple[Float, Float] | None = None
     n_critic: Int | None = Field(default=None, ge=1)
     options: dict[str, Float] = Field(default_factory=dict)
@@ -280,10 +283,10 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
     """The first problem as one line: ``params.yaml: train.batch_size: Input should be ...``."""
     first = err.errors()[0]
-    loc = _dotted(first["loc"]) or "(top level)"
+    loc = ".".join(p for p in (prefix, _dotted(first["loc"])) if p) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -309,15 +312,8 @@ def parse_params(raw: Any, root: Path, source: str = "params.yaml") -> Params:
 
 
 OPTIMIZERS_WITH_BETAS = frozenset({"adam"})
-"""Optimisers that take betas (see pipeline.train.make_optimizer); params.yaml may set
+"""Optimisers that take betas (see pipeline.training.optim.make_optimizer); params.yaml may set
 ``variants.<name>.betas`` only for variants that train with one of them."""
-
-OPTION_LOWER_BOUNDS: dict[str, tuple[float, bool]] = {
-    "clip": (0.0, False),  # wgan: weights clamped to [-clip, clip]; <= 0 zeroes the critic
-    "penalty_weight": (0.0, True),  # wgan_gp: 0 switches the penalty off, < 0 rewards steepness
-}
-"""Lower bound (value, inclusive) of a variant option, by option name. Kept here rather than
-in pipeline/variants so that validating params does not touch the hashed trainer sources."""
 
 
 def _check_variants(params: Params, source: str) -> None:
@@ -337,19 +333,24 @@ def _check_variants(params: Params, source: str) -> None:
                 f"{source}: variants.{name}.betas: {name} trains with {variant.optimizer}, "
                 "which has no betas; remove the key"
             )
-        for key, value in block.options.items():
-            if key not in variant.options:
-                known = ", ".join(variant.options) or "none"
+        defaults = variant.default_options()
+        for key in block.options:
+            if key not in defaults:
+                known = ", ".join(defaults) or "none"
                 raise ConfigError(
                     f"{source}: variants.{name}.options.{key}: unknown option for {name} "
                     f"(known: {known})"
                 )
-            low, inclusive = OPTION_LOWER_BOUNDS.get(key, (None, True))
-            if low is not None and (value < low if inclusive else value <= low):
-                raise ConfigError(
-                    f"{source}: variants.{name}.options.{key}: must be "
-                    f"{'>=' if inclusive else '>'} {low:g}"
-                )
+        try:
+            variant.validate_options(block.options)
+        except ValidationError as err:
+            raise ConfigError(
+                format_validation_error(err, source, prefix=f"variants.{name}.options")
+            ) from None
+        if block.lr_d is not None and "d" not in variant.algorithm.owners():
+            raise ConfigError(
+                f"{source}: variants.{name}.lr_d: {name} has no critic optimiser; remove the key"
+            )
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

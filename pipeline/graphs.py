@@ -2,7 +2,7 @@
 
 A GAN step at batch 64 on MNIST is launch-bound on a GPU: the kernels are tiny and the time
 goes to Python and the CUDA launch path. ``StepGraphs`` records a step function once per
-kind of step (critic only; critic + generator) and then replays it, with the batch copied
+kind of step (an algorithm's static ``kinds``: critic only, critic + generator, ...) and then replays it, with the batch copied
 into a static input buffer first. The algorithm is untouched:
 
 * the warm-up that CUDA graphs need (lazy optimiser state, cuDNN/cuBLAS workspaces) runs
@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-# step(real, labels, g_step): the whole update for one batch, reading and writing tensors only
-StepFn = Callable[[torch.Tensor, torch.Tensor | None, bool], None]
+# step(real, labels, kind): the whole update for one batch, reading and writing tensors only
+StepFn = Callable[[torch.Tensor, torch.Tensor | None, str], None]
 
 
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
@@ -43,9 +43,11 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> None:
 
 
 def _state_tensors(
-    modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]
+    modules: Sequence[nn.Module],
+    optimizers: Sequence[torch.optim.Optimizer],
+    extra: Sequence[torch.Tensor] = (),
 ) -> list[torch.Tensor]:
-    tensors: list[torch.Tensor] = []
+    tensors: list[torch.Tensor] = list(extra)
     for m in modules:
         tensors += list(m.parameters()) + list(m.buffers())
     for opt in optimizers:
@@ -59,18 +61,20 @@ def rolled_back(
     modules: Sequence[nn.Module],
     optimizers: Sequence[torch.optim.Optimizer],
     generators: Sequence[torch.Generator],
+    extra: Sequence[torch.Tensor] = (),
 ) -> Iterator[None]:
-    """Run the block, then restore every parameter, buffer, optimiser state tensor and
-    generator state *in place* (same storage: graphs captured afterwards see the restored
-    values). Optimiser state created inside the block is zeroed, which is how Adam and
-    RMSprop initialise it (step 0, zero moments)."""
-    before = {id(t): t.detach().clone() for t in _state_tensors(modules, optimizers)}
+    """Run the block, then restore every parameter, buffer, optimiser state tensor, extra
+    state tensor (an algorithm's, e.g. BEGAN's k_t) and generator state *in place* (same
+    storage: graphs captured afterwards see the restored values). Optimiser state created
+    inside the block is zeroed, which is how Adam and RMSprop initialise it (step 0, zero
+    moments)."""
+    before = {id(t): t.detach().clone() for t in _state_tensors(modules, optimizers, extra)}
     rng = [g.get_state() for g in generators]
     try:
         yield
     finally:
         with torch.no_grad():
-            for t in _state_tensors(modules, optimizers):
+            for t in _state_tensors(modules, optimizers, extra):
                 saved = before.get(id(t))
                 if saved is None:
                     t.zero_()
@@ -88,10 +92,11 @@ class StepGraphs:
         step: StepFn,
         real_like: torch.Tensor,
         labels_like: torch.Tensor | None,
-        kinds: Sequence[bool],
+        kinds: Sequence[str],
         modules: Sequence[nn.Module],
         optimizers: Sequence[torch.optim.Optimizer],
         noise: torch.Generator,
+        state: Sequence[torch.Tensor] = (),
         warmup: int = 3,
     ) -> None:
         self.step = step
@@ -99,13 +104,13 @@ class StepGraphs:
         self.real = real_like.clone()
         self.labels = None if labels_like is None else labels_like.clone()
         self.capture = self.real.device.type == "cuda"
-        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[str, torch.cuda.CUDAGraph] = {}
         if self.capture:  # capturable optimisers exist on CUDA only
             for opt in optimizers:
                 make_capturable(opt)
         with self._on_device():
             # Warm up every kind of step (real updates), then roll the whole state back.
-            with rolled_back(modules, optimizers, [noise]):
+            with rolled_back(modules, optimizers, [noise], state):
                 if self.capture:
                     dev = self.real.device
                     side = torch.cuda.Stream(dev)
@@ -119,29 +124,29 @@ class StepGraphs:
                 else:
                     self._warm(kinds, warmup)
             if self.capture:
-                for g_step in kinds:
+                for kind in kinds:
                     graph = torch.cuda.CUDAGraph()
                     graph.register_generator_state(noise)
                     with torch.cuda.graph(graph):
-                        self.step(self.real, self.labels, g_step)
-                    self.graphs[g_step] = graph
+                        self.step(self.real, self.labels, kind)
+                    self.graphs[kind] = graph
                 torch.cuda.synchronize(self.real.device)
 
     def _on_device(self) -> contextlib.AbstractContextManager[object]:
         """The training device as the current CUDA device (cuda:1 on a multi-GPU host)."""
         return torch.cuda.device(self.real.device) if self.capture else contextlib.nullcontext()
 
-    def _warm(self, kinds: Sequence[bool], n: int) -> None:
+    def _warm(self, kinds: Sequence[str], n: int) -> None:
         for _ in range(n):
-            for g_step in kinds:
-                self.step(self.real, self.labels, g_step)
+            for kind in kinds:
+                self.step(self.real, self.labels, kind)
 
-    def __call__(self, real: torch.Tensor, labels: torch.Tensor | None, g_step: bool) -> None:
+    def __call__(self, real: torch.Tensor, labels: torch.Tensor | None, kind: str) -> None:
         self.real.copy_(real)
         if self.labels is not None and labels is not None:
             self.labels.copy_(labels)
         if self.capture:
             with self._on_device():
-                self.graphs[g_step].replay()
+                self.graphs[kind].replay()
         else:
-            self.step(self.real, self.labels, g_step)
+            self.step(self.real, self.labels, kind)

@@ -1,4 +1,4 @@
-"""Generation: a trained generator -> ``sample.n`` uint8 images (+ a preview grid).
+"""Generation: a trained model's sampler -> ``sample.n`` uint8 images (+ a preview grid).
 
 Output: ``samples/<variant>/samples.pt`` = {"images": uint8 [N, 1, 28, 28],
 "labels": int64 [N] (conditional variants only: the requested digits, uniform over 0-9)}
@@ -8,6 +8,7 @@ and ``samples/<variant>/grid.png`` (the first 100 samples). Same seed -> identic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from torch import nn
 from pipeline import checkpoint as ckpt
 from pipeline import layout
 from pipeline.config import Params
-from pipeline.data import N_CLASSES, to_uint8
+from pipeline.data import IMG_SHAPE, N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_path, save_torch
-from pipeline.variants import Hyper, known
+from pipeline.nets import NetSpec
+from pipeline.variants import Variant, known
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,9 @@ class SampleResult:
     n: int
 
 
-def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
-    """The generator of a checkpoint, in eval mode, and the run's resolved config."""
-    from pipeline.train import RunSpec, build_models
+def load_nets(path: Path, device: torch.device | str) -> tuple[Variant, dict[str, nn.Module], dict]:
+    """The variant, every net of a finished checkpoint (eval mode) and the run's config."""
+    from pipeline.training import RunSpec, build_nets
 
     state = ckpt.load(path, map_location=device)
     if not state["complete"]:
@@ -42,35 +44,47 @@ def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, d
             f"finish it with `pipeline train {state['variant']}` before sampling"
         )
     cfg = ckpt.config_of(state)
-    hyper = Hyper(**{**cfg["hyper"], "betas": tuple(cfg["hyper"]["betas"])})
-    spec = RunSpec(**{**cfg, "hyper": hyper})
-    g, _ = build_models(known(spec.variant), spec, torch.device(device))
-    g.load_state_dict(state["generator"])
-    return g.eval(), cfg
+    spec = RunSpec.from_dict(cfg)
+    variant = known(spec.variant)
+    nets = build_nets(variant, spec, torch.device(device))
+    for name, net in nets.items():
+        net.load_state_dict(state["nets"][name])
+        net.eval()
+    return variant, nets, cfg
+
+
+def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
+    """The sampler net of a checkpoint, in eval mode, and the run's resolved config."""
+    variant, nets, cfg = load_nets(path, device)
+    return nets[variant.algorithm.sampler], cfg
 
 
 @torch.no_grad()
 def generate(
-    g: nn.Module,
+    variant: Variant,
+    nets: Mapping[str, nn.Module],
     n: int,
     z_dim: int,
-    conditional: bool,
     seed: int,
     batch_size: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n images as uint8 [n, C, H, W]; labels int64 [n] (i % 10, i.e. uniform) if conditional.
 
-    Noise is drawn on the CPU from ``seed`` so the samples do not depend on the device's RNG.
+    Latents are drawn on the CPU from ``seed`` so the samples do not depend on the device's
+    RNG; an algorithm that draws noise while sampling uses a generator seeded likewise.
     """
+    alg = variant.algorithm
+    spec = NetSpec(z_dim, IMG_SHAPE, N_CLASSES if variant.conditional else 0)
     gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % N_CLASSES if conditional else None
+    step_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    labels = torch.arange(n) % N_CLASSES if variant.conditional else None
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        z = torch.randn(b, z_dim, generator=gen).to(device)
+        z = alg.latent(b, spec, gen).to(device)
         y = labels[start : start + b].to(device) if labels is not None else None
-        out.append(to_uint8(g(z, y)).cpu())
+        out.append(to_uint8(alg.generate(nets, z, y, step_gen)).cpu())
     return torch.cat(out), labels
 
 
@@ -79,16 +93,15 @@ def sample_variant(
 ) -> SampleResult:
     from torchvision.utils import save_image
 
-    variant = known(name)
+    known(name)
     path = layout.variant_dir(params, name) / ckpt.CHECKPOINT
     if not path.is_file():
         raise PipelineError(f"{path}: no checkpoint; run `pipeline train {name}` first")
     dev = resolve_device(device or params.sample.device)
-    g, cfg = load_generator(path, dev)
-    conditional = variant.conditional
+    variant, nets, cfg = load_nets(path, dev)
     n = n or params.sample.n
     images, labels = generate(
-        g, n, cfg["z_dim"], conditional, params.sample.seed, params.sample.batch_size, dev
+        variant, nets, n, cfg["z_dim"], params.sample.seed, params.sample.batch_size, dev
     )
     data = {"images": images}
     if labels is not None:

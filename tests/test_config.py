@@ -57,12 +57,20 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
         ({"tracking": {"timeout_s": math.inf}}, "tracking.timeout_s", "finite"),
         # options a variant's optimiser or update rule cannot use
         ({"variants": {"wgan": {"betas": [0.5, 0.9]}}}, "variants.wgan.betas", "rmsprop"),
-        ({"variants": {"wgan": {"options": {"clip": -0.5}}}}, "variants.wgan.options.clip", "> 0"),
-        ({"variants": {"wgan": {"options": {"clip": 0}}}}, "variants.wgan.options.clip", "> 0"),
+        (
+            {"variants": {"wgan": {"options": {"clip": -0.5}}}},
+            "variants.wgan.options.clip",
+            "greater than 0",
+        ),
+        (
+            {"variants": {"wgan": {"options": {"clip": 0}}}},
+            "variants.wgan.options.clip",
+            "greater than 0",
+        ),
         (
             {"variants": {"wgan_gp": {"options": {"penalty_weight": -1}}}},
             "variants.wgan_gp.options.penalty_weight",
-            ">= 0",
+            "greater than or equal to 0",
         ),
         # the evaluator needs at least MIN_IMAGES images per set
         ({"evaluate": {"n_real": 5}}, "evaluate.n_real", "greater than or equal to 10"),

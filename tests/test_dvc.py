@@ -137,12 +137,16 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
 def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     """The trainer retrains when these sources change (code_hash); DVC must see the same
     files, or `dvc repro` would skip a stage whose checkpoint the trainer considers stale."""
-    from pipeline.train import _CODE_FILES
+    from pipeline.training import code_files
+    from pipeline.variants import registry
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]
-    deps = set(stage["deps"])
-    for rel in (*_CODE_FILES, "variants/${key}.py"):
-        assert f"pipeline/{rel}" in deps, f"dvc.yaml train stage misses pipeline/{rel}"
+    for name in registry.names():
+        deps = {d.replace("${key}", name) for d in stage["deps"]}
+        for rel in code_files(registry.get(name)):
+            path = f"pipeline/{rel}"
+            covered = path in deps or any(path.startswith(d + "/") for d in deps)
+            assert covered, f"dvc.yaml train stage misses {path} (in {name}'s run identity)"
 
 
 def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path) -> None:
@@ -180,7 +184,7 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     # The layout agrees with the modules that write the files.
     from pipeline.classifier import checkpoint_path
     from pipeline.data import mnist_dir
-    from pipeline.train import curves_path, variant_dir
+    from pipeline.training import curves_path, variant_dir
 
     assert rel(mnist_dir(params)) in expected["prepare"]
     assert rel(checkpoint_path(params)) in expected["classifier"]

@@ -7,17 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.losses import LOSSES, gradient_penalty
+from pipeline.algorithms import Adversarial
+from pipeline.losses import OBJECTIVES, Scores, gradient_penalty
 from pipeline.nets import (
     DetachedSlopeLeakyReLU,
     NetSpec,
     couples_batch,
     detach_activation_slopes,
 )
-from pipeline.train import RunSpec, build_models
+from pipeline.training import RunSpec, build_nets
 from pipeline.variants import registry
 
 VARIANTS = registry.names()
+ADVERSARIAL = [n for n in VARIANTS if isinstance(registry.get(n).algorithm, Adversarial)]
 
 
 def _spec(name: str) -> RunSpec:
@@ -25,47 +27,65 @@ def _spec(name: str) -> RunSpec:
     return RunSpec(name, v.resolve(None), seed=0, batch_size=8, z_dim=100, subset=None)
 
 
+def _nets(name: str) -> dict[str, nn.Module]:
+    return build_nets(registry.get(name), _spec(name), torch.device("cpu"))
+
+
 @pytest.mark.parametrize("name", VARIANTS)
-def test_generator_and_discriminator_shapes(name: str) -> None:
+def test_sampler_output_shapes(name: str) -> None:
     variant = registry.get(name)
-    g, d = build_models(variant, _spec(name), torch.device("cpu"))
-    z = torch.randn(8, 100)
+    alg, nets = variant.algorithm, _nets(name)
+    spec = NetSpec(100, (1, 28, 28), 10 if variant.conditional else 0)
+    z = alg.latent(8, spec, torch.Generator().manual_seed(0))
     labels = torch.arange(8) % 10 if variant.conditional else None
-    x = g(z, labels)
+    for net in nets.values():
+        net.eval()
+    with torch.no_grad():
+        x = alg.generate(nets, z, labels, torch.Generator().manual_seed(1))
     assert x.shape == (8, 1, 28, 28)
     assert x.min() >= -1 and x.max() <= 1
-    assert d(x, labels).shape == (8,)
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_discriminator_output_shapes(name: str) -> None:
+    variant = registry.get(name)
+    nets = _nets(name)
+    labels = torch.arange(8) % 10 if variant.conditional else None
+    x = nets["generator"](torch.randn(8, 100), labels)
+    out = nets["discriminator"](x, labels)
+    logit = out[0] if isinstance(out, tuple) else out
+    assert logit.shape == (8,)
 
 
 def test_conditional_nets_need_labels() -> None:
-    g, _ = build_models(registry.get("cgan"), _spec("cgan"), torch.device("cpu"))
+    g = _nets("cgan")["generator"]
     with pytest.raises(ValueError, match="labels are required"):
         g(torch.randn(2, 100))
 
 
 def test_dcgan_init_is_normal_0_002() -> None:
-    g, d = build_models(registry.get("dcgan"), _spec("dcgan"), torch.device("cpu"))
-    w = d.conv[0].weight
+    w = _nets("dcgan")["discriminator"].conv[0].weight
     assert abs(w.mean().item()) < 0.005 and w.std().item() == pytest.approx(0.02, rel=0.1)
 
 
 def test_bce_losses_match_hand_computation() -> None:
-    obj = LOSSES["bce"]
+    obj = OBJECTIVES["ns"]
     real = torch.tensor([0.0, math.log(3.0)])  # D(x) = 1/2, 3/4
     fake = torch.tensor([0.0, -math.log(3.0)])  # D(G(z)) = 1/2, 1/4
+    s = Scores(real, fake)
     # -mean(log D(x)) - mean(log(1 - D(G(z))))
     want_d = -(math.log(0.5) + math.log(0.75)) / 2 - (math.log(0.5) + math.log(0.75)) / 2
-    assert obj.d_loss(real, fake).item() == pytest.approx(want_d, rel=1e-6)
+    assert obj.d_loss(s).item() == pytest.approx(want_d, rel=1e-6)
     # non-saturating: -mean(log D(G(z)))
-    assert obj.g_loss(fake).item() == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2, rel=1e-6)
+    assert obj.g_loss(s).item() == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2, rel=1e-6)
 
 
 def test_wasserstein_losses_match_hand_computation() -> None:
-    obj = LOSSES["wasserstein"]
+    obj = OBJECTIVES["wasserstein"]
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.5, -0.5])
-    assert obj.d_loss(real, fake).item() == pytest.approx(0.0 - 2.0)
-    assert obj.g_loss(fake).item() == pytest.approx(0.0)
-    assert obj.g_loss(torch.tensor([2.0, 4.0])).item() == pytest.approx(-3.0)
+    assert obj.d_loss(Scores(real, fake)).item() == pytest.approx(0.0 - 2.0)
+    assert obj.g_loss(Scores(real, fake)).item() == pytest.approx(0.0)
+    assert obj.g_loss(Scores(real, torch.tensor([2.0, 4.0]))).item() == pytest.approx(-3.0)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -119,7 +139,7 @@ def test_optimizer_options_are_accepted_by_the_optimizer(
     (RMSprop has none): checked against the signature, since CI has no GPU."""
     import inspect
 
-    from pipeline.train import OPTIMIZERS, optimizer_options
+    from pipeline.training.optim import OPTIMIZERS, optimizer_options
 
     optimizer = registry.get(name).optimizer
     options = optimizer_options(optimizer, device_type, fast)
@@ -128,20 +148,24 @@ def test_optimizer_options_are_accepted_by_the_optimizer(
         assert options == {"fused": True}
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", ADVERSARIAL)
 def test_couples_batch_says_whether_joining_batches_changes_outputs(name: str) -> None:
     """The trainer joins real and fake batches only where couples_batch() is False: check the
     claim against the network itself (separate vs concatenated forward in training mode)."""
     variant = registry.get(name)
-    _, d = build_models(variant, _spec(name), torch.device("cpu"))
+    d = _nets(name)["discriminator"]
     d.train()
     torch.manual_seed(0)
     a, b = torch.randn(2, 16, 1, 28, 28).unbind(0)
     labels = torch.arange(16) % 10 if variant.conditional else None
     both_labels = None if labels is None else torch.cat([labels, labels])
+
+    def logit(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return out[0] if isinstance(out, tuple) else out
+
     with torch.no_grad():
-        separate = torch.cat([d(a, labels), d(b, labels)])
-        joined = d(torch.cat([a, b]), both_labels)
+        separate = torch.cat([logit(d(a, labels)), logit(d(b, labels))])
+        joined = logit(d(torch.cat([a, b]), both_labels))
     same = torch.allclose(separate, joined, rtol=1e-5, atol=1e-6)
     assert couples_batch(d) == (not same)
 
@@ -165,7 +189,7 @@ def test_detached_slopes_give_the_same_penalty_gradients_and_skip_the_zero_pass(
     gradient penalty (bit for bit). For the MLP critic the interpolates no longer get a (zero)
     gradient: the pass through the forward graph that only carried zeros is gone. With batch
     norm that pass carries real gradient (the batch statistics depend on the inputs) and stays."""
-    _, plain = build_models(registry.get(name), _spec(name), torch.device("cpu"))
+    plain = _nets(name)["discriminator"]
     swapped = copy.deepcopy(plain)
     assert detach_activation_slopes(swapped) >= 2
     assert not any(isinstance(m, (nn.LeakyReLU, nn.ReLU)) for m in swapped.modules())

@@ -19,16 +19,18 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline import checkpoint as ckpt
+from pipeline.algorithms import Adversarial
 from pipeline.cli import app
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
+from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
-from pipeline.train import (
+from pipeline.training import (
     NonFiniteLossError,
     ResumeRefusedError,
     Trainer,
-    build_models,
+    build_nets,
     run_spec,
     train_variant,
 )
@@ -49,24 +51,25 @@ def test_one_step_changes_the_weights(name: str, tmp_path: Path, prepared_dir: P
     path = write_params(tmp_path, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64}})
     trainer = _trainer(path, name, tmp_path / "run")
     trainer._fresh_state()
-    g0 = {k: v.clone() for k, v in trainer.g.state_dict().items()}
-    d0 = {k: v.clone() for k, v in trainer.d.state_dict().items()}
+    before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in trainer.nets.items()}
     hyper = trainer.spec.hyper
     # n_critic steps: the critic moves every step, the generator once.
     trainer.spec = run_spec(load_params(path), name, epochs=1, subset=64 * hyper.n_critic)
     trainer._train_epochs(*trainer._load_data())
     assert trainer.step == hyper.n_critic
-    for before, module in ((g0, trainer.g), (d0, trainer.d)):
+    owned = {n for nets in trainer.algorithm.owners().values() for n in nets}
+    for net in owned:  # every trained net moved
         changed = [
             k
-            for k, v in module.state_dict().items()
-            if k.endswith("weight") and not torch.equal(v, before[k])
+            for k, v in trainer.nets[net].state_dict().items()
+            if k.endswith("weight") and not torch.equal(v, before[net][k])
         ]
-        assert changed, f"{name}: no weight changed"
+        assert changed, f"{name}: no weight of {net} changed"
     if name == "wgan":
         clip = hyper.options["clip"]
-        assert all(p.abs().max() <= clip for p in trainer.d.parameters())
-        assert any(p.abs().max() == clip for p in trainer.d.parameters())  # clipping was active
+        d = trainer.nets["discriminator"]
+        assert all(p.abs().max() <= clip for p in d.parameters())
+        assert any(p.abs().max() == clip for p in d.parameters())  # clipping was active
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -87,7 +90,11 @@ def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
     curves = (
         (tiny_params_path.parent / "metrics" / "curves" / f"{name}.csv").read_text().splitlines()
     )
-    assert curves[0].startswith("epoch,step,d_loss,g_loss") and len(curves) == 3
+    variant = registry.get(name)
+    metrics = list(variant.algorithm.metric_names(variant))
+    header = curves[0].split(",")
+    assert header[:3] == ["epoch", "step", "g_iters"] and header[3 : 3 + len(metrics)] == metrics
+    assert len(curves) == 3
 
     run_id = (out / "run_id.txt").read_text().strip()
     client = mlflow.MlflowClient(resolve_uri(params))
@@ -95,10 +102,12 @@ def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
     assert run.info.status == "FINISHED"
     assert run.data.tags["variant"] == name and "git_commit" in run.data.tags
     assert run.data.params["run.hyper.lr"] == str(registry.get(name).lr)
-    history = client.get_metric_history(run_id, "train.d_loss")
+    history = client.get_metric_history(run_id, f"train.{metrics[0]}")
     assert [m.step for m in history] == [1, 2]
-    key = "train.wasserstein" if name.startswith("wgan") else "train.d_real"
-    assert len(client.get_metric_history(run_id, key)) == 2
+    for key in metrics:  # every metric the model logs is a curve; no other one appears
+        assert len(client.get_metric_history(run_id, f"train.{key}")) == 2, key
+    for key in {"wasserstein", "d_real", "gp"} - set(metrics):
+        assert not client.get_metric_history(run_id, f"train.{key}"), key
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"grids", "progress.gif", "checkpoint"} <= artifacts
     assert any(m.name == "generator" for m in client.search_logged_models([run.info.experiment_id]))
@@ -195,8 +204,9 @@ def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path:
                 p.fill_(float("nan"))
 
     registry.register(
-        Variant(name="nan_test", generator=MLPGenerator, discriminator=MLPDiscriminator,
-                objective="bce", epochs=1, lr=1e-4, after_d_step=poison)
+        Variant(name="nan_test", epochs=1, lr=1e-4,
+                algorithm=Adversarial(MLPGenerator, MLPDiscriminator, OBJECTIVES["ns"],
+                                      after_d_step=poison))
     )  # fmt: skip
     try:
         params = load_params(tiny_params_path)
@@ -219,9 +229,10 @@ def test_a_new_variant_needs_only_its_declaration_and_a_params_block(
 
     registry.register(
         Variant(
-            name="tiny_mlp", objective="wasserstein", epochs=3, lr=1e-3, betas=(0.0, 0.9), n_critic=2,
-            generator=partial(MLPGenerator, hidden=(32, 32)),
-            discriminator=partial(MLPDiscriminator, hidden=(32,)),
+            name="tiny_mlp", epochs=3, lr=1e-3, betas=(0.0, 0.9), n_critic=2,
+            algorithm=Adversarial(partial(MLPGenerator, hidden=(32, 32)),
+                                  partial(MLPDiscriminator, hidden=(32,)),
+                                  OBJECTIVES["wasserstein"]),
         )
     )  # fmt: skip
     try:
@@ -233,9 +244,11 @@ def test_a_new_variant_needs_only_its_declaration_and_a_params_block(
         params = load_params(path)
         result = train_variant(params, "tiny_mlp", track=False, progress=False)
         assert result.epochs == 2 and result.steps == 8
-        # the trainer source never names a variant
-        source = (REPO / "pipeline" / "train.py").read_text()
-        assert not any(f'"{v}"' in source for v in registry.names())
+        # the trainer and the step protocol never name a variant
+        for folder in ("training", "algorithms"):
+            for path in (REPO / "pipeline" / folder).glob("*.py"):
+                source = path.read_text()
+                assert not any(f'"{v}"' in source for v in registry.names()), path
     finally:
         registry.unregister("tiny_mlp")
 
@@ -294,8 +307,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     state = ckpt.load(ck)
     assert state["epoch"] == epochs and state["step"] == ref_state["step"]
     for key in ("generator", "discriminator"):
-        for name, tensor in ref_state[key].items():
-            assert torch.equal(state[key][name], tensor), f"{key}.{name} differs after resume"
+        for name, tensor in ref_state["nets"][key].items():
+            assert torch.equal(state["nets"][key][name], tensor), f"{key}.{name} differs"
     assert state["history"][-1]["d_loss"] == ref_state["history"][-1]["d_loss"]
     run_id = (ck.parent / "run_id.txt").read_text().strip()
     run = mlflow.MlflowClient(resolve_uri(load_params(path))).get_run(run_id)
@@ -337,10 +350,10 @@ def test_fast_path_matches_the_classic_path(name: str, tmp_path: Path, prepared_
     for key in ("d_loss", "g_loss"):
         assert many[True].history[0][key] == pytest.approx(many[False].history[0][key], rel=1e-2)
     # Same trajectory: the two runs differ by far less than training moved the weights.
-    g0, _ = build_models(registry.get(name), many[True].spec, torch.device("cpu"))
+    g0 = build_nets(registry.get(name), many[True].spec, torch.device("cpu"))["generator"]
     flat = [
         torch.cat([p.detach().flatten() for p in m.parameters()])
-        for m in (many[True].g, many[False].g, g0)
+        for m in (many[True].sampler, many[False].sampler, g0)
     ]
     apart, moved = (flat[0] - flat[1]).norm().item(), (flat[0] - flat[2]).norm().item()
     # Measured: gan 3e-4, wgan_gp 1e-3, dcgan 0.17 (BN + sign-like early Adam steps amplify
@@ -354,17 +367,19 @@ def test_discriminator_sees_real_and_fake_jointly_only_without_batch_norm(
 ) -> None:
     """The fast path scores real+fake in one pass of 2B rows only for a batch-independent D
     (the MLP); a batch-norm D (DCGAN) must see each batch alone, or its statistics change."""
-    import pipeline.train as train_mod
+    import pipeline.training.loop as loop
 
     rows: list[int] = []
-    original = train_mod.build_models
+    original = loop.build_nets
 
     def spying(*args, **kwargs):  # type: ignore[no-untyped-def]
-        g, d = original(*args, **kwargs)
-        d.register_forward_hook(lambda _m, inputs, _out: rows.append(inputs[0].shape[0]))
-        return g, d
+        nets = original(*args, **kwargs)
+        nets["discriminator"].register_forward_hook(
+            lambda _m, inputs, _out: rows.append(inputs[0].shape[0])
+        )
+        return nets
 
-    monkeypatch.setattr(train_mod, "build_models", spying)
+    monkeypatch.setattr(loop, "build_nets", spying)
     path = write_params(
         tmp_path,
         {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64 * 2, "fast": fast}},
@@ -399,14 +414,18 @@ def test_static_step_graphs_train_exactly_like_the_eager_fast_path(
 
     eager, graphed = run(False), run(True)
     assert (graphed.step_mode, eager.step_mode) == ("static", "eager")
-    for a, b in ((eager.g, graphed.g), (eager.d, graphed.d)):
-        for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-            assert torch.equal(x, y), f"{key} differs"
-    for key in ("d_loss", "g_loss", "d_real", "wasserstein", "gp"):
+    for net in eager.nets:
+        a, b = eager.nets[net].state_dict(), graphed.nets[net].state_dict()
+        for (key, x), (_, y) in zip(a.items(), b.items(), strict=True):
+            assert torch.equal(x, y), f"{net}.{key} differs"
+    for t in eager.state:
+        assert torch.equal(eager.state[t], graphed.state[t]), f"state {t} differs"
+    assert set(eager.history[-1]) == set(graphed.history[-1])
+    for key in eager.ctx.metrics:
         assert eager.history[-1][key] == graphed.history[-1][key] or (
             math.isnan(eager.history[-1][key]) and math.isnan(graphed.history[-1][key])
         )
-    assert math.isfinite(graphed.history[-1]["grad_norm_d"])
+    assert all(math.isfinite(graphed.history[-1][f"grad_norm_{o}"]) for o in graphed.optimizers)
     assert torch.equal(eager.noise_gen.get_state(), graphed.noise_gen.get_state())
 
 
@@ -415,12 +434,12 @@ def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
 ) -> None:
     """A capture that raises (an op CUDA graphs cannot record, say) may leave CUDA state
     that eager steps cannot trust: stop with the way out, before any step ran."""
-    import pipeline.train as train_mod
+    import pipeline.training.loop as loop
 
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
-    monkeypatch.setattr(train_mod, "StepGraphs", refuse)
+    monkeypatch.setattr(loop, "StepGraphs", refuse)
     params = load_params(tiny_params_path)
     params = params.with_section("train", cuda_graphs=True)
     out = tiny_params_path.parent / "models" / "gan"
@@ -465,9 +484,10 @@ def test_cuda_graph_replays_train_like_eager_steps(
     for key in ("d_loss", "g_loss"):
         assert graphed.history[0][key] == pytest.approx(eager.history[0][key], rel=1e-3, abs=1e-4)
     assert torch.equal(eager.noise_gen.get_state(), graphed.noise_gen.get_state())
-    g0, _ = build_models(registry.get(name), eager.spec, torch.device("cuda"))
+    g0 = build_nets(registry.get(name), eager.spec, torch.device("cuda"))[eager.algorithm.sampler]
     flat = [
-        torch.cat([p.detach().flatten() for p in m.parameters()]) for m in (eager.g, graphed.g, g0)
+        torch.cat([p.detach().flatten() for p in m.parameters()])
+        for m in (eager.sampler, graphed.sampler, g0)
     ]
     apart, moved = (flat[0] - flat[1]).norm().item(), (flat[0] - flat[2]).norm().item()
     assert apart < 0.25 * moved  # a different noise stream would give ~1.4x moved
@@ -485,9 +505,10 @@ def test_fast_path_detaches_activation_slopes_only_under_a_gradient_penalty(
         trainer = Trainer(p, run_spec(p, name), tiny_params_path.parent / "run",
                           torch.device("cpu"), progress=False)  # fmt: skip
         trainer.restore_or_start()
-        swapped = any(isinstance(m, DetachedSlopeLeakyReLU) for m in trainer.d.modules())
-        assert swapped == (fast and registry.get(name).penalty is not None)
-        assert not any(isinstance(m, DetachedSlopeLeakyReLU) for m in trainer.g.modules())
+        penalty = getattr(trainer.algorithm, "penalty", None)
+        for net, module in trainer.nets.items():
+            swapped = any(isinstance(m, DetachedSlopeLeakyReLU) for m in module.modules())
+            assert swapped == (fast and penalty is not None and net == "discriminator"), net
 
 
 def test_a_code_change_retrains_a_finished_run(
@@ -495,12 +516,12 @@ def test_a_code_change_retrains_a_finished_run(
 ) -> None:
     """With `persist: true` in dvc.yaml, DVC re-runs train@V on a code change but keeps
     models/V: the source hash in the run identity makes that a retrain, not a no-op."""
-    import pipeline.train as train_mod
+    import pipeline.training.spec as spec_mod
 
     params = load_params(tiny_params_path)
     first = train_variant(params, "gan", epochs=1, track=False, progress=False)
     before = ckpt.load(first.checkpoint)
-    monkeypatch.setattr(train_mod, "code_hash", lambda variant: "edited-source")
+    monkeypatch.setattr(spec_mod, "code_hash", lambda variant: "edited-source")
     again = train_variant(params, "gan", epochs=1, track=False, progress=False)
     after = ckpt.load(again.checkpoint)
     assert ckpt.config_of(after)["code"] == "edited-source" != ckpt.config_of(before)["code"]
@@ -550,11 +571,11 @@ def test_sampling_twice_writes_identical_readable_files(tiny_params_path: Path) 
 def test_checkpointed_optimiser_state_drops_the_cuda_graph_capturable_flag() -> None:
     """CUDA graphs make the optimisers capturable; a checkpoint must not carry that into an
     eager resume (slower code path, same numbers)."""
-    from pipeline.train import _portable
+    from pipeline.training.optim import portable
 
     p = torch.nn.Parameter(torch.zeros(3))
     opt = torch.optim.RMSprop([p], lr=0.1, capturable=True)
-    state = _portable(opt.state_dict())
+    state = portable(opt.state_dict())
     assert state["param_groups"][0]["capturable"] is False
     assert opt.param_groups[0]["capturable"] is True  # the live optimiser is untouched
     eager = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(3))], lr=0.1)

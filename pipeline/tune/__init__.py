@@ -9,7 +9,7 @@ Objective
     ``tune.sample_n`` samples drawn with a fixed seed after every epoch of a trial's training;
     lower is better. Each epoch's value is reported to Optuna (step = epoch, 1-based); the
     value of a finished trial is its last epoch's FID. A trial trains with
-    :class:`pipeline.train.Trainer` into a temporary directory that is deleted afterwards:
+    :class:`pipeline.training.Trainer` into a temporary directory that is deleted afterwards:
     tuning never writes to ``models/``, ``samples/`` or ``metrics/`` (the evaluator's cache of
     real-image features goes to ``<tune.out_dir>/.cache``).
 
@@ -29,7 +29,7 @@ Pruning
     slow but improving trial is kept. The earliest prune is at epoch
     ``max(pruner_warmup_epochs, pruner_patience + 2)`` (epoch 3 with the defaults);
     ``pruner_patience: 0`` gives the plain median rule.
-    A NaN/inf loss (:class:`~pipeline.train.NonFiniteLossError`) or a non-finite FID prunes the
+    A NaN/inf loss (:class:`~pipeline.training.NonFiniteLossError`) or a non-finite FID prunes the
     trial too; any other exception (CUDA OOM, ...) fails it, with the reason in the trial's user
     attr ``fail_reason``, and the study goes on (it stops after
     :data:`MAX_FAILURES_IN_A_ROW` failures in a row, which point at a setup problem).

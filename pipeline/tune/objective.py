@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from pipeline.train import EpochEnd, RunSpec, TrainResult
+    from pipeline.training import EpochEnd, RunSpec, TrainResult
 
 
 class _EpochScorer:
@@ -61,21 +61,18 @@ class _EpochScorer:
 
         from pipeline.evaluate import score
         from pipeline.sample import generate
+        from pipeline.training.artifacts import evaluating
 
-        g = event.generator
-        g.eval()
-        try:
+        with evaluating(event.nets):
             images, labels = generate(
-                g,
+                self.variant,
+                event.nets,
                 self.sample_n,
                 event.spec.z_dim,
-                self.variant.conditional,
                 self.eval_params.sample.seed,
                 self.eval_params.sample.batch_size,
                 event.device,
             )
-        finally:
-            g.train()
         doc = score(self.eval_params, self.variant.name, images, labels, str(event.device))
         value = (
             float(doc.classifier.fid)
@@ -122,7 +119,7 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from pipeline.train import NonFiniteLossError, Trainer, run_spec
+        from pipeline.training import NonFiniteLossError, Trainer, run_spec
 
         trial.set_user_attr(ATTR_PID, os.getpid())
         trial.set_user_attr(ATTR_HOST, socket.gethostname())

@@ -2,13 +2,14 @@
 
 A variant module calls :func:`registry.register` with a :class:`Variant`; the trainer reads
 these fields and never branches on a variant's name. Modules in this package are discovered
-on first use, so adding a variant is one new file plus one ``variants.<name>`` params block.
+on first use (files starting with ``_`` are helpers, not variants), so adding a variant is one
+new file plus one ``variants.<name>`` params block.
 """
 
 from pipeline.errors import PipelineError
-from pipeline.variants.base import Hyper, Variant, registry
+from pipeline.variants.base import FAMILIES, Hyper, Options, Variant, registry
 
-__all__ = ["Hyper", "Variant", "known", "registry"]
+__all__ = ["FAMILIES", "Hyper", "Options", "Variant", "known", "registry"]
 
 
 def known(name: str) -> Variant:

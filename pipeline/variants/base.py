@@ -1,4 +1,9 @@
-"""Variant declaration, resolved hyperparameters and the registry."""
+"""Variant declaration, per-variant options, resolved hyperparameters and the registry.
+
+A variant is data: its :class:`~pipeline.algorithms.Algorithm` (how it trains and samples,
+with its nets and objective), its published hyperparameters and its options. The trainer,
+sample, evaluate and report read these fields and never branch on a variant's name.
+"""
 
 from __future__ import annotations
 
@@ -8,61 +13,86 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from torch import nn
-
-from pipeline.nets import NetSpec
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import optuna
 
+    from pipeline.algorithms.base import Algorithm
     from pipeline.config import VariantParams
 
-NetBuilder = Callable[[NetSpec], nn.Module]
-# critic(x, labels), real, fake, labels, generator= -> scalar penalty
-Penalty = Callable[..., Any]
-# Called after every critic optimiser step with the critic and the resolved options.
-AfterDStep = Callable[[nn.Module, dict[str, float]], None]
 # Variant-specific extra search dimensions: trial -> {option name: value}.
 TuneSpace = Callable[["optuna.Trial"], dict[str, float]]
+
+# Report groups (rows of the score table are grouped by family, in this order).
+GAN_LOSSES = "GAN losses"
+STRUCTURED = "Structured GANs"
+BASELINES = "Non-adversarial baselines"
+FAMILIES = (GAN_LOSSES, STRUCTURED, BASELINES)
+
+
+class Options(BaseModel):
+    """Base of a variant's options: a small validated model (unknown keys and bad values are
+    refused when params.yaml is loaded, with the dotted key). Subclasses declare fields with
+    their published defaults and bounds, e.g. ``clip: float = Field(0.01, gt=0)``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class NoOptions(Options):
+    pass
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    generator: NetBuilder
-    discriminator: NetBuilder
-    objective: str  # key of pipeline.losses.LOSSES
+    algorithm: Algorithm
     epochs: int
     lr: float
     betas: tuple[float, float] = (0.5, 0.999)
     optimizer: Literal["adam", "rmsprop"] = "adam"
     n_critic: int = 1
     conditional: bool = False
-    init: Callable[[nn.Module], None] | None = None
-    penalty: Penalty | None = None  # weighted by options["penalty_weight"]
-    after_d_step: AfterDStep | None = None
-    options: dict[str, float] = field(default_factory=dict)  # defaults of tunable extras
+    options: type[Options] = NoOptions
+    lr_d: float | None = None  # a critic learning rate of its own (TTUR); None: lr
     tune_space: TuneSpace | None = None
     description: str = ""
+    citation: str = ""
+    family: str = GAN_LOSSES
+    published: tuple[tuple[str, float], ...] = ()  # (row label, FID) from the literature
 
     def __post_init__(self) -> None:
-        if self.penalty is not None and "penalty_weight" not in self.options:
-            raise ValueError(f"variant {self.name}: a penalty needs options['penalty_weight']")
+        if self.family not in FAMILIES:
+            raise ValueError(f"variant {self.name}: family must be one of {FAMILIES}")
+        self.algorithm.check(self)
 
     @property
     def tunes_n_critic(self) -> bool:
         """Critic variants (several critic steps per G step) expose n_critic to tuning."""
         return self.n_critic > 1
 
+    def default_options(self) -> dict[str, float]:
+        return self.options().model_dump()
+
+    def validate_options(self, given: dict[str, Any]) -> dict[str, float]:
+        """The defaults overlaid with ``given``; raises pydantic's ValidationError."""
+        return self.options.model_validate({**self.default_options(), **given}).model_dump()
+
     def resolve(self, block: VariantParams | None = None) -> Hyper:
         """Published defaults overlaid with a params.yaml block."""
+
+        def pick(key: str, default: Any) -> Any:
+            value = getattr(block, key, None) if block is not None else None
+            return default if value is None else value
+
         return Hyper(
-            epochs=block.epochs if block and block.epochs is not None else self.epochs,
-            lr=block.lr if block and block.lr is not None else self.lr,
-            betas=tuple(block.betas) if block and block.betas is not None else self.betas,
-            n_critic=block.n_critic if block and block.n_critic is not None else self.n_critic,
+            epochs=pick("epochs", self.epochs),
+            lr=pick("lr", self.lr),
+            betas=tuple(pick("betas", self.betas)),
+            n_critic=pick("n_critic", self.n_critic),
             optimizer=self.optimizer,
-            options={**self.options, **(block.options if block else {})},
+            options=self.validate_options(block.options if block else {}),
+            lr_d=pick("lr_d", self.lr_d),
         )
 
 
@@ -75,7 +105,13 @@ class Hyper:
     betas: tuple[float, float]
     n_critic: int
     optimizer: str
-    options: dict[str, float]
+    options: dict[str, float] = field(default_factory=dict)
+    lr_d: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hyper:
+        """From a run config's ``hyper`` (JSON: betas as a list; older runs lack lr_d)."""
+        return cls(**{**d, "betas": tuple(d["betas"])})
 
 
 class Registry:
@@ -90,7 +126,7 @@ class Registry:
         import pipeline.variants as pkg
 
         for mod in pkgutil.iter_modules(pkg.__path__):
-            if mod.name != "base":
+            if mod.name != "base" and not mod.name.startswith("_"):
                 importlib.import_module(f"{pkg.__name__}.{mod.name}")
 
     def register(self, variant: Variant) -> Variant:

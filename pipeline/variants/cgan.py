@@ -1,18 +1,19 @@
 """Conditional GAN (Mirza & Osindero 2014): G and D both see a one-hot label."""
 
+from pipeline.algorithms import Adversarial
+from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.variants.base import Variant, registry
 
 VARIANT = registry.register(
     Variant(
         name="cgan",
-        generator=MLPGenerator,
-        discriminator=MLPDiscriminator,
-        objective="bce",
+        algorithm=Adversarial(MLPGenerator, MLPDiscriminator, OBJECTIVES["ns"]),
         conditional=True,
         epochs=200,
         lr=2e-4,
         betas=(0.5, 0.999),
         description="MLP conditional GAN, BCE on (x, one-hot label)",
+        citation="Mirza & Osindero 2014, Conditional Generative Adversarial Nets (arXiv:1411.1784)",
     )
 )

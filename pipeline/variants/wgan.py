@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from pipeline.algorithms import Adversarial
+from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
-from pipeline.variants.base import Variant, registry
+from pipeline.variants.base import Options, Variant, registry
 
 if TYPE_CHECKING:
     import optuna
 
 
+class ClipOptions(Options):
+    clip: float = Field(0.01, gt=0, description="critic weights clamped to [-clip, clip]")
+
+
 @torch.no_grad()
-def clip_weights(critic: nn.Module, options: dict[str, float]) -> None:
+def clip_weights(critic: nn.Module, options: Mapping[str, float]) -> None:
     """Clamp every critic parameter to [-clip, clip] in place (one fused foreach call)."""
     clip = options["clip"]
     params = [p for p in critic.parameters()]
@@ -30,17 +38,18 @@ def tune_clip(trial: optuna.Trial) -> dict[str, float]:
 VARIANT = registry.register(
     Variant(
         name="wgan",
-        generator=MLPGenerator,
-        discriminator=MLPDiscriminator,
-        objective="wasserstein",
+        algorithm=Adversarial(
+            MLPGenerator, MLPDiscriminator, OBJECTIVES["wasserstein"], after_d_step=clip_weights
+        ),
         optimizer="rmsprop",
         epochs=200,
         lr=5e-5,
         betas=(0.0, 0.0),  # unused by RMSprop; kept so every variant has the same fields
         n_critic=5,
-        after_d_step=clip_weights,
-        options={"clip": 0.01},
+        options=ClipOptions,
         tune_space=tune_clip,
         description="MLP WGAN, weight clipping, RMSprop",
+        citation="Arjovsky et al. 2017, Wasserstein GAN (ICML)",
+        published=(("WGAN", 6.7),),
     )
 )

@@ -1,0 +1,80 @@
+"""Training: the epoch loop (``loop``), the run identity (``spec``), the run folder
+(``rundir``), optimisers (``optim``) and what a run leaves to look at (``artifacts``).
+
+:func:`train_variant` is what ``pipeline train`` calls.
+"""
+
+from __future__ import annotations
+
+from pipeline.config import Params, to_plain
+from pipeline.devices import resolve_device
+from pipeline.layout import RUN_ID_FILE, curves_path, read_run_id, variant_dir
+from pipeline.training.artifacts import write_summary
+from pipeline.training.loop import (
+    EpochEnd,
+    NonFiniteLossError,
+    TrainCallback,
+    Trainer,
+    TrainResult,
+    build_nets,
+    net_spec,
+)
+from pipeline.training.optim import make_optimizer, make_optimizers, optimizer_options
+from pipeline.training.rundir import ResumeRefusedError
+from pipeline.training.spec import RunSpec, code_files, code_hash, run_spec
+
+__all__ = [
+    "RUN_ID_FILE",
+    "EpochEnd",
+    "NonFiniteLossError",
+    "ResumeRefusedError",
+    "RunSpec",
+    "TrainCallback",
+    "TrainResult",
+    "Trainer",
+    "build_nets",
+    "code_files",
+    "code_hash",
+    "curves_path",
+    "make_optimizer",
+    "make_optimizers",
+    "net_spec",
+    "optimizer_options",
+    "read_run_id",
+    "run_spec",
+    "train_variant",
+    "variant_dir",
+]
+
+
+def train_variant(
+    params: Params,
+    name: str,
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    device: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) one variant into ``models/<name>``, tracked in MLflow."""
+    spec = run_spec(params, name, epochs=epochs, subset=subset)
+    dev = resolve_device(device or params.train.device)
+    callbacks: list[TrainCallback] = []
+    if track:
+        from pipeline.tracking import TrainRecorder, setup
+
+        setup(params)  # an unusable tracking store fails here, before the output folder changes
+        callbacks.append(TrainRecorder(params, to_plain(params.train)))
+    trainer = Trainer(
+        params,
+        spec,
+        variant_dir(params, name),
+        dev,
+        callbacks,
+        curves_path=curves_path(params, name),
+        progress=progress,
+    )
+    result = trainer.run()
+    write_summary(result, spec.as_dict()["hyper"])
+    return result

@@ -1,0 +1,115 @@
+"""A run's identity: everything that determines its result, checked on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Params
+from pipeline.variants import Hyper, Variant, known
+
+PACKAGE = Path(__file__).resolve().parents[1]
+# The sources every run's math depends on, whatever the variant (relative to pipeline/).
+CORE_FILES = (
+    "training/loop.py",
+    "training/optim.py",
+    "graphs.py",
+    "data.py",
+    "checkpoint.py",
+    "algorithms/base.py",
+    "variants/base.py",
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a training run's result (the identity checked on resume)."""
+
+    variant: str
+    hyper: Hyper
+    seed: int
+    batch_size: int
+    z_dim: int
+    subset: int | None
+    fast: bool = True  # fast and classic paths round differently (and lay out Adam state)
+    code: str = ""  # hash of the source that defines the training math (see code_hash)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hyper"]["betas"] = list(self.hyper.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> RunSpec:
+        return cls(**{**cfg, "hyper": Hyper.from_dict(cfg["hyper"])})
+
+
+def _source_files(obj: Any, seen: set[int], out: set[Path], depth: int = 0) -> None:
+    """The pipeline source files defining ``obj`` and the functions, classes and dataclass
+    fields it is made of (nets, objectives, penalties, hooks, helper modules)."""
+    if id(obj) in seen or depth > 4:
+        return
+    seen.add(id(obj))
+    target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+    try:
+        path = Path(inspect.getsourcefile(target) or "").resolve()
+    except (TypeError, OSError):  # a builtin, or a class made at run time
+        path = Path()
+    if path.is_file() and PACKAGE in path.parents:
+        out.add(path)
+    if is_dataclass(obj) and not inspect.isclass(obj):
+        for f in fields(obj):
+            _source_files(getattr(obj, f.name), seen, out, depth + 1)
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            _source_files(item, seen, out, depth + 1)
+
+
+def code_files(variant: Variant) -> list[str]:
+    """Paths (relative to pipeline/) of every source a variant's run depends on."""
+    found: set[Path] = {PACKAGE / rel for rel in CORE_FILES}
+    _source_files(variant.algorithm, set(), found)
+    _source_files(variant.options, set(), found)
+    variant_file = PACKAGE / "variants" / f"{variant.name}.py"
+    if variant_file.is_file():  # a variant registered from elsewhere (tests) has no file here
+        found.add(variant_file)
+    return sorted(p.relative_to(PACKAGE).as_posix() for p in found if p.is_file())
+
+
+def code_hash(name: str) -> str:
+    """sha256 prefix of the sources that define a run's math (the trainer, the algorithm,
+    nets, losses and hooks the variant uses, data scaling, the variant's file). Part of the
+    run identity: with ``persist: true`` in dvc.yaml a code change must retrain, not reuse
+    the old checkpoint."""
+    h = hashlib.sha256()
+    for rel in code_files(known(name)):
+        h.update(rel.encode() + b"\0" + (PACKAGE / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_spec(
+    params: Params,
+    name: str,
+    *,
+    epochs: int | None = None,
+    subset: int | None = None,
+    hyper: Hyper | None = None,
+) -> RunSpec:
+    variant = known(name)
+    if hyper is None:
+        hyper = variant.resolve(params.variants.get(name))
+    if epochs is not None:
+        hyper = replace(hyper, epochs=epochs)
+    return RunSpec(
+        variant=name,
+        hyper=hyper,
+        seed=params.train.seed,
+        batch_size=params.train.batch_size,
+        z_dim=params.train.z_dim,
+        subset=subset if subset is not None else params.train.subset,
+        fast=params.train.fast,
+        code=code_hash(name),
+    )
