@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.variants import registry
 from tests.conftest import write_params
 
 COMMANDS = ["prepare", "classifier", "train", "sample", "evaluate", "floor", "report", "tune"]
@@ -66,5 +67,5 @@ def test_an_unknown_variant_is_named_as_such(name: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [name, "gna", "--params", str(path)])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: unknown variant 'gna' (known: cgan, dcgan, gan, wgan, wgan_gp)"
+        f"Error: unknown variant 'gna' (known: {', '.join(registry.names())})"
     ]

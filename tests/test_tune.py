@@ -29,9 +29,11 @@ from optuna.trial import FixedTrial, TrialState
 from typer.testing import CliRunner
 
 from pipeline import tune
+from pipeline.algorithms import Adversarial
 from pipeline.cli import app
 from pipeline.config import Params, TuneConfig, load_params, parse_params
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
 from pipeline.variants import Variant, registry
@@ -301,8 +303,9 @@ def test_forced_pruning_on_a_journal_storage(tmp_path: Path, make_params) -> Non
 
 def _register(name: str, hook) -> None:
     registry.register(
-        Variant(name=name, generator=MLPGenerator, discriminator=MLPDiscriminator,
-                objective="bce", epochs=1, lr=1e-4, after_d_step=hook)
+        Variant(name=name, epochs=1, lr=1e-4,
+                algorithm=Adversarial(MLPGenerator, MLPDiscriminator, OBJECTIVES["ns"],
+                                      after_d_step=hook))
     )  # fmt: skip
 
 
