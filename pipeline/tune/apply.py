@@ -203,7 +203,7 @@ def apply_best(
                 "lr": v.lr,
                 "betas": list(v.betas),
                 "n_critic": v.n_critic,
-                "options": dict(v.options),
+                "options": v.default_options(),
             },
             "params_file": str(params_path.resolve()),
             "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
