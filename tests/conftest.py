@@ -57,9 +57,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, mnist_mirror: Path) -> None:
 deep_update = merge_overrides
 
 
-def write_params(root: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """The repo's params.yaml with ``overrides`` merged in, written to ``root/params.yaml``."""
+def write_params(
+    root: Path, overrides: dict[str, Any] | None = None, variants: list[str] | None = None
+) -> Path:
+    """The repo's params.yaml with ``overrides`` merged in, written to ``root/params.yaml``;
+    with ``variants``, only those variants' blocks are kept (a fixed set for golden files)."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
+    if variants is not None:
+        base["variants"] = {k: v for k, v in base["variants"].items() if k in variants}
     data = deep_update(base, overrides or {})
     root.mkdir(parents=True, exist_ok=True)
     path = root / "params.yaml"

@@ -149,7 +149,7 @@ def _curves(path: Path, critic: bool, epochs: int = 6) -> None:
 
 def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> Params:
     """Every input of the report for the five variants, the floor and the classifier."""
-    params = load_params(write_params(root, overrides))
+    params = load_params(write_params(root, overrides, variants=VARIANTS))
     for i, name in enumerate(VARIANTS):
         conditional = name == "cgan"
         metrics = _metrics(name, SCORES[name], conditional)
@@ -402,7 +402,7 @@ def test_long_progress_gif_is_thinned_to_the_budget(tmp_path: Path) -> None:
 
 
 def test_nothing_at_all_still_builds(tmp_path: Path) -> None:
-    params = load_params(write_params(tmp_path))
+    params = load_params(write_params(tmp_path, variants=VARIANTS))
     page = build_report(params).read_text(encoding="utf-8")
     rows = _parse(page).tables["score-table"]
     assert len(rows) == len(VARIANTS) + 1 + len(PUBLISHED_FID)
