@@ -8,10 +8,12 @@ the trainer.
 Per variant ``V``::
 
     train.out_dir/V/              checkpoint.pt, config.json, run_id.txt, summary.json,
-                                  grid.png (final grid), progress.gif, grids/
+                                  grid.png (final grid), progress.gif, grids/,
+                                  figures/ (a model's own pictures + figures.json)
     sample.out_dir/V/             samples.pt, grid.png (preview of the scored samples)
     evaluate.out_dir/V.json       the metrics document (pipeline.metrics.MetricsDoc)
     evaluate.out_dir/curves/V.csv   per-epoch training curves
+    evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
     tune.out_dir/V/               best.json, applied.json, Optuna plots
 
 and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}``,
@@ -30,6 +32,8 @@ RUN_ID_FILE = "run_id.txt"
 SUMMARY_FILE = "summary.json"
 FINAL_GRID_FILE = "grid.png"
 PROGRESS_FILE = "progress.gif"
+FIGURES_DIR = "figures"
+FIGURES_INDEX = "figures.json"
 SAMPLES_FILE = "samples.pt"
 SAMPLE_GRID_FILE = "grid.png"
 CLASSIFIER_CHECKPOINT_FILE = "classifier.pt"
@@ -70,6 +74,11 @@ def progress_gif(params: Params, name: str) -> Path:
     return variant_dir(params, name) / PROGRESS_FILE
 
 
+def figures_dir(params: Params, name: str) -> Path:
+    """A model's own pictures (``Algorithm.figures``), with ``figures.json`` captions."""
+    return variant_dir(params, name) / FIGURES_DIR
+
+
 def read_run_id(run_dir: Path) -> str | None:
     """The MLflow run id kept in ``run_dir/run_id.txt``, or None without one."""
     path = run_dir / RUN_ID_FILE
@@ -107,6 +116,11 @@ def curves_path(params: Params, name: str) -> Path:
     return curves_dir(params) / f"{name}.csv"
 
 
+def sampling_path(params: Params, name: str) -> Path:
+    """What sampling cost (seconds per 1,000 images, device): the sample stage's metrics."""
+    return metrics_dir(params) / "sampling" / f"{name}.json"
+
+
 # report and tuning
 def report_dir(params: Params) -> Path:
     return params.path(params.report.out_dir)
@@ -137,6 +151,6 @@ def stage_outputs(params: Params) -> dict[str, list[Path]]:
     }
     for name in params.variants:
         out[f"train@{name}"] = [variant_dir(params, name), curves_path(params, name)]
-        out[f"sample@{name}"] = [sample_dir(params, name)]
+        out[f"sample@{name}"] = [sample_dir(params, name), sampling_path(params, name)]
         out[f"evaluate@{name}"] = [metrics_path(params, name)]
     return out

@@ -3,11 +3,13 @@
 Output: ``samples/<variant>/samples.pt`` = {"images": uint8 [N, 1, 28, 28],
 "labels": int64 [N] (conditional variants only: the requested digits, uniform over 0-9)}
 and ``samples/<variant>/grid.png`` (the first 100 samples). Same seed -> identical samples.
+What sampling cost goes to ``metrics/sampling/<variant>.json`` (seconds per 1,000 images).
 :func:`load_samples` reads the file back (evaluate's input) and checks its shapes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, first_line
-from pipeline.io import atomic_path, save_torch
+from pipeline.io import atomic_path, save_torch, write_json
 from pipeline.nets import NetSpec
 from pipeline.variants import Variant, known
 
@@ -100,9 +102,14 @@ def sample_variant(
     dev = resolve_device(device or params.sample.device)
     variant, nets, cfg = load_nets(path, dev)
     n = n or params.sample.n
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
     images, labels = generate(
         variant, nets, n, cfg["z_dim"], params.sample.seed, params.sample.batch_size, dev
     )
+    sync()
+    seconds = time.perf_counter() - t0
     data = {"images": images}
     if labels is not None:
         data["labels"] = labels
@@ -110,6 +117,18 @@ def sample_variant(
     save_torch(data, path)
     with atomic_path(layout.sample_grid(params, name)) as tmp:
         save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
+    # Beside the samples, not in their folder: timings differ run to run, the samples do not.
+    write_json(
+        layout.sampling_path(params, name),
+        {
+            "n": n,
+            "seconds": round(seconds, 3),
+            "seconds_per_1000": round(1000 * seconds / n, 4),
+            "device": str(dev),
+            "batch_size": params.sample.batch_size,
+            "options": variant.algorithm.sampling_options(cfg["hyper"]["options"]),
+        },
+    )
     return SampleResult(path, n)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from pipeline import checkpoint as ckpt
 from pipeline.algorithms import Algorithm, StepContext
+from pipeline.algorithms.base import Figure
 from pipeline.config import load_params
 from pipeline.nets import MLPGenerator, NetSpec
 from pipeline.sample import generate, load_nets
@@ -53,6 +54,11 @@ class FeatureMatching(Algorithm):
 
     def initial_state(self, hyper, device):  # type: ignore[no-untyped-def]
         return {"ema_gap": torch.zeros((), device=device)}
+
+    def figures(self, nets, spec, device):  # type: ignore[no-untyped-def]
+        z = torch.zeros(6, spec.z_dim, device=device)
+        z[:, 0] = torch.linspace(-3, 3, 6)  # one latent direction swept
+        return {"sweep": Figure(nets["generator"](z), 3, "latent dimension 0 from -3 to 3")}
 
     def step(self, ctx: StepContext, kind: str) -> None:
         g, head = ctx.nets["generator"], ctx.nets["head"]
@@ -156,6 +162,14 @@ def test_a_new_family_trains_with_its_own_head_state_and_metric(
     state = ckpt.load(result.checkpoint)
     assert set(state["nets"]) == {"generator", "head"} and set(state["optimizers"]) == {"head", "g"}
     assert torch.equal(state["state"]["ema_gap"], trainer.state["ema_gap"])
+    # its own figure, rendered from the final weights, with a caption for the report
+    index = json.loads((result.out_dir / "figures" / "figures.json").read_text())
+    assert index == [{"name": "sweep", "file": "sweep.png",
+                      "caption": "latent dimension 0 from -3 to 3"}]  # fmt: skip
+    from PIL import Image
+
+    with Image.open(result.out_dir / "figures" / "sweep.png") as im:  # 2 rows of 3 tiles
+        assert im.size == (3 * 30 + 2, 2 * 30 + 2)
     # sampling goes through the same protocol
     variant, nets, cfg = load_nets(result.checkpoint, "cpu")
     images, labels = generate(variant, nets, 10, cfg["z_dim"], 0, 4, torch.device("cpu"))
@@ -240,3 +254,19 @@ def test_a_variant_with_helper_modules_hashes_them(throwaway: str) -> None:
     outside = Variant(name="x", epochs=1, lr=1.0, algorithm=FeatureMatching())
     # a class defined in a test file is outside pipeline/: only the core files are hashed
     assert "algorithms/adversarial.py" not in code_files(outside)
+
+
+def test_sampling_records_its_cost_beside_the_samples(tiny_params_path: Path) -> None:
+    """Seconds per 1,000 images go to metrics/sampling/<V>.json (the sample stage's metrics),
+    outside samples/<V>, whose bytes stay the same from run to run."""
+    from pipeline import layout
+    from pipeline.sample import sample_variant
+
+    params = load_params(tiny_params_path)
+    train_variant(params, "gan", epochs=1, track=False, progress=False)
+    sample_variant(params, "gan")
+    cost = json.loads(layout.sampling_path(params, "gan").read_text())
+    assert cost["n"] == params.sample.n and cost["device"] == "cpu"
+    assert cost["seconds"] > 0
+    assert cost["seconds_per_1000"] == pytest.approx(1000 * cost["seconds"] / cost["n"], rel=0.01)
+    assert not any(p.name.endswith(".json") for p in layout.sample_dir(params, "gan").iterdir())

@@ -15,6 +15,7 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
 
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]
 """What a scoring net returns: a tensor [B], or a tuple whose first element is [B]."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A grid of images [N, C, H, W] in [-1, 1], ``nrow`` per row, with its caption."""
+
+    images: torch.Tensor
+    nrow: int
+    caption: str
 
 
 class Algorithm(ABC):
@@ -82,6 +92,13 @@ class Algorithm(ABC):
     ) -> torch.Tensor:
         """Images [n, C, H, W] in [-1, 1] from a latent (nets in eval mode, no grad)."""
         return nets[self.sampler](latent, labels)
+
+    def figures(
+        self, nets: Mapping[str, nn.Module], spec: NetSpec, device: torch.device
+    ) -> dict[str, Figure]:
+        """Pictures a model is known for beyond the sample grid (InfoGAN's code sweeps, say),
+        rendered once training has finished: name -> Figure. Nets are in eval mode, no grad."""
+        return {}
 
     def sampling_options(self, options: Mapping[str, float]) -> dict[str, Any]:
         """What of the resolved options sampling needs (recorded beside the scores)."""

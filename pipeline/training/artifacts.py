@@ -14,7 +14,7 @@ from torch import nn
 
 from pipeline.data import N_CLASSES
 from pipeline.io import atomic_path, write_json
-from pipeline.layout import SUMMARY_FILE, read_run_id
+from pipeline.layout import FIGURES_INDEX, SUMMARY_FILE, read_run_id
 from pipeline.nets import NetSpec
 
 if TYPE_CHECKING:
@@ -73,13 +73,30 @@ def render_grid(
         return algorithm.generate(nets, latent, labels, gen)
 
 
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    """images: float [N, C, H, W] in [-1, 1] -> one PNG, 10 per row."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int = GRID_ROWS) -> None:
+    """images: float [N, C, H, W] in [-1, 1] -> one PNG, ``nrow`` per row."""
     from torchvision.utils import save_image
 
     with atomic_path(path) as tmp:
-        save_image(images, tmp, format="png", nrow=GRID_ROWS, normalize=True,
+        save_image(images, tmp, format="png", nrow=nrow, normalize=True,
                    value_range=(-1, 1), padding=2)  # fmt: skip
+
+
+def write_figures(
+    algorithm: Algorithm, nets: Mapping[str, nn.Module], spec: NetSpec, device: torch.device,
+    out_dir: Path,
+) -> list[dict[str, str]]:  # fmt: skip
+    """The algorithm's own figures as PNGs in ``out_dir`` plus ``figures.json``
+    ([{"name", "file", "caption"}]), which the report shows for any model that has them."""
+    with evaluating(nets), torch.no_grad():
+        figures = algorithm.figures(nets, spec, device)
+    index = []
+    for name, fig in sorted(figures.items()):
+        save_grid(fig.images, out_dir / f"{name}.png", nrow=fig.nrow)
+        index.append({"name": name, "file": f"{name}.png", "caption": fig.caption})
+    if index:
+        write_json(out_dir / FIGURES_INDEX, index)
+    return index
 
 
 def write_curves(path: Path, history: Sequence[dict[str, float]], columns: Sequence[str]) -> None:

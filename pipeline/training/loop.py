@@ -45,6 +45,7 @@ from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
 from pipeline.errors import PipelineError, first_line
 from pipeline.graphs import StepGraphs
 from pipeline.io import write_json
+from pipeline.layout import FIGURES_DIR
 from pipeline.nets import NetSpec, couples_batch
 from pipeline.training.artifacts import (
     curve_columns,
@@ -53,6 +54,7 @@ from pipeline.training.artifacts import (
     render_grid,
     save_grid,
     write_curves,
+    write_figures,
 )
 from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
@@ -430,6 +432,11 @@ class Trainer:
         return means
 
     def _finish(self) -> TrainResult:
+        # Deterministic from the final weights: a rerun after a kill here writes them again.
+        write_figures(
+            self.algorithm, self.nets, net_spec(self.variant, self.spec), self.device,
+            self.out_dir / FIGURES_DIR,
+        )  # fmt: skip
         grids = sorted((self.out_dir / "grids").glob("epoch_*.png"))
         if grids:
             shutil.copyfile(grids[-1], self.out_dir / "grid.png")
