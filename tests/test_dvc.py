@@ -192,9 +192,8 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
         rel(variant_dir(params, "wgan")),
         rel(curves_path(params, "wgan")),
     }
-    assert expected["sample@gan"] == {"out/gen/gan"} and expected["floor"] == {
-        "out/scores/floor.json"
-    }
+    assert expected["sample@gan"] == {"out/gen/gan", "out/scores/sampling/gan.json"}
+    assert expected["floor"] == {"out/scores/floor.json"}
 
     Repo.init(str(tmp_path), no_scm=True)
     with Repo(str(tmp_path)) as repo:
