@@ -26,12 +26,13 @@ from pipeline.report import (
     FLOOR_LABEL,
     MISSING,
     NOT_COMPUTED,
-    PUBLISHED_FID,
     build_report,
 )
+from pipeline.variants import registry
 from tests.conftest import _mirror, write_params
 
 VARIANTS = ["gan", "cgan", "dcgan", "wgan", "wgan_gp"]
+N_PUBLISHED = sum(len(registry.get(v).published) for v in VARIANTS)  # rows beside our matches
 CRITIC = {"wgan", "wgan_gp"}
 
 # Inception FID: wgan_gp lowest; Inception IS: dcgan highest; classifier FID: dcgan lowest;
@@ -262,11 +263,14 @@ def test_score_table_rows_and_best_marks(built: tuple[Params, Path]) -> None:
     page = index.read_text(encoding="utf-8")
     rows = _parse(page).tables["score-table"]
     keys = [key for key, _ in rows]
-    assert keys == (
-        [f"variant:{v}" for v in VARIANTS]
-        + ["floor"]
-        + [f"published:{n}" for n, _ in PUBLISHED_FID]
-    )
+    # grouped by family (GAN losses, then structured GANs), each variant followed by the
+    # published row of its match in Lucic et al., the floor last
+    assert keys == [
+        "variant:gan", "published:NS GAN", "variant:dcgan", "variant:wgan", "published:WGAN",
+        "variant:wgan_gp", "published:WGAN-GP", "variant:cgan", "floor",
+    ]  # fmt: skip
+    assert page.count('<tr class="family">') == 4  # score and class-balance tables
+    assert "GAN losses" in page and "Structured GANs" in page
     assert FLOOR_LABEL in page
     assert "Lucic et al. 2018" in page
     assert "Inception-v3 (torch-fidelity)" in page and "MNIST classifier" in page
@@ -405,7 +409,7 @@ def test_nothing_at_all_still_builds(tmp_path: Path) -> None:
     params = load_params(write_params(tmp_path, variants=VARIANTS))
     page = build_report(params).read_text(encoding="utf-8")
     rows = _parse(page).tables["score-table"]
-    assert len(rows) == len(VARIANTS) + 1 + len(PUBLISHED_FID)
+    assert len(rows) == len(VARIANTS) + 1 + N_PUBLISHED
     assert "No scores yet" in page
 
 
@@ -413,7 +417,7 @@ PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
   const b = document.body.dataset;
-  b.rows = document.querySelectorAll("table#score-table tbody tr").length;
+  b.rows = document.querySelectorAll("table#score-table tbody tr[data-row]").length;
   b.imgs = imgs.length;
   b.imgsOk = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
   b.pageOverflow = document.documentElement.scrollWidth > document.documentElement.clientWidth;
@@ -457,7 +461,7 @@ def test_renders_in_headless_chromium(built: tuple[Params, Path], tmp_path: Path
     assert body, dom.stderr[-2000:]
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
     assert attrs.get("done") == "1", attrs
-    assert attrs["rows"] == str(len(VARIANTS) + 1 + len(PUBLISHED_FID))
+    assert attrs["rows"] == str(len(VARIANTS) + 1 + N_PUBLISHED)
     assert attrs["imgs"] == "22" and attrs["imgs-ok"] == "22"
     assert attrs["page-overflow"] == "false"
     assert attrs["table-scrolls"] == "true"

@@ -67,7 +67,8 @@ def test_only_computed_extractors_get_columns(tmp_path: Path) -> None:
     header = page[page.index('<table id="score-table">') : page.index("</thead>")]
     assert "Inception" not in header and "MNIST classifier" in header
     rows = _parse(page).tables["score-table"]
-    assert [k for k, _ in rows] == [f"variant:{v}" for v in VARIANTS] + ["floor"]  # no published
+    keys = [k for k, _ in rows]  # no published rows (they are Inception FIDs)
+    assert sorted(keys) == sorted([f"variant:{v}" for v in VARIANTS] + ["floor"])
     assert dict(rows)["variant:dcgan"][1][0] == "1.10★"  # classifier FID right after samples
     lead = page[page.index('<div class="lead">') :][:400]
     assert "the project's MNIST classifier" in lead and "Inception-v3 features" not in lead
@@ -143,3 +144,33 @@ def test_no_markup_written_outside_the_templates() -> None:
         if re.search(r"html\.escape|<td|<tr", line)
     ]
     assert hits == []
+
+
+def test_model_figures_and_sampling_cost_reach_the_page(tmp_path: Path) -> None:
+    """A model's own figures (models/V/figures/figures.json) get a section with their
+    captions; the sample stage's cost per 1,000 images shows in the score table."""
+    import shutil
+
+    from pipeline import layout
+    from tests.test_report import _parse
+
+    root = tmp_path / "project"
+    params = make_stage_outputs(root)
+    folder = layout.figures_dir(params, "gan")
+    folder.mkdir(parents=True)
+    shutil.copy(layout.final_grid(params, "gan"), folder / "sweep.png")
+    (folder / "figures.json").write_text(
+        json.dumps([{"name": "sweep", "file": "sweep.png", "caption": "code 1 <varied>"}])
+    )
+    cost = layout.sampling_path(params, "wgan")
+    cost.parent.mkdir(parents=True, exist_ok=True)
+    cost.write_text(json.dumps({"n": 10000, "seconds": 12.5, "seconds_per_1000": 1.25}))
+    page = build_report(params).read_text(encoding="utf-8")
+    assert 'id="figures"' in page and "code 1 &lt;varied&gt;" in page
+    assert (root / "reports" / "grids" / "gan_sweep.png").is_file()
+    md = (root / "reports" / "comparison.md").read_text(encoding="utf-8")
+    assert "## Model figures" in md and "code 1 <varied>" in md
+    rows = dict(_parse(page).tables["score-table"])
+    sampling = [c[0] for c in rows["variant:wgan"]][-1]
+    assert sampling == "1.25"
+    assert [c[0] for c in rows["variant:gan"]][-1] == "—"  # not recorded for that run

@@ -19,7 +19,7 @@ from pipeline.config import Params
 from pipeline.report.fmt import MISSING, NOT_APPLICABLE, NOT_COMPUTED
 from pipeline.report.inputs import Inputs, read_inputs
 from pipeline.report.render import FLOOR_CSV_NAME, render_html, render_markdown, scores_csv, write
-from pipeline.report.view import FLOOR_LABEL, PUBLISHED_FID, build_page
+from pipeline.report.view import FLOOR_LABEL, build_page
 
 __all__ = [
     "FLOOR_CSV_NAME",
@@ -27,7 +27,6 @@ __all__ = [
     "MISSING",
     "NOT_APPLICABLE",
     "NOT_COMPUTED",
-    "PUBLISHED_FID",
     "build_report",
     "read_inputs",
     "render_files",

@@ -34,6 +34,10 @@ class VariantData:
     samples: Path | None = None
     tuning: dict[str, Any] | None = None
     tuning_plots: list[Path] = field(default_factory=list)
+    family: str = ""  # the report groups rows by it (pipeline.variants.FAMILIES)
+    published: tuple[tuple[str, float], ...] = ()  # (row label, FID) from the literature
+    figures: list[tuple[Path, str]] = field(default_factory=list)  # the model's own pictures
+    sampling: dict[str, Any] | None = None  # what sampling cost (the sample stage's metrics)
 
 
 @dataclass
@@ -107,16 +111,19 @@ class _Reader:
         return {col: [to_float(row.get(col)) for row in rows] for col in columns if col}
 
 
-def _variant_info(name: str, block: Any) -> tuple[str, bool, dict[str, Any] | None]:
-    """Description, conditional flag and configured hyperparameters from the registry."""
+def _variant_info(data: VariantData, block: Any) -> None:
+    """Description, family, published rows and configured hyperparameters from the registry
+    (nothing for a name the registry does not know)."""
     from pipeline.variants import registry
 
     try:
-        variant = registry.get(name)
+        variant = registry.get(data.name)
     except KeyError:
-        return "", False, None
+        return
     hyper = variant.resolve(block)
-    configured = {
+    data.description, data.conditional = variant.description, variant.conditional
+    data.family, data.published = variant.family, variant.published
+    data.configured = {
         "epochs": hyper.epochs,
         "lr": hyper.lr,
         "betas": list(hyper.betas),
@@ -124,7 +131,19 @@ def _variant_info(name: str, block: Any) -> tuple[str, bool, dict[str, Any] | No
         "optimizer": hyper.optimizer,
         "options": dict(hyper.options),
     }
-    return variant.description, variant.conditional, configured
+
+
+def _figures(reader: _Reader, folder: Path) -> list[tuple[Path, str]]:
+    """The pictures listed in ``figures.json`` (a model without its own figures has none)."""
+    index = folder / layout.FIGURES_INDEX
+    if not index.is_file():
+        return []
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+        return [(folder / e["file"], str(e["caption"])) for e in entries]
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        reader.notes.append(f"{reader.rel(index)}: unreadable ({first_line(err)})")
+        return []
 
 
 def read_inputs(params: Params) -> Inputs:
@@ -132,14 +151,18 @@ def read_inputs(params: Params) -> Inputs:
     reader = _Reader(params)
     variants = []
     for name, block in params.variants.items():
-        description, conditional, configured = _variant_info(name, block)
-        data = VariantData(name, description, conditional, configured)
+        data = VariantData(name)
+        _variant_info(data, block)
         data.metrics = reader.metrics(layout.metrics_path(params, name))
         data.summary = reader.json(layout.summary_path(params, name))
         data.curves = reader.curves(layout.curves_path(params, name))
         data.grid = reader.file(layout.final_grid(params, name))
         data.progress = reader.file(layout.progress_gif(params, name))
         data.samples = reader.file(layout.sample_grid(params, name))
+        data.figures = _figures(reader, layout.figures_dir(params, name))
+        # Runs sampled before the cost was recorded have no file: the cell shows "—".
+        if layout.sampling_path(params, name).is_file():
+            data.sampling = reader.json(layout.sampling_path(params, name))
         # Tuning is optional: its absence is not worth a note.
         tuning = layout.tuning_results(params, name)
         if (tuning / "best.json").is_file():

@@ -55,6 +55,7 @@ class Row:
 class Body:
     css: str
     rows: list[Row]
+    title: str = ""  # a heading row over the group (the family of the models in it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,15 @@ class Subject:
     metrics: MetricsDoc | None
     summary: dict[str, Any] | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """Rows that belong together (a family of models, the floor), with an optional title."""
+
+    css: str
+    subjects: list[Subject]
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,11 @@ TRAINING_COLUMNS = [
         TRAINING, "Steps/s", None, _summary("steps_per_s", lambda v: fmt.fixed(v, 1)),
         kinds=("variant",),
     ),
+    ScoreColumn(
+        TRAINING, "Sampling s/1k", None,
+        _summary("sampling_s_per_1000", lambda v: fmt.fixed(v, 2)), kinds=("variant",),
+        title="Seconds to generate 1,000 samples (the sample stage, on its device)",
+    ),
 ]  # fmt: skip
 
 
@@ -224,13 +239,11 @@ def _digit(d: int) -> Callable[[Subject], Cell]:
 DIGIT_COLUMNS = [ScoreColumn(DIGITS, str(d), None, _digit(d)) for d in range(10)]
 
 
-def build(
-    table_id: str, columns: list[ScoreColumn], bodies: list[tuple[str, list[Subject]]]
-) -> Table:
+def build(table_id: str, columns: list[ScoreColumn], bodies: list[Group]) -> Table:
     """Cells for every subject; the best variant per ranked column is marked (the floor and
     published rows are not ranked; one value, or all equal, marks nothing)."""
     best: dict[int, set[str]] = {}
-    variants = [s for _, subjects in bodies for s in subjects if s.kind == "variant"]
+    variants = [s for g in bodies for s in g.subjects if s.kind == "variant"]
     for i, col in enumerate(columns):
         if col.better is None:
             continue
@@ -260,9 +273,9 @@ def build(
         for i, c in enumerate(columns)
     ]  # fmt: skip
     out = []
-    for css, subjects in bodies:
+    for group in bodies:
         rows = []
-        for s in subjects:
+        for s in group.subjects:
             cells = []
             for i, col in enumerate(columns):
                 if s.kind not in col.kinds:
@@ -273,5 +286,5 @@ def build(
                     cell = Cell(cell.text, best=True, warn=cell.warn, state=cell.state)
                 cells.append(cell)
             rows.append(Row(s.key, s.kind, s.label, cells, s.note))
-        out.append(Body(css, rows))
+        out.append(Body(group.css, rows, group.title))
     return Table(table_id, "Variant", cols, out, groups if any(g for g, _ in groups) else [])

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.metrics import EXTRACTORS, InceptionScores, MetricsDoc
+from pipeline.metrics import EXTRACTORS
 from pipeline.report import fmt, sections
 from pipeline.report.assets import Asset, Picture, copy_asset, gif_asset
+from pipeline.report.groups import FLOOR_LABEL, PUBLISHED_SOURCE, figures_section, score_groups
 from pipeline.report.inputs import Inputs, rel
 from pipeline.report.page import (
     Block,
@@ -29,22 +30,11 @@ from pipeline.report.tables import (
     DIGIT_COLUMNS,
     SAMPLES,
     TRAINING_COLUMNS,
-    Subject,
     build,
     schema_columns,
 )
 
-TITLE = "GAN variants on MNIST: comparison"
-FLOOR_LABEL = "real vs real (MNIST train subset vs test)"
-PUBLISHED_SOURCE = 'Lucic et al. 2018, "Are GANs Created Equal? A Large-Scale Study" (NeurIPS 2018)'
-PUBLISHED_FID: tuple[tuple[str, float], ...] = (
-    ("NS GAN", 6.8),
-    ("WGAN", 6.7),
-    ("LSGAN", 7.8),
-    ("WGAN-GP", 20.3),
-)
-"""Their MNIST Inception FIDs: best of 100 hyperparameter settings, 10k samples vs test set."""
-PUBLISHED_N = 10_000
+TITLE = "Generative models on MNIST: comparison"
 EXTRACTOR_PROSE = {
     "inception": "Inception-v3 features (torch-fidelity)",
     "classifier": "the project's MNIST classifier",
@@ -59,36 +49,10 @@ def shown_extractors(inputs: Inputs) -> list[str]:
     return [e for e in EXTRACTORS if e in wanted]
 
 
-def _subjects(inputs: Inputs, notes_: bool = True) -> list[tuple[str, list[Subject]]]:
-    variants = [
-        Subject(f"variant:{v.name}", "variant", v.name, v.metrics, v.summary,
-                v.description if notes_ else "")
-        for v in inputs.variants
-    ]  # fmt: skip
-    return [
-        ("variants", variants),
-        ("floor", [Subject("floor", "floor", FLOOR_LABEL, inputs.floor)]),
-    ]
-
-
-def _published() -> list[Subject]:
-    return [
-        Subject(
-            f"published:{name}", "published", name,
-            MetricsDoc(variant=name, n_generated=PUBLISHED_N, n_real=PUBLISHED_N,
-                       inception=InceptionScores(fid=fid)),
-            note="Lucic et al. 2018 (published)",
-        )
-        for name, fid in PUBLISHED_FID
-    ]  # fmt: skip
-
-
 def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, list[Asset]]:
     params = inputs.params
     columns = [SAMPLES] + [c for e in shown for c in schema_columns(e, "score")]
-    bodies = _subjects(inputs)
-    if "inception" in shown:
-        bodies.append(("published", _published()))
+    bodies = score_groups(inputs, published="inception" in shown)
     score_table = build("score-table", columns + TRAINING_COLUMNS, bodies)
     floor_n = (inputs.floor.n_generated if inputs.floor else None) or params.evaluate.floor_n
     notes_ = [
@@ -116,13 +80,17 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
     )
     if "inception" in shown:
         notes_.append(
-            f"Published reference rows (italic, not our runs): {PUBLISHED_SOURCE}, MNIST "
-            "Inception FID, best of 100 hyperparameter settings per model, 10k samples vs the "
-            "test set."
+            f"Published reference rows (italic, not our runs), each beside our matching model: "
+            f"{PUBLISHED_SOURCE}, MNIST Inception FID, best of 100 hyperparameter settings per "
+            "model, 10k samples vs the test set."
         )
     nets = _networks(inputs)
     if nets:
         notes_.append("Feature networks — " + "; ".join(nets) + ".")
+    notes_.append(
+        "Rows are grouped by model family. Sampling s/1k: seconds to generate 1,000 samples "
+        "in the sample stage (on its device), the cost to weigh against quality."
+    )
     notes_.append("Every score at full precision: scores.csv, beside this report.")
     blocks: list[Block] = [
         prose("On a narrow screen the table scrolls sideways; the variant column stays in place.", "hint"),
@@ -142,7 +110,7 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
         detail = build(
             "classifier-table",
             schema_columns("classifier", "detail") + DIGIT_COLUMNS,
-            _subjects(inputs, notes_=False),
+            score_groups(inputs, notes=False),
         )
         blocks += [
             h3("MNIST classifier: class balance and the other scores"),
@@ -272,8 +240,10 @@ def build_page(inputs: Inputs) -> Page:
         )
     scores, assets = _scores(inputs, shown, acc_text)
     samples, sample_assets = _samples(inputs)
+    figures, figure_assets = figures_section(inputs)
     curves, curve_assets = _curves(inputs)
-    body = [scores, *samples, curves, *sections.rest(inputs, acc_text)]
+    body = [scores, *samples, *([figures] if figures else []), curves,
+            *sections.rest(inputs, acc_text)]  # fmt: skip
     if inputs.notes:
         body.append(Section("inputs", "Missing inputs", "Missing inputs", [
             prose(f"These inputs were missing or unreadable; their cells show “{fmt.MISSING}”."),
@@ -284,7 +254,8 @@ def build_page(inputs: Inputs) -> Page:
         "rebuilding from the same inputs gives the same bytes. The self-contained page is "
         "`index.html`; its Markdown twin `comparison.md`."
     )
-    return Page(TITLE, [prose(lead, "lead")], body, footer, assets + sample_assets + curve_assets)
+    return Page(TITLE, [prose(lead, "lead")], body, footer,
+                assets + sample_assets + figure_assets + curve_assets)  # fmt: skip
 
 
-__all__ = ["FLOOR_LABEL", "PUBLISHED_FID", "build_page", "shown_extractors"]
+__all__ = ["FLOOR_LABEL", "build_page", "shown_extractors"]

@@ -3,7 +3,7 @@
 from pipeline.algorithms import Adversarial
 from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
-from pipeline.variants.base import Variant, registry
+from pipeline.variants.base import STRUCTURED, Variant, registry
 
 VARIANT = registry.register(
     Variant(
@@ -14,6 +14,7 @@ VARIANT = registry.register(
         lr=2e-4,
         betas=(0.5, 0.999),
         description="MLP conditional GAN, BCE on (x, one-hot label)",
+        family=STRUCTURED,
         citation="Mirza & Osindero 2014, Conditional Generative Adversarial Nets (arXiv:1411.1784)",
     )
 )
