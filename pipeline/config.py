@@ -92,6 +92,20 @@ class TrainConfig(Strict):
         description="With train.fast: replay each step as a CUDA graph (on the CPU: the same "
         "static-buffer step, run eagerly).",
     )
+    detach_slopes: Bool = Field(
+        default=True,
+        description="With train.fast and a gradient penalty: the critic's LeakyReLUs take their "
+        "slope out of the graph (same gradients; faster on a CPU, measured per device).",
+    )
+    tf32: Bool = Field(
+        default=False,
+        description="CUDA: let matmuls and convolutions use TF32 (off: float32 throughout).",
+    )
+    deterministic: Bool = Field(
+        default=False,
+        description="CUDA: deterministic cuDNN/cuBLAS kernels, cudnn.benchmark off, so a run "
+        "and its resumption repeat bit for bit (slower; the CPU is deterministic anyway).",
+    )
     out_dir: Path = Path("models")
 
 
@@ -148,6 +162,11 @@ class EvaluateConfig(Strict):
         default=10_000, ge=MIN_EVAL_IMAGES, le=60_000, description="Train images for floor."
     )
     kid_subset_size: Int = Field(default=1000, ge=2)
+    tf32: Bool = Field(
+        default=False,
+        description="CUDA: let feature extractors use TF32 (off: float32, as on a CPU; part of "
+        "the real-feature cache key).",
+    )
     out_dir: Path = Path("metrics")
     cache_dir: Path = Path("metrics/.cache")
 

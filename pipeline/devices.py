@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 import torch
 
 from pipeline.errors import PipelineError
@@ -22,3 +26,38 @@ def resolve_device(name: str) -> torch.device:
             f"device {name!r}: CUDA is not available on this machine; use auto or cpu"
         )
     return device
+
+
+def precision_tag(device: torch.device, tf32: bool) -> str:
+    """How float32 matmuls and convolutions run on ``device``: "tf32" or "fp32" (a CPU never
+    uses TF32). Part of every cache key of features computed there."""
+    return f"{device.type}-{'tf32' if tf32 and device.type == 'cuda' else 'fp32'}"
+
+
+@contextlib.contextmanager
+def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
+    """Run the block with an explicit float32 precision and determinism, then put back the
+    process-wide flags as they were.
+
+    ``tf32``: cuBLAS matmuls and cuDNN convolutions may use TensorFloat-32 on Ampere and later
+    (torch leaves convolutions on TF32 by default and matmuls off; here both follow the flag).
+    ``deterministic``: cudnn.deterministic, cudnn.benchmark off and
+    torch.use_deterministic_algorithms (an op without a deterministic kernel raises), so that
+    a CUDA run repeats bit for bit; cuBLAS then needs CUBLAS_WORKSPACE_CONFIG, set here when
+    it is unset (it must be set before cuBLAS first runs in the process)."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )  # fmt: skip
+    matmul.allow_tf32 = cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        cudnn.deterministic, cudnn.benchmark = True, False
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved[:4]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])

@@ -13,7 +13,7 @@ into a static input buffer first. The algorithm is untouched:
   as eager call *i* would (CUDA graph-safe Philox offsets);
 * optimisers are made ``capturable`` (their step counters live on the device): fused Adam
   computes exactly what it computes eagerly, capturable foreach RMSprop the same update;
-* everything runs with the training device current, so capture and replay use its streams.
+* everything runs with the training device current, and capture uses a stream made on it.
 
 Off CUDA there is nothing to capture: the same static-buffer step runs eagerly, after the
 same warm-up and roll-back. That is how the CPU tests exercise this code path.
@@ -26,6 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+from pipeline.errors import PipelineError
+
+
+class GraphCaptureError(PipelineError):
+    """A CUDA graph capture failed. The process's CUDA state (noise generator offsets, the
+    current stream, the caching allocator) is then not safe to keep training in: whoever
+    catches this ends the process's CUDA work, it does not fall back to eager steps."""
+
 
 # step(real, labels, kind): the whole update for one batch, reading and writing tensors only
 StepFn = Callable[[torch.Tensor, torch.Tensor | None, str], None]
@@ -124,10 +133,13 @@ class StepGraphs:
                 else:
                     self._warm(kinds, warmup)
             if self.capture:
+                # A stream of the training device: torch's default capture stream is made
+                # once, on whichever device captured first, so a second device would not use it.
+                capture_stream = torch.cuda.Stream(self.real.device)
                 for kind in kinds:
                     graph = torch.cuda.CUDAGraph()
                     graph.register_generator_state(noise)
-                    with torch.cuda.graph(graph):
+                    with torch.cuda.graph(graph, stream=capture_stream):
                         self.step(self.real, self.labels, kind)
                     self.graphs[kind] = graph
                 torch.cuda.synchronize(self.real.device)

@@ -181,7 +181,7 @@ def test_real_features_are_cached_per_classifier(
     cache = params.path(params.evaluate.cache_dir)
     files = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     digest = file_hash(classifier_dir / "classifier.pt")[:16]
-    assert files and all(f"n500-mnist-classifier-{digest}" in name for name in files)
+    assert files and all(f"n500-mnist-classifier-{digest}-cpu-fp32" in name for name in files)
 
     # A second variant reuses the cached reference features: nothing is rewritten.
     second = ev.score(params, "y", gen).classifier
@@ -460,3 +460,34 @@ def test_flat_metrics_for_mlflow() -> None:
     assert flat["eval.classifier.hist_9"] == 0.1
     assert "eval.classifier.network" not in flat
     assert "eval.classifier.label_accuracy" not in flat
+
+
+def test_the_real_feature_cache_key_names_device_and_precision() -> None:
+    """CPU float32, CUDA float32 and CUDA TF32 features are three cache entries (TF32 on a CPU
+    is not a thing: the flag changes nothing there)."""
+    from pipeline.evaluate.fidelity import real_cache_name
+    from pipeline.evaluate.weights import Weights
+
+    w = Weights(Path("w.pt"), "abc")
+    names = {
+        real_cache_name(500, "x", w, torch.device(d), tf32)
+        for d, tf32 in [("cpu", False), ("cpu", True), ("cuda", False), ("cuda:1", True)]
+    }
+    assert names == {
+        "mnist-test-n500-x-abc-cpu-fp32", "mnist-test-n500-x-abc-cuda-fp32",
+        "mnist-test-n500-x-abc-cuda-tf32",
+    }  # fmt: skip
+
+
+def test_evaluation_runs_in_float32_unless_tf32_is_chosen() -> None:
+    """torch leaves cuDNN convolutions on TF32 by default; scoring sets both flags from
+    evaluate.tf32 and puts them back afterwards."""
+    from pipeline.devices import numerics
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    cudnn.allow_tf32, matmul.allow_tf32 = True, False  # torch's defaults
+    with numerics(tf32=False):
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+    with numerics(tf32=True):
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+    assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, False)

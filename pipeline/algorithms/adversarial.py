@@ -69,8 +69,8 @@ class Adversarial(Algorithm):
                    "critic": ("wasserstein",)}[self.objective.reading]  # fmt: skip
         return ("d_loss", "g_loss", *reading, *(("gp",) if self.penalty else ()))
 
-    def prepare_fast(self, nets: dict[str, nn.Module]) -> None:
-        if self.penalty is not None:
+    def prepare_fast(self, nets: dict[str, nn.Module], *, detach_slopes: bool = True) -> None:
+        if self.penalty is not None and detach_slopes:
             # The penalty's double backward then skips a pass that only multiplies zeros.
             detach_activation_slopes(nets["discriminator"])
 

@@ -76,8 +76,11 @@ class Algorithm(ABC):
         """State tensors (checkpointed, rolled back after graph warm-up, restored on resume)."""
         return {}
 
-    def prepare_fast(self, nets: dict[str, nn.Module]) -> None:  # noqa: B027 - optional hook
-        """Fast-path changes to the built nets that keep their numerics (train.fast)."""
+    def prepare_fast(  # noqa: B027 - optional hook
+        self, nets: dict[str, nn.Module], *, detach_slopes: bool = True
+    ) -> None:
+        """Fast-path changes to the built nets that keep their numerics (train.fast);
+        ``detach_slopes`` is train.detach_slopes (a per-device speed choice)."""
 
     def latent(self, n: int, spec: NetSpec, generator: torch.Generator) -> torch.Tensor:
         """The sampler's input for ``n`` images, drawn on the CPU from ``generator``."""

@@ -13,8 +13,8 @@ Two evaluators, each selectable in ``evaluate.extractors``:
 
 Reference set: the first ``evaluate.n_real`` MNIST test images. Its features are extracted
 once per extractor and kept in torch-fidelity's cache under ``evaluate.cache_dir``, named after
-the extractor, ``n_real`` and a hash of the weights, so a retrained classifier never reuses
-stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
+the extractor, ``n_real``, a hash of the weights and where they ran (device type and precision,
+``evaluate.tf32``), so neither a retrained classifier nor a GPU run reuses stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
 our extractor takes one channel back.
 
 Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), ``weights`` (the

@@ -15,6 +15,7 @@ from torch_fidelity import FeatureExtractorBase
 
 from pipeline.classifier import load_checkpoint, model_from_checkpoint
 from pipeline.config import Params
+from pipeline.devices import numerics, precision_tag
 from pipeline.errors import PipelineError
 from pipeline.evaluate.weights import Weights
 from pipeline.metrics import Section
@@ -128,13 +129,15 @@ def fidelity(
     **metrics: bool,
 ) -> dict[str, float]:
     """torch-fidelity's ``metrics`` for generated vs real on one feature extractor; the real
-    features are cached under a name keyed by the set size, the extractor and its weights."""
+    features are cached under a name keyed by the set size, the extractor, its weights and
+    where they ran (device type and precision: TF32 features differ from float32 ones)."""
     n_gen, n_real = len(generated), len(real)
-    with _on(dev):
+    tf32 = params.evaluate.tf32
+    with _on(dev), numerics(tf32):
         return torch_fidelity.calculate_metrics(
             input1=generated,
             input2=real,
-            input2_cache_name=f"mnist-test-n{n_real}-{extractor}-{weights.digest}",
+            input2_cache_name=real_cache_name(n_real, extractor, weights, dev, tf32),
             feature_extractor=extractor,
             feature_extractor_weights_path=str(weights.path),
             **metrics,
@@ -144,6 +147,14 @@ def fidelity(
                 params, dev, n_gen, n_real, verbose=extractor != CLASSIFIER_EXTRACTOR
             ),
         )
+
+
+def real_cache_name(
+    n_real: int, extractor: str, weights: Weights, dev: torch.device, tf32: bool
+) -> str:
+    """torch-fidelity's cache name for the real set's features."""
+    where = precision_tag(dev, tf32)
+    return f"mnist-test-n{n_real}-{extractor}-{weights.digest}-{where}"
 
 
 def renamed(section: type[Section], result: dict[str, float]) -> dict[str, float]:

@@ -16,12 +16,15 @@ Fast-path choices, all numerically float32-equivalent to the classic loop:
   and the fake batch in one pass of twice the rows (float32-equivalent: a larger matrix
   product may round differently in the last bit); a batch-norm net keeps two passes;
 * the algorithm's own fast-path changes (``prepare_fast``: e.g. detached activation slopes
-  under a gradient penalty);
+  under a gradient penalty, ``train.detach_slopes``);
 * with ``train.cuda_graphs``, each kind of step is replayed as a CUDA graph
   (``pipeline.graphs``).
 
 Every random draw comes from explicit generators saved in the checkpoint, so a run killed
-and resumed ends with exactly the same weights as an uninterrupted one (on the CPU).
+and resumed ends with exactly the same weights as an uninterrupted one on the CPU. On CUDA
+that holds with ``train.deterministic`` (deterministic cuDNN/cuBLAS kernels, no
+cudnn.benchmark); without it, conv nets (DCGAN) and atomics-based kernels may round
+differently from run to run. ``train.tf32`` (off by default) allows TF32 on CUDA.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from pipeline import checkpoint as ckpt
 from pipeline.algorithms.base import StepContext
 from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
+from pipeline.devices import numerics
 from pipeline.errors import PipelineError, first_line
-from pipeline.graphs import StepGraphs
+from pipeline.graphs import GraphCaptureError, StepGraphs
 from pipeline.io import write_json
 from pipeline.layout import FIGURES_DIR
 from pipeline.nets import NetSpec, couples_batch
@@ -146,9 +150,9 @@ class Trainer:
             # for MLPs. cudnn.benchmark picks the fastest conv algorithm for our fixed shapes.
             for name, net in self.nets.items():
                 self.nets[name] = net.to(memory_format=torch.channels_last)
-            if dev.type == "cuda":
+            if dev.type == "cuda" and not self.cfg.deterministic:
                 torch.backends.cudnn.benchmark = True
-            alg.prepare_fast(self.nets)
+            alg.prepare_fast(self.nets, detach_slopes=self.cfg.detach_slopes)
         owners = alg.owners()
         self.optimizers = make_optimizers(hyper, self.nets, owners, dev, self.cfg.fast)
         self.state = alg.initial_state(hyper, dev)
@@ -247,6 +251,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self) -> TrainResult:
+        """Train to the end (or resume); TF32 and determinism as train.tf32/deterministic."""
+        with numerics(self.cfg.tf32, self.cfg.deterministic):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         stale = self.restore_or_start()
         if self.complete:  # finished earlier with this very config: nothing to train
             write_json(self.out_dir / "config.json", self.spec.as_dict())
@@ -410,7 +419,7 @@ class Trainer:
                 )
                 self.step_mode = "captured" if self._step_graphs.capture else "static"
             except RuntimeError as exc:
-                raise PipelineError(
+                raise GraphCaptureError(
                     f"{self.spec.variant}: CUDA graph capture failed ({first_line(exc)[:200]}); "
                     "rerun with train.cuda_graphs: false (it resumes from the last checkpoint)"
                 ) from exc
