@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -28,18 +27,20 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+from speed_report import _round, device_name, write_report  # noqa: E402
 
 from pipeline.algorithms import Adversarial  # noqa: E402
 from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
 from pipeline.data import RESOURCES, prepare  # noqa: E402
 from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.errors import first_line  # noqa: E402
+from pipeline.graphs import GraphCaptureError  # noqa: E402
 from pipeline.losses import Scores  # noqa: E402
 from pipeline.training import Trainer, build_nets, run_spec  # noqa: E402
 from pipeline.training.optim import OPTIMIZERS  # noqa: E402
 from pipeline.variants import registry  # noqa: E402
-
-STEPS_PER_EPOCH = 60_000 // 64
 
 
 def _sync(device: torch.device) -> None:
@@ -61,14 +62,6 @@ def classic_loader(root: Path, mirror: Path):
         transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]),
     )  # fmt: skip
     return DataLoader(ds, batch_size=64, shuffle=True, drop_last=True)
-
-
-def _round(x: float | None, digits: int) -> float | None:
-    return None if x is None else round(x, digits)
-
-
-def _cell(x: float | None, unit: str = "") -> str:
-    return "—" if x is None else f"{x}{unit}"
 
 
 def g_share(name: str) -> float:
@@ -140,13 +133,31 @@ def classic_steps_per_s(
     return steps / (time.perf_counter() - t0)
 
 
+# The trainer's ways of stepping, as train.* overrides. "plain_slopes": the fast path with the
+# critic's ordinary LeakyReLUs (train.detach_slopes off; penalty variants only), to measure
+# per device whether detached slopes pay for their extra element-wise ops.
+MODES: dict[str, dict[str, bool]] = {
+    "eager": {"fast": False},
+    "fast": {},
+    "plain_slopes": {"detach_slopes": False},
+    "graphs": {"cuda_graphs": True},
+}
+
+
+def applies(mode: str, name: str) -> bool:
+    return (
+        mode != "plain_slopes" or getattr(registry.get(name).algorithm, "penalty", None) is not None
+    )
+
+
 def pipeline_steps_per_s(
-    name: str, params_path: Path, device: torch.device, steps: int, graphs: bool = False
+    name: str, params_path: Path, device: torch.device, steps: int, mode: str = "fast"
 ) -> float:
     """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up
-    (and, with ``graphs``, where the CUDA graphs are captured)."""
+    (and, in mode "graphs", where the CUDA graphs are captured). A failed capture raises
+    GraphCaptureError: the caller must stop its CUDA work (see pipeline.graphs)."""
     params = load_params(params_path)
-    params = params.with_section("train", cuda_graphs=graphs)
+    params = params.with_section("train", **MODES[mode])
     spec = run_spec(params, name, epochs=3, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)
@@ -180,26 +191,41 @@ def eval_throughput(params_path: Path, device: torch.device, n: int) -> dict[str
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=300, help="Measured steps per repeat.")
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--variants", default=",".join(registry.names()))
-    ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument("--eval-images", type=int, default=10_000, help="0: skip evaluation.")
     ap.add_argument(
-        "--graphs", choices=["auto", "on", "off"], default="auto",
-        help="Also time the trainer with train.cuda_graphs (auto: on CUDA only).",
+        "--modes", default="auto",
+        help=f"Comma-separated trainer modes out of {','.join(MODES)} (auto: fast and "
+        "plain_slopes, plus graphs on CUDA). The classic loop is always timed.",
     )  # fmt: skip
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
-    graphs = args.graphs == "on" or (args.graphs == "auto" and device.type == "cuda")
+    if args.modes == "auto":
+        modes = ["fast", "plain_slopes"] + (["graphs"] if device.type == "cuda" else [])
+    else:
+        modes = args.modes.split(",")
+        if unknown := set(modes) - set(MODES):
+            raise SystemExit(
+                f"train_speed: unknown mode(s) {sorted(unknown)}; known: {list(MODES)}"
+            )
     torch.backends.cudnn.benchmark = True
     mirror = Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "data" / "mnist")
     os.environ[MIRROR_ENV] = str(mirror)
+    doc = {
+        "device": device_name(device), "torch": torch.__version__, "steps": args.steps,
+        "repeats": args.repeats, "batch_size": 64, "modes": modes,
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
+        "training": [], "evaluation": {},
+    }  # fmt: skip
+    rows: dict[str, dict] = {}
     work = Path(tempfile.mkdtemp(prefix="bench."))
     try:
         import yaml
@@ -213,91 +239,51 @@ def main() -> None:
         prepare(load_params(params_path))
         loader = classic_loader(work / "torchvision", mirror)
 
-        rows = []
+        def measure(name: str, mode: str) -> None:
+            f = statistics.median(
+                pipeline_steps_per_s(name, params_path, device, args.steps, mode)
+                for _ in range(args.repeats)
+            )
+            row, r = rows[name], rows[name]["reference_steps_per_s"]
+            row[f"{mode}_steps_per_s"] = round(f, 1)
+            row[f"{mode}_ratio"] = _round(r and f / r, 2)
+            if mode == "fast":
+                row["fast_g_iters_per_s"] = round(f * g_share(name), 1)
+
+        # Every eager figure first, CUDA graphs last: a failed capture ends the CUDA work of
+        # this process (its state is not safe to go on in) and loses graph figures only.
         for name in args.variants.split(","):
             ref = [
                 classic_steps_per_s(name, loader, device, args.steps, args.warmup)
                 for _ in range(args.repeats)
             ]
-            fast = [
-                pipeline_steps_per_s(name, params_path, device, args.steps)
-                for _ in range(args.repeats)
-            ]
-            r = None if ref[0] is None else statistics.median(ref)
-            f = statistics.median(fast)
-            rows.append({
-                "variant": name, "reference_steps_per_s": _round(r, 1),
-                "pipeline_steps_per_s": round(f, 1),
-                "pipeline_g_iters_per_s": round(f * g_share(name), 1),
-                "reference_s_per_epoch": _round(r and STEPS_PER_EPOCH / r, 2),
-                "pipeline_s_per_epoch": round(STEPS_PER_EPOCH / f, 2),
-                "ratio": _round(r and f / r, 2),
-            })  # fmt: skip
-            if graphs:
+            rows[name] = {"variant": name, "reference_steps_per_s": _round(
+                None if ref[0] is None else statistics.median(ref), 1)}  # fmt: skip
+            doc["training"] = list(rows.values())
+            for mode in modes:
+                if mode != "graphs" and applies(mode, name):
+                    measure(name, mode)
+            print(json.dumps(rows[name]), flush=True)
+            write_report(doc, args.out, device.type)  # as it goes: a timeout keeps the rest
+        if "graphs" in modes:
+            for name in rows:
                 try:
-                    gr = statistics.median(
-                        pipeline_steps_per_s(name, params_path, device, args.steps, graphs=True)
-                        for _ in range(args.repeats)
-                    )
-                    rows[-1].update(
-                        graphs_steps_per_s=round(gr, 1), graphs_ratio=_round(r and gr / r, 2)
-                    )
-                except Exception as exc:  # keep the other figures; say what broke
-                    rows[-1]["graphs_error"] = f"{type(exc).__name__}: {exc}"[:300]
-            print(json.dumps(rows[-1]), flush=True)
-        evaluation = eval_throughput(params_path, device, args.eval_images)
+                    measure(name, "graphs")
+                except GraphCaptureError as exc:
+                    rows[name]["graphs_error"] = first_line(exc)[:300]
+                    write_report(doc, args.out, device.type)
+                    raise SystemExit(
+                        f"train_speed: {exc} -- stopped here (this process's CUDA state is not "
+                        f"safe after a failed capture); figures so far in {args.out}; rerun "
+                        f"without graphs: --modes {','.join(m for m in modes if m != 'graphs')}"
+                    ) from None
+                print(json.dumps(rows[name]), flush=True)
+                write_report(doc, args.out, device.type)
+        if args.eval_images:
+            doc["evaluation"] = eval_throughput(params_path, device, args.eval_images)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    )
-    doc = {
-        "device": name, "torch": torch.__version__, "steps": args.steps, "repeats": args.repeats,
-        "batch_size": 64, "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "training": rows, "evaluation": evaluation,
-    }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    tag = device.type
-    (args.out / f"train_speed_{tag}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = [
-        f"# Training speed on {name}", "",
-        f"torch {torch.__version__}; batch 64; median of {args.repeats} repeats of {args.steps} steps; "
-        f"command: `{doc['command']}`", "",
-        "A step is one batch (a critic step for GANs); generator iterations are the steps that "
-        "update the sampler (a 1/n_critic share for critic variants, the unit WGAN papers use). "
-        "'—': no classic loop is written for that family.", "",
-        "| variant | classic loop steps/s | pipeline steps/s | pipeline G iterations/s "
-        "| classic s/epoch | pipeline s/epoch | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]  # fmt: skip
-    lines += [
-        f"| {r['variant']} | {_cell(r['reference_steps_per_s'])} | {r['pipeline_steps_per_s']} | "
-        f"{r['pipeline_g_iters_per_s']} | {_cell(r['reference_s_per_epoch'])} | "
-        f"{r['pipeline_s_per_epoch']} | {_cell(r['ratio'], 'x')} |"
-        for r in rows
-    ]
-    if graphs:
-        lines += [
-            "", "## With train.cuda_graphs", "",
-            "| variant | pipeline + CUDA graphs steps/s | s/epoch | ratio to the classic loop |",
-            "|---|---:|---:|---:|",
-        ]  # fmt: skip
-        for r in rows:
-            if "graphs_error" in r:
-                lines.append(f"| {r['variant']} | failed: {r['graphs_error']} | | |")
-            else:
-                gr = r["graphs_steps_per_s"]
-                lines.append(
-                    f"| {r['variant']} | {gr} | {STEPS_PER_EPOCH / gr:.2f} | "
-                    f"{_cell(r['graphs_ratio'], 'x')} |"
-                )
-    if evaluation:
-        lines += ["", "## Evaluation", ""] + [f"- {k}: {v:.2f}" for k, v in evaluation.items()]
-    (args.out / f"train_speed_{tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_report(doc, args.out, device.type))
 
 
 if __name__ == "__main__":
