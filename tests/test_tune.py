@@ -779,3 +779,26 @@ def test_results_of_another_study_leave_no_stale_plots(tmp_path: Path) -> None:
     assert json.loads((out / "best.json").read_text())["study"] == "s2"
     assert (out / "optimization_history.png").is_file()
     assert not (out / "param_importances.png").exists()
+
+
+def test_a_failed_graph_capture_stops_the_study_after_that_trial(
+    tmp_path: Path, make_params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed CUDA graph capture leaves the process's CUDA state unsafe: the study does not
+    go on to the next trial (as it does after another error) but stops with the way out."""
+    import pipeline.training.loop as loop
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(loop, "StepGraphs", refuse)
+    path = make_params(tmp_path, {"epochs": 1})
+    params = load_params(path).with_section("train", cuda_graphs=True)
+    with pytest.raises(PipelineError) as info:
+        tune.run_study(params, "gan", trials=3, device="cpu", params_path=path)
+    msg = str(info.value)
+    assert "\n" not in msg and "CUDA graph capture failed (operation not permitted" in msg
+    assert "set train.cuda_graphs: false and rerun `pipeline tune gan --params" in msg
+    (trial,) = load(params, "tune-gan").get_trials()  # no second trial in this process
+    assert trial.state == TrialState.FAIL
+    assert "CUDA graph capture failed" in trial.user_attrs[tune.ATTR_FAIL]

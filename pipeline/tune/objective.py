@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pipeline import layout
 from pipeline.config import Params
 from pipeline.errors import describe
+from pipeline.graphs import GraphCaptureError
 from pipeline.tune.common import (
     ATTR_FAIL,
     ATTR_HOST,
@@ -105,6 +106,9 @@ class _Objective:
     epochs: int
     device: torch.device
     tracker: _Tracker
+    # A failed CUDA graph capture: the trial is FAIL and the study must stop in this process
+    # (its CUDA state is not safe to train the next trial in); run_study raises it.
+    fatal: Exception | None = None
 
     def __post_init__(self) -> None:
         p = self.params
@@ -161,6 +165,8 @@ class _Objective:
             self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:
+            if isinstance(exc, GraphCaptureError):
+                self.fatal = exc
             reason = describe(exc)
             with contextlib.suppress(Exception):
                 trial.set_user_attr(ATTR_FAIL, reason[:2000])

@@ -232,6 +232,15 @@ def run_study(
                     study.optimize(
                         objective, n_trials=1, catch=(Exception,), callbacks=[after_trial]
                     )
+                    if objective.fatal is not None:
+                        again = tune_command(
+                            variant, params_path=params_path, storage=storage, study_name=name
+                        )
+                        raise PipelineError(
+                            f"{name}: stopped: {objective.fatal} -- this process's CUDA state "
+                            "is not safe after a failed capture; set train.cuda_graphs: false "
+                            f"and rerun `{again}` (the study continues)"
+                        )
                 except (KeyboardInterrupt, PipelineError):
                     raise
                 except Exception as err:  # storage trouble, or our trial was failed as stale
