@@ -3,7 +3,7 @@
 # GPU machine lacks into ignored folders that `run` can carry (<= 64 MiB in all):
 #   .whl/    wheels of our Python needs for CPython 3.12 (the machine has torch 2.11, numpy, ...)
 #   .device/mnist/  the four MNIST .gz files (the machine has no internet)
-# Then carry [".whl", ".device"] and start each command with `bash scripts/gpu_run.sh PART`.
+# Then carry [".whl", ".device"] and run `bash scripts/gpu_check.sh` there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared}
