@@ -51,7 +51,9 @@ def test_discriminator_output_shapes(name: str) -> None:
     variant = registry.get(name)
     nets = _nets(name)
     labels = torch.arange(8) % 10 if variant.conditional else None
-    x = nets["generator"](torch.randn(8, 100), labels)
+    spec = NetSpec(100, (1, 28, 28), 10 if variant.conditional else 0)
+    z = variant.algorithm.latent(8, spec, torch.Generator().manual_seed(0))  # infogan: + codes
+    x = nets["generator"](z, labels)
     out = nets["discriminator"](x, labels)
     logit = out[0] if isinstance(out, tuple) else out
     assert logit.shape == (8,)

@@ -36,7 +36,7 @@ def _nets(name: str, spec: NetSpec = SPEC) -> dict[str, torch.nn.Module]:
     return nets
 
 
-@pytest.mark.parametrize("name", ["acgan"])
+@pytest.mark.parametrize("name", ["acgan", "infogan"])
 def test_sampling_is_deterministic_for_a_seed(name: str) -> None:
     variant = registry.get(name)
     spec = NetSpec(SPEC.z_dim, SPEC.img_shape, 10 if variant.conditional else 0)
@@ -76,3 +76,36 @@ def test_acgan_discriminator_predicts_the_label_without_seeing_it() -> None:
     assert torch.equal(logit, again[0]) and torch.equal(classes, again[1])
     assert d.body[0].in_features == 784
     assert F.cross_entropy(classes, torch.tensor([0, 1, 2])).isfinite()
+
+
+# ------------------------------------------------------------------ infogan
+def test_infogan_mutual_information_term_by_hand() -> None:
+    from pipeline.variants.infogan import info_loss
+
+    cat_logits = torch.tensor([[1.0] + [0.0] * 9, [0.0] * 9 + [2.0]])
+    codes = torch.zeros(2, 12)
+    codes[0, 3], codes[1, 9] = 1.0, 1.0  # c1 = 3 and 9
+    codes[:, 10:] = torch.tensor([[0.5, -0.5], [1.0, 0.0]])
+    con = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    cat = (ce([1.0] + [0.0] * 9, 3) + ce([0.0] * 9 + [2.0], 9)) / 2
+    mse = (0.25 + 0.25 + 0 + 1) / 4
+    got = info_loss(cat_logits, con, codes, {"lambda_cat": 1.0, "lambda_con": 0.5})
+    assert got.item() == pytest.approx(cat + 0.5 * mse, rel=1e-6)
+
+
+def test_infogan_latent_carries_the_codes_and_its_figures_sweep_them() -> None:
+    alg = registry.get("infogan").algorithm
+    latent = alg.latent(50, SPEC, torch.Generator().manual_seed(0))
+    assert latent.shape == (50, SPEC.z_dim + 12)
+    one_hot, con = latent[:, SPEC.z_dim : SPEC.z_dim + 10], latent[:, SPEC.z_dim + 10 :]
+    assert torch.equal(one_hot.sum(1), torch.ones(50)) and set(one_hot.unique().tolist()) == {0, 1}
+    assert con.min() >= -1 and con.max() <= 1
+    nets = _nets("infogan")
+    with torch.no_grad():
+        figs = alg.figures(nets, SPEC, torch.device("cpu"))
+    assert sorted(figs) == ["codes_c2", "codes_c3"]
+    fig = figs["codes_c2"]
+    assert fig.images.shape == (100, 1, 28, 28) and fig.nrow == 10 and "by row" in fig.caption
+    # rows differ by the categorical code, columns by the continuous one
+    assert not torch.equal(fig.images[0], fig.images[10])
+    assert not torch.equal(fig.images[0], fig.images[9])
