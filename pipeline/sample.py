@@ -122,8 +122,8 @@ def sample_variant(
         layout.sampling_path(params, name),
         {
             "n": n,
-            "seconds": round(seconds, 3),
-            "seconds_per_1000": round(1000 * seconds / n, 4),
+            "seconds": round(seconds, 6),
+            "seconds_per_1000": round(1000 * seconds / n, 6),
             "device": str(dev),
             "batch_size": params.sample.batch_size,
             "options": variant.algorithm.sampling_options(cfg["hyper"]["options"]),
