@@ -36,7 +36,7 @@ def _nets(name: str, spec: NetSpec = SPEC) -> dict[str, torch.nn.Module]:
     return nets
 
 
-@pytest.mark.parametrize("name", ["acgan", "infogan"])
+@pytest.mark.parametrize("name", ["acgan", "infogan", "began"])
 def test_sampling_is_deterministic_for_a_seed(name: str) -> None:
     variant = registry.get(name)
     spec = NetSpec(SPEC.z_dim, SPEC.img_shape, 10 if variant.conditional else 0)
@@ -109,3 +109,39 @@ def test_infogan_latent_carries_the_codes_and_its_figures_sweep_them() -> None:
     # rows differ by the categorical code, columns by the continuous one
     assert not torch.equal(fig.images[0], fig.images[10])
     assert not torch.equal(fig.images[0], fig.images[9])
+
+
+# ------------------------------------------------------------------ began
+def test_began_losses_k_update_and_convergence_measure_by_hand() -> None:
+    from pipeline.variants.began import BEGAN_OBJECTIVE, m_global, next_k
+
+    l_real, l_fake = torch.tensor([0.2, 0.4]), torch.tensor([0.1, 0.3])
+    s = Scores(l_real, l_fake, state={"k_t": torch.tensor(0.5)})
+    assert BEGAN_OBJECTIVE.d_loss(s).item() == pytest.approx(0.3 - 0.5 * 0.2)
+    assert BEGAN_OBJECTIVE.g_loss(s).item() == pytest.approx(0.2)
+    # k + lambda_k (gamma L(x) - L(G(z))) = 0.5 + 0.001 (0.75 * 0.3 - 0.2)
+    k = next_k(torch.tensor(0.5), l_real, l_fake, 0.75, 0.001)
+    assert k.item() == pytest.approx(0.500025, rel=1e-6)
+    assert next_k(torch.tensor(0.0), l_real, l_fake + 1, 0.75, 0.001).item() == 0.0  # clipped
+    assert next_k(torch.tensor(1.0), l_real + 5, l_fake, 0.75, 1.0).item() == 1.0
+    assert m_global(l_real, l_fake, 0.75).item() == pytest.approx(0.3 + 0.025)
+
+
+def test_began_k_t_is_state_that_starts_at_zero_and_moves() -> None:
+    from pipeline.variants.began import BEGAN
+
+    alg = registry.get("began").algorithm
+    assert isinstance(alg, BEGAN)
+    hyper = registry.get("began").resolve()
+    state = alg.initial_state(hyper, torch.device("cpu"))
+    assert list(state) == ["k_t"] and state["k_t"].item() == 0.0
+    assert {"k_t", "m_global"} <= set(alg.metrics)
+
+
+def test_autoencoder_energies_are_per_sample_reconstruction_errors() -> None:
+    d = _nets("began")["discriminator"]
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    energy, code = d(x)
+    recon = d.decoder(d.encoder(x.flatten(1)))
+    assert torch.allclose(energy, (recon - x.flatten(1)).abs().mean(1))
+    assert code.shape == (3, 64)
