@@ -36,7 +36,7 @@ def _nets(name: str, spec: NetSpec = SPEC) -> dict[str, torch.nn.Module]:
     return nets
 
 
-@pytest.mark.parametrize("name", ["acgan", "infogan", "began"])
+@pytest.mark.parametrize("name", ["acgan", "infogan", "began", "ebgan"])
 def test_sampling_is_deterministic_for_a_seed(name: str) -> None:
     variant = registry.get(name)
     spec = NetSpec(SPEC.z_dim, SPEC.img_shape, 10 if variant.conditional else 0)
@@ -145,3 +145,27 @@ def test_autoencoder_energies_are_per_sample_reconstruction_errors() -> None:
     recon = d.decoder(d.encoder(x.flatten(1)))
     assert torch.allclose(energy, (recon - x.flatten(1)).abs().mean(1))
     assert code.shape == (3, 64)
+
+
+# ------------------------------------------------------------------ ebgan
+def test_ebgan_losses_and_pulling_away_term_by_hand() -> None:
+    from pipeline.variants.ebgan import EBGAN_OBJECTIVE, pulling_away
+
+    codes = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    # cos^2 of the pairs (1,2), (1,3), (2,3): 1/2, 0, 1/2; each pair twice over 3 * 2
+    assert pulling_away(codes).item() == pytest.approx(2 * (0.5 + 0 + 0.5) / 6, rel=1e-6)
+    opts = {"margin": 1.0, "pt_weight": 0.1}
+    s = Scores(torch.tensor([0.2, 0.4]), torch.tensor([0.5, 1.5]), fake_extra=(codes[:2],),
+               options=opts)  # fmt: skip
+    # D(x) + max(0, m - D(G(z))): 0.3 + mean(0.5, 0)
+    assert EBGAN_OBJECTIVE.d_loss(s).item() == pytest.approx(0.55)
+    # D(G(z)) + 0.1 PT: 1.0 + 0.1 * cos^2(45 degrees)
+    assert EBGAN_OBJECTIVE.g_loss(s).item() == pytest.approx(1.0 + 0.1 * 0.5, rel=1e-6)
+
+
+def test_ebgan_energy_is_the_mean_squared_reconstruction_error() -> None:
+    e = _nets("ebgan")["discriminator"]
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    energy, code = e(x)
+    recon = e.decoder(e.encoder(x.flatten(1)))
+    assert torch.allclose(energy, (recon - x.flatten(1)).pow(2).mean(1)) and code.shape == (3, 32)
