@@ -15,10 +15,43 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from pipeline.errors import PipelineError, describe
 
+
+class _FlagsAsFlags:
+    """Typer (0.29) prints ``<bool>`` beside on/off flags (``--apply``, ``--help``), which
+    reads as if they took a value; an empty metavar leaves their type column blank."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
+class _Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
+def variant_names() -> list[str]:
+    """The registered variants' names, read from the file names in pipeline/variants/ (one
+    file per variant) so that ``--help`` does not import torch; a test checks them against
+    the registry."""
+    folder = Path(__file__).resolve().parent / "variants"
+    return sorted(
+        f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
+    )
+
+
 app = typer.Typer(
+    cls=_Group,
     help=(
         "Train, sample, score and compare GAN variants on MNIST.\n\n"
         "Each DVC stage in dvc.yaml calls one of these commands; `dvc repro` runs them all."
@@ -35,7 +68,11 @@ ParamsOpt = Annotated[
     ),
 ]
 VariantArg = Annotated[
-    str, typer.Argument(help="Variant key, as listed under `variants:` in params.yaml.")
+    str,
+    typer.Argument(
+        metavar="VARIANT",
+        help=f"Variant key under `variants:` in params.yaml; known: {', '.join(variant_names())}.",
+    ),
 ]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N.")
@@ -73,7 +110,7 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
             typer.echo(f"Error: {describe(err)} (PIPELINE_DEBUG=1 shows the traceback)", err=True)
             raise typer.Exit(1) from None
 
-    return app.command()(wrapper)
+    return app.command(cls=_Command)(wrapper)
 
 
 @command

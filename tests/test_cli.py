@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,40 @@ def test_each_command_explains_itself(name: str) -> None:
     # the first docstring line is the summary typer shows
     doc = app.registered_commands[COMMANDS.index(name)].callback.__doc__
     assert doc.split()[0] in result.output
+
+
+def _help(*args: str) -> str:
+    # wide enough that no name or flag wraps; rich draws boxes we do not test
+    return CliRunner().invoke(app, [*args, "--help"], terminal_width=200).output
+
+
+@pytest.mark.parametrize("name", ["train", "sample", "evaluate", "tune"])
+def test_commands_taking_a_variant_list_every_registered_name(name: str) -> None:
+    from pipeline.variants import registry
+
+    out = _help(name)
+    assert f"known: {', '.join(registry.names())}." in out
+
+
+def test_variant_names_for_help_match_the_registry_without_importing_torch() -> None:
+    from pipeline.cli import variant_names
+    from pipeline.variants import registry
+
+    assert variant_names() == registry.names()
+    code = "import sys, pipeline.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args", [["tune"], ["train"], []])
+def test_flags_show_no_value_type(args: list[str]) -> None:
+    """``--apply <bool>`` read as if --apply took a value; flags get no type column."""
+    out = _help(*args)
+    assert "<bool>" not in out
+    assert re.search(r"--help\s+Show this message", out)
+    if args == ["tune"]:
+        assert re.search(r"--apply\s+Write the study's best trial", out)
+        assert re.search(r"--trials\s+<int>", out)  # options with values keep theirs
 
 
 def test_prepare_through_the_cli(tmp_path: Path) -> None:
