@@ -125,11 +125,18 @@ def flat_str_params(d: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v)[:6000] for k, v in d.items()}
 
 
+def model_name(variant: str) -> str:
+    """The MLflow logged model of a variant's run: its generator, named after the variant so
+    the UI's model list tells the variants apart."""
+    return f"{variant}-generator"
+
+
 class TrainRecorder:
     """Records a training run in MLflow (a TrainCallback).
 
     One run per variant: params (flattened resolved config), per-epoch metrics (step = epoch),
-    sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model.
+    sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
+    named ``<variant>-generator``.
     The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
     """
 
@@ -213,7 +220,7 @@ class TrainRecorder:
             with mlflow.start_run(run_id=self.run_id):
                 mlflow.pytorch.log_model(
                     generator,
-                    name="generator",
+                    name=model_name(result.variant),
                     serialization_format="pickle",
                     pip_requirements=["torch", "torchvision"],
                 )

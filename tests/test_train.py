@@ -110,7 +110,8 @@ def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
         assert not client.get_metric_history(run_id, f"train.{key}"), key
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"grids", "progress.gif", "checkpoint"} <= artifacts
-    assert any(m.name == "generator" for m in client.search_logged_models([run.info.experiment_id]))
+    models = client.search_logged_models([run.info.experiment_id])
+    assert [m.name for m in models if m.source_run_id == run_id] == [f"{name}-generator"]
 
 
 def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
