@@ -6,7 +6,8 @@ recall and its softmax the class posterior for IS and class coverage (pipeline/e
 
 Checkpoint: ``<classifier.out_dir>/classifier.pt``, a dict ``{"state_dict": {...}, "meta":
 {...}}`` of tensors and primitives only, so ``torch.load(weights_only=True)`` reads it; beside it
-``metrics.json`` with the measured test accuracy.
+``metrics.json`` with the measured test accuracy, and while training runs ``resume.pt`` (its
+state after the last finished epoch: an interrupted run resumes from it exactly).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ARCH = "mnist-cnn-v1"
 FEATURE_DIM = 128
 CHECKPOINT_NAME = layout.CLASSIFIER_CHECKPOINT_FILE
 METRICS_NAME = layout.CLASSIFIER_METRICS_FILE
+RESUME_NAME = layout.CLASSIFIER_RESUME_FILE  # the unfinished run, after each epoch
 EVAL_BATCH = 2000  # inference batch: large enough to amortise per-call overhead on a CPU
 
 
@@ -107,6 +109,28 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
         model.train(was_training)
 
 
+def _resume_state(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The unfinished run in ``path`` if it was started with ``identity``; else None (and a
+    line on stderr when a partial run of another config is discarded)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        old = state["identity"]
+    except Exception as err:  # truncated or foreign: it is only a cache of finished epochs
+        print(f"classifier: ignoring unreadable {path} ({first_line(err)})", file=sys.stderr)
+        return None
+    diff = [f"{k}: {old.get(k)} -> {v}" for k, v in identity.items() if old.get(k) != v]
+    if diff:
+        print(
+            f"classifier: {path} holds an unfinished run with another config "
+            f"({'; '.join(diff)}); starting over",
+            file=sys.stderr,
+        )
+        return None
+    return state
+
+
 def train_classifier(
     params: Params, epochs: int | None = None, device: str | None = None
 ) -> ClassifierResult:
@@ -114,7 +138,10 @@ def train_classifier(
 
     Seeded by ``classifier.seed`` (init, dropout and the per-epoch permutation); data stays
     resident on the device as one uint8 tensor. Writes ``classifier.pt`` and ``metrics.json``
-    (full 10k test-set accuracy) atomically under ``classifier.out_dir``.
+    (full 10k test-set accuracy) atomically under ``classifier.out_dir``. After every epoch
+    the whole training state (weights, Adam, schedule, RNGs) goes to ``resume.pt`` there, so
+    an interrupted run resumes where it stopped and ends with the same weights as one that
+    was not interrupted; it is deleted when the run finishes.
     """
     cfg = params.classifier
     epochs = cfg.epochs if epochs is None else epochs
@@ -138,14 +165,36 @@ def train_classifier(
     # Own generator for the shuffling: the order does not depend on what else drew numbers.
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
 
-    start = time.perf_counter()
+    out_dir = params.path(cfg.out_dir)
+    resume_path = layout.classifier_resume(params)
+    # What the result depends on; the device type too, since dropout draws from its RNG.
+    identity = {"arch": ARCH, "epochs": epochs, "train_images": n, "seed": cfg.seed,
+                "lr": cfg.lr, "batch_size": cfg.batch_size, "device": dev.type}  # fmt: skip
+    done, seconds = 0, 0.0
+    state = _resume_state(resume_path, identity)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["rng"]["shuffle"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if dev.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], dev)
+        done, seconds = state["epoch"], state["train_seconds"]
+        print(f"classifier: resuming from epoch {done} ({resume_path})", file=sys.stderr)
+
+    start = time.perf_counter() - seconds
     model.train()
     # Redraw at most every 10 s when stderr is a log (dvc repro), not a terminal.
     every = 0.5 if sys.stderr.isatty() else 10.0
     with tqdm(
-        total=epochs * steps_per_epoch, desc="classifier", unit="step", mininterval=every
+        total=epochs * steps_per_epoch,
+        initial=done * steps_per_epoch,
+        desc="classifier",
+        unit="step",
+        mininterval=every,
     ) as bar:
-        for epoch in range(epochs):
+        for epoch in range(done, epochs):
             perm = torch.randperm(n, generator=gen).to(dev)
             for i in range(0, n, cfg.batch_size):
                 idx = perm[i : i + cfg.batch_size]
@@ -158,12 +207,19 @@ def train_classifier(
                 bar.update(1)
             # One host sync per epoch only; the loss shown is the last batch's.
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+            if epoch + 1 < epochs:
+                rng = {"shuffle": gen.get_state(), "torch": torch.get_rng_state()}
+                if dev.type == "cuda":
+                    rng["cuda"] = torch.cuda.get_rng_state(dev)
+                save_torch({"identity": identity, "epoch": epoch + 1,
+                            "train_seconds": time.perf_counter() - start,
+                            "model": model.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "rng": rng}, resume_path)  # fmt: skip
     seconds = time.perf_counter() - start
 
     model.eval()
     test_acc = accuracy(model, test_images, test_labels)
 
-    out_dir = params.path(cfg.out_dir)
     meta: dict[str, Any] = {
         "arch": ARCH,
         "feature_dim": FEATURE_DIM,
@@ -188,6 +244,7 @@ def train_classifier(
             "device": str(dev),
         },
     )
+    resume_path.unlink(missing_ok=True)
     return ClassifierResult(path=path, test_accuracy=test_acc, seconds=seconds)
 
 

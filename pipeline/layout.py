@@ -16,7 +16,7 @@ Per variant ``V``::
     evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
     tune.out_dir/V/               best.json, applied.json, Optuna plots
 
-and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}``,
+and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and ``resume.pt`` while it trains),
 ``evaluate.out_dir/floor.json``, ``report.out_dir/{index.html,comparison.md,...}``.
 """
 
@@ -38,6 +38,8 @@ SAMPLES_FILE = "samples.pt"
 SAMPLE_GRID_FILE = "grid.png"
 CLASSIFIER_CHECKPOINT_FILE = "classifier.pt"
 CLASSIFIER_METRICS_FILE = "metrics.json"
+CLASSIFIER_RESUME_FILE = "resume.pt"
+"""The classifier's unfinished run (state after its last epoch; not a DVC output)."""
 FLOOR = "floor"
 """Name of the real-vs-real floor's metrics document (``evaluate.out_dir/floor.json``)."""
 REPORT_FILES = ("index.html", "comparison.md", "plots", "grids", "scores.csv")
@@ -55,6 +57,10 @@ def classifier_checkpoint(params: Params) -> Path:
 
 def classifier_metrics(params: Params) -> Path:
     return params.path(params.classifier.out_dir) / CLASSIFIER_METRICS_FILE
+
+
+def classifier_resume(params: Params) -> Path:
+    return params.path(params.classifier.out_dir) / CLASSIFIER_RESUME_FILE
 
 
 # training

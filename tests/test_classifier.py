@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +133,62 @@ def test_cli_command_trains_and_reports(tmp_path: Path, prepared_dir: Path) -> N
     assert "test accuracy" in result.output
     assert (tmp_path / "models" / "classifier" / "classifier.pt").is_file()
     assert (tmp_path / "models" / "classifier" / "metrics.json").is_file()
+
+
+def _resume_epoch(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["epoch"]
+    except Exception:  # absent, or being replaced right now
+        return 0
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Path) -> None:
+    budget = {"epochs": 5, "subset": 2048, "batch_size": 128, "seed": 3, "device": "cpu"}
+    ref = train_classifier(_params(tmp_path / "ref", prepared_dir, budget))
+    assert not (ref.path.parent / "resume.pt").exists()  # a finished run leaves no partial
+    ref_state = torch.load(ref.path, weights_only=True)["state_dict"]
+
+    over = deep_update(TINY, {"data": {"dir": str(prepared_dir)}, "classifier": budget})
+    path = write_params(tmp_path / "killed", over)
+    cmd = [sys.executable, "-m", "pipeline", "classifier", "--params", str(path)]
+    partial = tmp_path / "killed" / "models" / "classifier" / "resume.pt"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _resume_epoch(partial) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _resume_epoch(partial)
+    assert 2 <= killed_at < 5, f"not killed mid-way (resume.pt at epoch {killed_at})"
+    assert not (partial.parent / "classifier.pt").exists()
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from epoch {killed_at}" in resumed.stderr
+    state = torch.load(partial.parent / "classifier.pt", weights_only=True)["state_dict"]
+    for name, tensor in ref_state.items():
+        assert torch.equal(state[name], tensor), f"{name} differs after resume"
+    metrics = json.loads((partial.parent / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == ref.test_accuracy
+    assert not partial.exists()
+
+
+def test_a_partial_run_of_another_config_is_not_resumed(
+    tmp_path: Path, prepared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    budget = {"epochs": 2, "subset": 256, "batch_size": 64, "seed": 0, "device": "cpu"}
+    params = _params(tmp_path, prepared_dir, budget)
+    out = params.path(params.classifier.out_dir)
+    # a partial run with another seed, then one with this config, as a kill would leave it
+    first = train_classifier(_params(tmp_path / "ref", prepared_dir, budget))
+    out.mkdir(parents=True)
+    identity = {"arch": "mnist-cnn-v1", "epochs": 2, "train_images": 256, "seed": 99,
+                "lr": 0.001, "batch_size": 64, "device": "cpu"}  # fmt: skip
+    torch.save({"identity": identity, "epoch": 1}, out / "resume.pt")
+    result = train_classifier(params)
+    err = capsys.readouterr().err
+    assert "another config (seed: 99 -> 0); starting over" in err
+    ref = torch.load(first.path, weights_only=True)["state_dict"]
+    got = torch.load(result.path, weights_only=True)["state_dict"]
+    assert all(torch.equal(ref[k], got[k]) for k in ref)  # trained from scratch, not resumed
+    assert not (out / "resume.pt").exists()
