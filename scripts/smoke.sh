@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
 # `make smoke`: the whole DVC chain with profiles/smoke.yaml, in a copy of this working tree
-# (default ./smoke/, or $1), so the real outputs, MLflow store and params stay untouched.
-# MNIST comes from $PIPELINE_MNIST_MIRROR when set. Everything it writes stays in the copy.
+# (default ./smoke/, or $1; see scripts/copy_project.sh), so the real outputs, MLflow store and
+# params stay untouched. MNIST comes from $PIPELINE_MNIST_MIRROR when set. Everything it writes
+# stays in the copy, a git repository whose second commit holds the results (dvc.lock and the
+# uncached metrics, curves and report), so "change a param, dvc repro, compare" works there:
+# `dvc params diff`, `dvc metrics diff`, `dvc plots diff`, `dvc exp show`.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 dest=$(realpath -m "${1:-$repo/smoke}")
-case "$repo/" in "$dest"/*) echo "smoke: refusing to use $dest (it holds the repo)"; exit 2 ;; esac
-[ ! -e "$dest" ] || [ -f "$dest/dvc.yaml" ] || [ -z "$(ls -A "$dest")" ] \
-  || { echo "smoke: $dest exists and is not an earlier smoke copy; refusing to delete it"; exit 2; }
 unset PIPELINE_TRACKING_URI MLFLOW_TRACKING_URI  # keep the smoke run's MLflow store in the copy
-rm -rf "$dest" && mkdir -p "$dest"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard \
-  | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
-  | xargs -0 cp --parents -t "$dest")
+bash "$repo/scripts/copy_project.sh" "$dest" "$repo/profiles/smoke.yaml"
 cd "$dest"
-python -m pipeline.config merge params.yaml profiles/smoke.yaml
-rm -rf .git .dvc/tmp .dvc/cache
-dvc init -q --no-scm -f
-dvc config core.analytics false
 
 start=$(date +%s)
 dvc repro
@@ -33,4 +26,18 @@ for v in $(python -c "import yaml; print(' '.join(yaml.safe_load(open('params.ya
 done
 test -s reports/index.html && test -s reports/comparison.md && test -s mlflow.db
 dvc metrics show
-echo "smoke: OK (outputs in $dest)"
+
+# The results as the baseline commit: the stages' uncached outputs (metrics, curves, report)
+# are git-ignored in the project, so they are added by name.
+python - <<'PY' | xargs -0 -r git add -f
+import sys
+from dvc.repo import Repo
+with Repo(".") as r:
+    paths = sorted({str(o.fs_path) for s in r.index.stages for o in s.outs if not o.use_cache})
+sys.stdout.write("".join(p + "\0" for p in paths))
+PY
+git add -A
+GIT_AUTHOR_NAME=pipeline GIT_AUTHOR_EMAIL=pipeline@localhost \
+GIT_COMMITTER_NAME=pipeline GIT_COMMITTER_EMAIL=pipeline@localhost \
+  git -c commit.gpgsign=false commit -q -m "smoke: dvc repro results"
+echo "smoke: OK (outputs in $dest, a git repository: edit params.yaml, dvc repro, dvc metrics diff)"
