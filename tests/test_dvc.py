@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -69,6 +70,72 @@ def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(project: Pat
     assert _ran(again) == set() and "Data and pipelines are up to date" in again
     metrics = run_dvc(project, "metrics", "show")
     assert "metrics/gan.json" in metrics and "metrics/floor.json" in metrics
+
+
+def _plots(root: Path) -> tuple[dict[str, list[dict]], list[dict]]:
+    """``dvc plots show --json`` in ``root``: {plot id: rendered Vega-Lite specs}, errors."""
+    text = run_dvc(root, "plots", "show", "--json")  # stdout (the JSON), then stderr
+    out, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    specs = {k: [p["content"] for p in v] for k, v in out["data"].items()}
+    return specs, out.get("errors") or []
+
+
+def _curve_fields() -> list[str]:
+    """The y fields of the top-level plot drawing every file in the curves folder."""
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    (definition,) = [d for p in plots for k, d in p.items() if k.endswith("/curves")]
+    assert definition["x"] == "epoch"
+    return definition["y"]
+
+
+def _check_curve_plot(spec: dict, csv_path: Path) -> None:
+    """One variant's panel: the plotted fields by epoch, with the CSV's values."""
+    assert spec["encoding"]["x"]["field"] == "epoch"
+    rows = list(csv.DictReader(csv_path.open()))
+    values = spec["data"]["values"]
+    for field in _curve_fields():
+        drawn = [(v["epoch"], v["dvc_inferred_y_value"]) for v in values if v["field"] == field]
+        assert drawn == [(r["epoch"], r[field]) for r in rows], field
+    assert {v["field"] for v in values} == set(_curve_fields())
+
+
+def test_dvc_plots_draw_each_variants_losses_by_epoch_and_the_fid_bars(project: Path) -> None:
+    run_dvc(project, "repro")
+    specs, errors = _plots(project)
+    assert errors == []
+    for v in ("gan", "wgan"):
+        (spec,) = specs[f"metrics/curves/{v}.csv"]
+        _check_curve_plot(spec, project / "metrics" / "curves" / f"{v}.csv")
+    (bars,) = specs["Classifier FID per variant (lower is better)"]
+    assert bars["encoding"]["x"]["field"] == "classifier_fid"
+    assert bars["encoding"]["y"]["field"] == "variant"
+    drawn = {r["variant"]: float(r["classifier_fid"]) for r in bars["data"]["values"]}
+    for v in ("gan", "wgan"):
+        fid = json.loads((project / "metrics" / f"{v}.json").read_text())["classifier"]["fid"]
+        assert drawn[v] == pytest.approx(fid)
+
+
+def test_dvc_plots_take_only_columns_every_registered_variant_writes(
+    tmp_path: Path, prepared_dir: Path
+) -> None:
+    """DVC fails a file that lacks a plotted field: train every registered variant for one
+    tiny epoch and render the curves panels from their real CSVs."""
+    from pipeline.config import load_params
+    from pipeline.train import train_variant
+    from pipeline.variants import registry
+    from tests.conftest import TINY, write_params
+
+    over = merge_overrides(TINY, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 128}})
+    params = load_params(write_params(tmp_path, over))
+    for v in registry.names():
+        train_variant(params, v, epochs=1, track=False, progress=False)
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    run_dvc(tmp_path, "init", "--no-scm", "-f", "-q")
+    specs, errors = _plots(tmp_path)
+    assert [e for e in errors if "/curves/" in e.get("name", "")] == []
+    for v in registry.names():
+        (spec,) = specs[f"metrics/curves/{v}.csv"]
+        _check_curve_plot(spec, tmp_path / "metrics" / "curves" / f"{v}.csv")
 
 
 def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path) -> None:
