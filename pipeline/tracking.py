@@ -53,8 +53,15 @@ def _check_server(uri: str, timeout: float) -> None:
 _configured: dict[str, str] = {}
 
 
-def setup(params: Params) -> str:
-    """Point MLflow at the configured store; return the experiment id (created if needed)."""
+def study_experiment(params: Params, study_name: str) -> str:
+    """The MLflow experiment of a tuning study's runs (its parent run and one nested run per
+    trial): beside the comparison's, not in it, one per study."""
+    return f"{params.tracking.experiment}/{study_name}"
+
+
+def setup(params: Params, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store; return the id of ``experiment`` (default
+    ``tracking.experiment``, the comparison's), created if needed."""
     import mlflow
 
     uri = resolve_uri(params)
@@ -64,7 +71,7 @@ def setup(params: Params) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(params.tracking.timeout_s)))
         _check_server(uri, params.tracking.timeout_s)
     mlflow.set_tracking_uri(uri)
-    name = params.tracking.experiment
+    name = experiment or params.tracking.experiment
     key = f"{uri}#{name}"
     if key in _configured:
         return _configured[key]

@@ -87,10 +87,14 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 def mlflow_runs(params: Params, study_name: str) -> tuple[list[Any], list[Any]]:
     """(parent runs, child runs) tagged with the study."""
     c = mlflow.MlflowClient(resolve_uri(params))
-    exp = c.get_experiment_by_name(params.tracking.experiment)
+    exp = c.get_experiment_by_name(f"{params.tracking.experiment}/{study_name}")
     runs = c.search_runs(
         [exp.experiment_id], f"tags.`optuna.study` = '{study_name}'", max_results=1000
     )
+    # none in the comparison's experiment, whose run list is one run per variant
+    comparison = c.get_experiment_by_name(params.tracking.experiment)
+    if comparison is not None:
+        assert not c.search_runs([comparison.experiment_id], "tags.stage LIKE 'tune%'")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return parents, children
@@ -265,6 +269,9 @@ def test_study_runs_resumes_and_records_results_and_mlflow_runs(
     assert best["default_value"] == trials[0].value
     assert best["trials"] == {"COMPLETE": 2, "PRUNED": 0, "FAIL": 0}
     assert best["epochs_per_trial"] == 2 and best["trials_per_hour"] > 0
+    exp = mlflow.MlflowClient(resolve_uri(params)).get_experiment(best["mlflow"]["experiment_id"])
+    assert exp.name == best["mlflow"]["experiment"] == "mnist-gan-comparison/tune-gan"
+    assert best["mlflow"]["parent_run_id"] == study.user_attrs[tune.parent_attr(params)]
     for plot in ("optimization_history", "param_importances"):
         assert (out / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Trials train in temp dirs: no stage output appears in the project.

@@ -47,8 +47,11 @@ def _fmt_params(p: dict[str, Any]) -> str:
     return ", ".join(f"{k}={one(v)}" for k, v in p.items())
 
 
-def study_results(study: optuna.Study, variant: str) -> dict[str, Any]:
-    """The ``best.json`` document (see the module docstring)."""
+def study_results(
+    study: optuna.Study, variant: str, mlflow: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``best.json`` document (see the module docstring); ``mlflow``: where the study's
+    runs are (experiment name and id, parent run id), for links from the report."""
     from optuna.trial import TrialState as S
 
     trials = study.get_trials(deepcopy=False)
@@ -80,6 +83,7 @@ def study_results(study: optuna.Study, variant: str) -> dict[str, Any]:
         # One worker's throughput: 3600 / mean duration of the finished (complete or pruned) trials.
         "trials_per_hour": round(3600.0 / mean_s, 3) if mean_s else None,
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"mlflow": mlflow} if mlflow else {}),
     }
 
 
@@ -105,12 +109,18 @@ def _plot(fn: Callable[[], Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(params: Params, study: optuna.Study, variant: str, plots: bool = True) -> Path:
+def write_results(
+    params: Params,
+    study: optuna.Study,
+    variant: str,
+    plots: bool = True,
+    mlflow: dict[str, Any] | None = None,
+) -> Path:
     """``best.json`` (+ the plots) under ``<tune.out_dir>/<variant>/``; returns best.json."""
     from optuna.visualization import matplotlib as ovm
 
     out = results_dir(params, variant)
-    doc = study_results(study, variant)
+    doc = study_results(study, variant, mlflow)
     path = out / "best.json"
     write_json(path, doc)
     if not plots:

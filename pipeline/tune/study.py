@@ -160,6 +160,7 @@ def run_study(
         else:
             _check_study(study, variant, budget)
             tracker.attach(study, False, budget)
+        links = tracker.links()  # the study's MLflow experiment, for best.json
         target, joined = _session_target(study, n)
         c0 = counts(study)
         _log(
@@ -187,7 +188,7 @@ def run_study(
             )
             tracker.progress(st, t)
             try:
-                write_results(params, st, variant, plots=False)
+                write_results(params, st, variant, plots=False, mlflow=links)
             except Exception as err:
                 _log(f"warning: best.json not updated ({describe(err)})")
 
@@ -260,7 +261,7 @@ def run_study(
             raise
         finally:
             try:
-                path = write_results(params, study, variant)
+                path = write_results(params, study, variant, mlflow=links)
             except Exception as err:
                 path = None
                 _log(f"warning: tuning results not written ({describe(err)})")

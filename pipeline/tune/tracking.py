@@ -1,4 +1,5 @@
-"""MLflow for a study: one parent run per study and tracking store, one nested run per trial."""
+"""MLflow for a study: in the study's own experiment (``<tracking.experiment>/<study>``), one
+parent run per study and tracking store, one nested run per trial."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ class _Tracker:
         self.study_name = study_name
         self.storage_url = public_url(storage_url)
         self.parent_id: str | None = None
+        from pipeline.tracking import study_experiment
+
+        # The study's own experiment: trials do not crowd the comparison's run list.
+        self.experiment = study_experiment(params, study_name)
         self._warned: set[str] = set()
 
     def client(self) -> MlflowClient:
@@ -82,6 +87,7 @@ class _Tracker:
             try:
                 with _file_lock(lock_path):
                     setup(self.params)
+                    setup(self.params, self.experiment)
                 return
             except TrackingError:
                 raise
@@ -101,12 +107,24 @@ class _Tracker:
             "stage": "tune",
             "git_commit": git_commit(self.params.root),
         }
-        run = c.create_run(setup(self.params), run_name=self.study_name, tags=tags)
+        run = c.create_run(setup(self.params, self.experiment), run_name=self.study_name, tags=tags)
         c.log_batch(
             run.info.run_id,
             params=_mlflow_params({"variant": self.variant, **budget}),
         )
         return run.info.run_id
+
+    def links(self) -> dict[str, str | None] | None:
+        """Where the study is in MLflow, for best.json and the report: the experiment's name
+        and id and this store's parent run; None when the store cannot say."""
+        from pipeline.tracking import setup
+
+        def read() -> dict[str, str | None]:
+            exp_id = setup(self.params, self.experiment)
+            return {"experiment": self.experiment, "experiment_id": exp_id,
+                    "parent_run_id": self.parent_id}  # fmt: skip
+
+        return self._safe("experiment lookup", read)
 
     def claim(self, study: optuna.Study) -> None:
         """Creator only, right after creating the study: "my parent run is on its way"."""
@@ -169,7 +187,9 @@ class _Tracker:
             if trial.user_attrs.get(ATTR_ROLE):
                 tags["optuna.role"] = str(trial.user_attrs[ATTR_ROLE])
             run = c.create_run(
-                setup(self.params), run_name=f"{self.study_name}-{trial.number}", tags=tags
+                setup(self.params, self.experiment),
+                run_name=f"{self.study_name}-{trial.number}",
+                tags=tags,
             )
             values = {
                 **dict(trial.params),
