@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test smoke lint bench mlflow-ui clean-venv
+.PHONY: repro test smoke results lint bench mlflow-ui clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(BIN)/.installed
 
 smoke: $(BIN)/.installed
 	bash scripts/smoke.sh
+
+# every model at 20 epochs in ./results-run/ (hours on a CPU) -> reports/results/ (committed)
+results: $(BIN)/.installed
+	bash scripts/results.sh
 
 lint: $(BIN)/.installed
 	ruff check .

@@ -138,6 +138,53 @@ def test_dvc_plots_take_only_columns_every_registered_variant_writes(
         _check_curve_plot(spec, tmp_path / "metrics" / "curves" / f"{v}.csv")
 
 
+def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> None:
+    """pipeline/results.py (`make results`) on the smoke profile's outputs."""
+    from pipeline.config import load_params
+    from pipeline.errors import PipelineError
+    from pipeline.results import MAX_BYTES, write_snapshot
+
+    run_dvc(project, "repro")
+    params = load_params(project / "params.yaml")
+    dest = tmp_path / "results"
+    write_snapshot(params, dest, command="make results", commit="abc1234",
+                   profile="profiles/smoke.yaml", wall_time_s=754.2, attempts=2)  # fmt: skip
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert files == ["README.md", "grids/gan.png", "grids/wgan.png", "results.json"]
+    assert sum((dest / f).stat().st_size for f in files) < MAX_BYTES
+    readme = (dest / "README.md").read_text()
+    doc = json.loads((dest / "results.json").read_text())
+    assert "`make results`" in readme and "`abc1234`" in readme and "754 s" in readme
+    assert "over 2 attempts" in readme and doc["machine"]["cpu_cores"] == os.cpu_count()
+    assert doc["machine"]["cpu"] in readme
+    for v in ("gan", "wgan"):
+        assert (dest / "grids" / f"{v}.png").read_bytes() == (
+            project / "samples" / v / "grid.png"
+        ).read_bytes()
+        metrics = json.loads((project / "metrics" / f"{v}.json").read_text())
+        (entry,) = [e for e in doc["variants"] if e["variant"] == v]
+        assert entry["metrics"] == metrics and entry["train"]["epochs"] == 2
+        (row,) = [r for r in readme.splitlines() if r.startswith(f"| {v} |")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "2" and cells[2] == f"{metrics['classifier']['fid']:.2f}"
+        assert f"![{v} samples](grids/{v}.png)" in readme
+    floor = json.loads((project / "metrics" / "floor.json").read_text())
+    assert f"| {floor['classifier']['fid']:.2f} |" in readme.split("real vs real", 1)[1]
+    assert "| n/c |" in readme  # label accuracy: no conditional model here
+
+    # a missing input: one line naming it, and the snapshot from before stays as it was
+    before = {f: (dest / f).read_bytes() for f in files}
+    summary = project / "metrics" / "wgan.json"
+    kept = summary.read_bytes()
+    summary.unlink()
+    try:
+        with pytest.raises(PipelineError, match="wgan.json: not found"):
+            write_snapshot(params, dest, command="x", commit="y", profile="z", wall_time_s=1.0)
+    finally:
+        summary.write_bytes(kept)
+    assert {f: (dest / f).read_bytes() for f in files} == before
+
+
 def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["variants"]["gan"]["lr"] = 0.0003

@@ -1,0 +1,241 @@
+"""The committed results snapshot (`make results`): numbers and digits without training.
+
+``write_snapshot`` reads a finished chain (the copy `scripts/results.sh` ran `dvc repro` in)
+and writes ``reports/results/``: ``README.md`` (the score table, one sample grid per model,
+the machine, the wall time, the commit and the command), ``results.json`` (the same, for
+scripts) and ``grids/<variant>.png``. It is the one generated output the repository keeps, so
+it must stay small: over ``MAX_BYTES`` is an error and nothing is written. The folder is
+replaced in one step (atomic_dir): a failed run leaves the previous snapshot as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Params, load_params
+from pipeline.errors import PipelineError, first_line
+from pipeline.io import atomic_dir
+
+MAX_BYTES = 2_000_000
+# (column title, key in the classifier section, format); lower/higher-is-better in the title.
+_CLASSIFIER_COLUMNS = (
+    ("FID ↓", "fid", "{:.2f}"),
+    ("KID ×10³ ↓", "kid_mean", "kid"),
+    ("IS ↑ (max 10)", "is_mean", "{:.2f}"),
+    ("precision ↑", "precision", "{:.3f}"),
+    ("recall ↑", "recall", "{:.3f}"),
+    ("digits covered", "coverage", "{}/10"),
+    ("label accuracy", "label_accuracy", "{:.1%}"),
+)
+_INCEPTION_COLUMNS = (("Inception FID ↓", "fid", "{:.2f}"), ("Inception IS ↑", "is_mean", "{:.2f}"))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the whole chain (dvc repro) first")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PipelineError(f"{path}: not valid JSON ({first_line(err)})") from None
+
+
+def _cell(section: dict[str, Any] | None, key: str, fmt: str) -> str:
+    value = (section or {}).get(key)
+    if value is None:
+        return "n/c"  # not computed (e.g. label accuracy of an unconditional model)
+    if fmt == "kid":
+        return f"{value * 1000:.2f}"
+    return fmt.format(value)
+
+
+def machine() -> dict[str, Any]:
+    """Where the chain ran: CPU model and cores, torch and Python versions, the GPU if any."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def collect(params: Params) -> dict[str, Any]:
+    """Everything the snapshot shows, read from the chain's outputs under ``params``."""
+    metrics_dir = params.path(params.evaluate.out_dir)
+    rows = []
+    for name in params.variants:
+        doc = _read_json(metrics_dir / f"{name}.json")
+        summary_path = params.path(params.train.out_dir) / name / "summary.json"
+        summary = _read_json(summary_path) if summary_path.is_file() else {}
+        grid = params.path(params.sample.out_dir) / name / "grid.png"
+        if not grid.is_file():
+            raise PipelineError(f"{grid}: not found; run the whole chain (dvc repro) first")
+        rows.append({"variant": name, "metrics": doc, "train": summary, "grid": str(grid)})
+    floor = _read_json(metrics_dir / "floor.json")
+    classifier = _read_json(params.path(params.classifier.out_dir) / "metrics.json")
+    return {"variants": rows, "floor": floor, "classifier": classifier}
+
+
+def _table(data: dict[str, Any]) -> list[str]:
+    rows = data["variants"]
+    inception = any("inception" in r["metrics"] for r in rows)
+    cols = [("classifier", *c) for c in _CLASSIFIER_COLUMNS]
+    if inception:
+        cols += [("inception", *c) for c in _INCEPTION_COLUMNS]
+    head = ["model", "epochs", *(title for _, title, _, _ in cols), "train time", "device"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        m, t = r["metrics"], r["train"]
+        cells = [_cell(m.get(sec), key, fmt) for sec, _, key, fmt in cols]
+        secs = t.get("train_time_s")
+        time_cell = "n/c" if secs is None else f"{secs / 60:.1f} min"
+        epochs = str(t.get("epochs", "n/c"))
+        device = t.get("device", "n/c")
+        lines.append("| " + " | ".join([r["variant"], epochs, *cells, time_cell, device]) + " |")
+    floor = data["floor"]
+    cells = [_cell(floor.get(sec), key, fmt) for sec, _, key, fmt in cols]
+    lines.append("| " + " | ".join(["*real vs real (floor)*", "—", *cells, "—", "—"]) + " |")
+    return lines
+
+
+def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The snapshot's README.md."""
+    rows = data["variants"]
+    n_gen = {r["metrics"].get("n_generated") for r in rows}
+    n_real = {r["metrics"].get("n_real") for r in rows}
+    mach = meta["machine"]
+    gpu = f", GPU {mach['gpu']}" if mach.get("gpu") else ", no GPU"
+    wall = meta["wall_time_s"]
+    wall_txt = "not measured" if wall is None else f"{wall / 3600:.2f} h ({wall:.0f} s)"
+    if meta.get("attempts", 1) > 1:
+        wall_txt += f", over {meta['attempts']} attempts (interrupted and resumed)"
+    acc = data["classifier"].get("test_accuracy")
+    lines = [
+        "# Results snapshot",
+        "",
+        f"Produced by `{meta['command']}` on {meta['date']} from commit `{meta['commit']}` "
+        f"with `{meta['profile']}` merged into params.yaml. Regenerate it with the same "
+        "command; it replaces this folder.",
+        "",
+        f"- machine: {mach['cpu']}, {mach['cpu_cores']} cores{gpu}; {mach['os']}, "
+        f"Python {mach['python']}, torch {mach['torch']}",
+        f"- wall time of the whole chain (`dvc repro`): {wall_txt}",
+        f"- protocol: {', '.join(map(str, sorted(n_gen, key=str)))} generated images per model "
+        f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, one seed; "
+        "scores on the MNIST-classifier features"
+        + (f" (test accuracy {acc:.2%})" if acc is not None else "")
+        + (", Inception too" if any("inception" in r["metrics"] for r in rows) else ""),
+        "- n/c: not computed for that model (label accuracy needs a conditional model)",
+        "",
+        *_table(data),
+        "",
+        "## Samples (first 100 of each model's samples, the same seed for every model)",
+        "",
+    ]
+    for r in rows:
+        lines += [
+            f"**{r['variant']}**",
+            "",
+            f"![{r['variant']} samples](grids/{r['variant']}.png)",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_snapshot(
+    params: Params,
+    dest: Path,
+    *,
+    command: str,
+    commit: str,
+    profile: str,
+    wall_time_s: float | None,
+    attempts: int = 1,
+) -> Path:
+    """Write the snapshot of the chain under ``params`` to ``dest`` (replaced atomically)."""
+    data = collect(params)
+    meta = {
+        "command": command,
+        "commit": commit,
+        "profile": profile,
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1),
+        "attempts": attempts,
+        "machine": machine(),
+    }
+    sizes = sum(Path(r["grid"]).stat().st_size for r in data["variants"])
+    if sizes > MAX_BYTES * 0.9:
+        raise PipelineError(
+            f"the sample grids take {sizes / 1e6:.1f} MB; the snapshot must stay under "
+            f"{MAX_BYTES / 1e6:.0f} MB"
+        )
+    doc = {
+        **meta,
+        "classifier": data["classifier"],
+        "floor": data["floor"],
+        "variants": [
+            {"variant": r["variant"], "metrics": r["metrics"], "train": r["train"]}
+            for r in data["variants"]
+        ],
+    }
+    with atomic_dir(dest) as tmp:
+        (tmp / "grids").mkdir()
+        for r in data["variants"]:
+            shutil.copyfile(r["grid"], tmp / "grids" / f"{r['variant']}.png")
+        (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (tmp / "README.md").write_text(render(data, meta) + "\n")
+        total = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+        if total > MAX_BYTES:
+            raise PipelineError(
+                f"the snapshot is {total / 1e6:.2f} MB, over {MAX_BYTES / 1e6:.0f} MB"
+            )
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.results", description="Write the results snapshot."
+    )
+    ap.add_argument("--params", type=Path, required=True, help="params.yaml of the finished chain")
+    ap.add_argument("--out", type=Path, required=True, help="snapshot folder (replaced)")
+    ap.add_argument("--command", required=True, help="the command that produced the chain")
+    ap.add_argument("--commit", required=True)
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--wall-time", type=float, default=None, help="seconds of dvc repro")
+    ap.add_argument("--attempts", type=int, default=1)
+    args = ap.parse_args(argv)
+    try:
+        out = write_snapshot(
+            load_params(args.params), args.out, command=args.command, commit=args.commit,
+            profile=args.profile, wall_time_s=args.wall_time, attempts=args.attempts,
+        )  # fmt: skip
+    except PipelineError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    print(f"results snapshot -> {out}")
+
+
+if __name__ == "__main__":
+    main()
