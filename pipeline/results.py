@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ MAX_BYTES = 2_000_000
 # (column title, key in the classifier section, format); lower/higher-is-better in the title.
 _CLASSIFIER_COLUMNS = (
     ("FID ↓", "fid", "{:.2f}"),
-    ("KID ×10³ ↓", "kid_mean", "kid"),
+    ("KID ↓", "kid_mean", "{:.3g}"),
     ("IS ↑ (max 10)", "is_mean", "{:.2f}"),
     ("precision ↑", "precision", "{:.3f}"),
     ("recall ↑", "recall", "{:.3f}"),
@@ -51,9 +50,22 @@ def _cell(section: dict[str, Any] | None, key: str, fmt: str) -> str:
     value = (section or {}).get(key)
     if value is None:
         return "n/c"  # not computed (e.g. label accuracy of an unconditional model)
-    if fmt == "kid":
-        return f"{value * 1000:.2f}"
     return fmt.format(value)
+
+
+def _small_png(src: Path, dest: Path) -> None:
+    """The sample grid as an 8-bit greyscale PNG (MNIST has one channel; the grid's RGB copies
+    of it triple the file), same pixels, at most compressed."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.convert("L").save(dest, format="PNG", optimize=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/c"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def machine() -> dict[str, Any]:
@@ -109,8 +121,7 @@ def _table(data: dict[str, Any]) -> list[str]:
     for r in rows:
         m, t = r["metrics"], r["train"]
         cells = [_cell(m.get(sec), key, fmt) for sec, _, key, fmt in cols]
-        secs = t.get("train_time_s")
-        time_cell = "n/c" if secs is None else f"{secs / 60:.1f} min"
+        time_cell = _duration(t.get("train_time_s"))
         epochs = str(t.get("epochs", "n/c"))
         device = t.get("device", "n/c")
         lines.append("| " + " | ".join([r["variant"], epochs, *cells, time_cell, device]) + " |")
@@ -144,7 +155,7 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- wall time of the whole chain (`dvc repro`): {wall_txt}",
         f"- protocol: {', '.join(map(str, sorted(n_gen, key=str)))} generated images per model "
         f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, one seed; "
-        "scores on the MNIST-classifier features"
+        "FID, KID, IS, precision and recall on the MNIST-classifier's features"
         + (f" (test accuracy {acc:.2%})" if acc is not None else "")
         + (", Inception too" if any("inception" in r["metrics"] for r in rows) else ""),
         "- n/c: not computed for that model (label accuracy needs a conditional model)",
@@ -203,7 +214,7 @@ def write_snapshot(
     with atomic_dir(dest) as tmp:
         (tmp / "grids").mkdir()
         for r in data["variants"]:
-            shutil.copyfile(r["grid"], tmp / "grids" / f"{r['variant']}.png")
+            _small_png(Path(r["grid"]), tmp / "grids" / f"{r['variant']}.png")
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         (tmp / "README.md").write_text(render(data, meta) + "\n")
         total = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
