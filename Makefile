@@ -36,5 +36,8 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	python benchmarks/train_speed.py
 
+# One worker: MLflow's default of 4 uvicorn workers is a lot for a 2-core machine.
+MLFLOW_PORT ?= 5000
 mlflow-ui: $(BIN)/.installed
-	mlflow ui --backend-store-uri sqlite:///mlflow.db
+	-python -m pipeline.mlflow_ui --base http://127.0.0.1:$(MLFLOW_PORT)
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(MLFLOW_PORT) --workers 1
