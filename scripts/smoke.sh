@@ -11,6 +11,8 @@ dest=$(realpath -m "${1:-$repo/smoke}")
 unset PIPELINE_TRACKING_URI MLFLOW_TRACKING_URI  # keep the smoke run's MLflow store in the copy
 bash "$repo/scripts/copy_project.sh" "$dest" "$repo/profiles/smoke.yaml"
 cd "$dest"
+# The stages run the copy's code, not the one an editable install of the venv points at.
+export PYTHONPATH="$dest${PYTHONPATH:+:$PYTHONPATH}"
 
 start=$(date +%s)
 dvc repro
