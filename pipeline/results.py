@@ -24,6 +24,7 @@ from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
 
 MAX_BYTES = 2_000_000
+GRIDS_PER_ROW = 3
 # (column title, key in the classifier section, format); lower/higher-is-better in the title.
 _CLASSIFIER_COLUMNS = (
     ("FID ↓", "fid", "{:.2f}"),
@@ -165,13 +166,12 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         "## Samples (first 100 of each model's samples, the same seed for every model)",
         "",
     ]
-    for r in rows:
-        lines += [
-            f"**{r['variant']}**",
-            "",
-            f"![{r['variant']} samples](grids/{r['variant']}.png)",
-            "",
-        ]
+    # side by side, a few per row: a table of images (Markdown has no other layout)
+    for i in range(0, len(rows), GRIDS_PER_ROW):
+        chunk = [r["variant"] for r in rows[i : i + GRIDS_PER_ROW]]
+        images = [f"![{v} samples](grids/{v}.png)" for v in chunk]
+        lines += ["| " + " | ".join(chunk) + " |", "|" + ":---:|" * len(chunk)]
+        lines += ["| " + " | ".join(images) + " |", ""]
     return "\n".join(lines)
 
 
