@@ -16,8 +16,9 @@ Per variant ``V``::
     evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
     tune.out_dir/V/               best.json, applied.json, Optuna plots
 
-and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and ``resume.pt`` while it trains),
-``evaluate.out_dir/floor.json``, ``report.out_dir/{index.html,comparison.md,...}``.
+and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and
+``resume.pt`` while it trains), ``evaluate.out_dir/floor.json``,
+``report.out_dir/{index.html,comparison.md,...}``.
 """
 
 from __future__ import annotations

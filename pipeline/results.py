@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline import layout
 from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
@@ -96,18 +97,17 @@ def machine() -> dict[str, Any]:
 
 def collect(params: Params) -> dict[str, Any]:
     """Everything the snapshot shows, read from the chain's outputs under ``params``."""
-    metrics_dir = params.path(params.evaluate.out_dir)
     rows = []
     for name in params.variants:
-        doc = _read_json(metrics_dir / f"{name}.json")
-        summary_path = params.path(params.train.out_dir) / name / "summary.json"
+        doc = _read_json(layout.metrics_path(params, name))
+        summary_path = layout.summary_path(params, name)
         summary = _read_json(summary_path) if summary_path.is_file() else {}
-        grid = params.path(params.sample.out_dir) / name / "grid.png"
+        grid = layout.sample_grid(params, name)
         if not grid.is_file():
             raise PipelineError(f"{grid}: not found; run the whole chain (dvc repro) first")
         rows.append({"variant": name, "metrics": doc, "train": summary, "grid": str(grid)})
-    floor = _read_json(metrics_dir / "floor.json")
-    classifier = _read_json(params.path(params.classifier.out_dir) / "metrics.json")
+    floor = _read_json(layout.metrics_path(params, layout.FLOOR))
+    classifier = _read_json(layout.classifier_metrics(params))
     return {"variants": rows, "floor": floor, "classifier": classifier}
 
 
