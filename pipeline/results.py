@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import layout
+from pipeline import layout, metrics
 from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
@@ -27,16 +27,6 @@ from pipeline.io import atomic_dir
 MAX_BYTES = 2_000_000
 GRIDS_PER_ROW = 3
 # (column title, key in the classifier section, format); lower/higher-is-better in the title.
-_CLASSIFIER_COLUMNS = (
-    ("FID ↓", "fid", "{:.2f}"),
-    ("KID ↓", "kid_mean", "{:.3g}"),
-    ("IS ↑ (max 10)", "is_mean", "{:.2f}"),
-    ("precision ↑", "precision", "{:.3f}"),
-    ("recall ↑", "recall", "{:.3f}"),
-    ("digits covered", "coverage", "{}/10"),
-    ("label accuracy", "label_accuracy", "{:.1%}"),
-)
-_INCEPTION_COLUMNS = (("Inception FID ↓", "fid", "{:.2f}"), ("Inception IS ↑", "is_mean", "{:.2f}"))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -48,11 +38,30 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: not valid JSON ({first_line(err)})") from None
 
 
-def _cell(section: dict[str, Any] | None, key: str, fmt: str) -> str:
-    value = (section or {}).get(key)
-    if value is None:
-        return "n/c"  # not computed (e.g. label accuracy of an unconditional model)
-    return fmt.format(value)
+def _columns(docs: list[metrics.MetricsDoc]) -> list[tuple[str, str, metrics.Show]]:
+    """(extractor, field, Show) of every score of every extractor that ran, in the metrics
+    registry's order: the table follows pipeline/metrics.py, as the report does."""
+    ran = [e for e in metrics.EXTRACTORS if any(d.section(e) is not None for d in docs)]
+    return [(e, f, show) for e in ran for f, show in metrics.EXTRACTORS[e].scores()]
+
+
+def _title(extractor: str, show: metrics.Show, several: bool) -> str:
+    arrow = {"lower": " ↓", "higher": " ↑"}.get(show.better or "", "")
+    return f"{extractor} {show.label}{arrow}" if several else f"{show.label}{arrow}"
+
+
+def _cell(doc: metrics.MetricsDoc, extractor: str, field: str, show: metrics.Show) -> str:
+    v = metrics.value(doc, extractor, field)
+    if v is None:
+        # not computed for this set (label accuracy without requested labels)
+        return "n/a" if doc.section(extractor) is not None else "—"
+    if show.fmt == "of10":
+        return f"{v:.0f}/10"
+    if show.fmt == "percent":
+        return f"{v:.1%}"
+    text = f"{v * show.scale:.{show.digits}f}"
+    std = metrics.value(doc, extractor, show.std) if show.fmt == "pm" and show.std else None
+    return text if std is None else f"{text} ± {std * show.scale:.{show.digits}f}"
 
 
 def _small_png(src: Path, dest: Path) -> None:
@@ -66,7 +75,7 @@ def _small_png(src: Path, dest: Path) -> None:
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
-        return "n/c"
+        return "—"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -95,48 +104,51 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _load_doc(path: Path) -> metrics.MetricsDoc:
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the whole chain (dvc repro) first")
+    return metrics.load(path)
+
+
 def collect(params: Params) -> dict[str, Any]:
     """Everything the snapshot shows, read from the chain's outputs under ``params``."""
     rows = []
     for name in params.variants:
-        doc = _read_json(layout.metrics_path(params, name))
+        doc = _load_doc(layout.metrics_path(params, name))
         summary_path = layout.summary_path(params, name)
         summary = _read_json(summary_path) if summary_path.is_file() else {}
         grid = layout.sample_grid(params, name)
         if not grid.is_file():
             raise PipelineError(f"{grid}: not found; run the whole chain (dvc repro) first")
         rows.append({"variant": name, "metrics": doc, "train": summary, "grid": str(grid)})
-    floor = _read_json(layout.metrics_path(params, layout.FLOOR))
+    floor = _load_doc(layout.metrics_path(params, layout.FLOOR))
     classifier = _read_json(layout.classifier_metrics(params))
     return {"variants": rows, "floor": floor, "classifier": classifier}
 
 
 def _table(data: dict[str, Any]) -> list[str]:
-    rows = data["variants"]
-    inception = any("inception" in r["metrics"] for r in rows)
-    cols = [("classifier", *c) for c in _CLASSIFIER_COLUMNS]
-    if inception:
-        cols += [("inception", *c) for c in _INCEPTION_COLUMNS]
-    head = ["model", "epochs", *(title for _, title, _, _ in cols), "train time", "device"]
+    rows, floor = data["variants"], data["floor"]
+    cols = _columns([r["metrics"] for r in rows] + [floor])
+    several = len({e for e, _, _ in cols}) > 1
+    head = ["model", "epochs", *(_title(e, show, several) for e, _, show in cols)]
+    head += ["train time", "device"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        m, t = r["metrics"], r["train"]
-        cells = [_cell(m.get(sec), key, fmt) for sec, _, key, fmt in cols]
-        time_cell = _duration(t.get("train_time_s"))
-        epochs = str(t.get("epochs", "n/c"))
-        device = t.get("device", "n/c")
-        lines.append("| " + " | ".join([r["variant"], epochs, *cells, time_cell, device]) + " |")
-    floor = data["floor"]
-    cells = [_cell(floor.get(sec), key, fmt) for sec, _, key, fmt in cols]
-    lines.append("| " + " | ".join(["*real vs real (floor)*", "—", *cells, "—", "—"]) + " |")
+        t = r["train"]
+        cells = [r["variant"], str(t.get("epochs", "—"))]
+        cells += [_cell(r["metrics"], e, f, show) for e, f, show in cols]
+        cells += [_duration(t.get("train_time_s")), str(t.get("device", "—"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["*real vs real (floor)*", "—", *(_cell(floor, e, f, s) for e, f, s in cols)]
+    lines.append("| " + " | ".join([*cells, "—", "—"]) + " |")
     return lines
 
 
 def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
     """The snapshot's README.md."""
     rows = data["variants"]
-    n_gen = {r["metrics"].get("n_generated") for r in rows}
-    n_real = {r["metrics"].get("n_real") for r in rows}
+    n_gen = {r["metrics"].n_generated for r in rows}
+    n_real = {r["metrics"].n_real for r in rows}
     mach = meta["machine"]
     gpu = f", GPU {mach['gpu']}" if mach.get("gpu") else ", no GPU"
     wall = meta["wall_time_s"]
@@ -158,8 +170,8 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, one seed; "
         "FID, KID, IS, precision and recall on the MNIST-classifier's features"
         + (f" (test accuracy {acc:.2%})" if acc is not None else "")
-        + (", Inception too" if any("inception" in r["metrics"] for r in rows) else ""),
-        "- n/c: not computed for that model (label accuracy needs a conditional model)",
+        + (", and on Inception-v3's" if any(r["metrics"].inception for r in rows) else ""),
+        "- n/a: not computed for that model (label accuracy needs a conditional model)",
         "",
         *_table(data),
         "",
@@ -205,9 +217,9 @@ def write_snapshot(
     doc = {
         **meta,
         "classifier": data["classifier"],
-        "floor": data["floor"],
+        "floor": data["floor"].to_json(),
         "variants": [
-            {"variant": r["variant"], "metrics": r["metrics"], "train": r["train"]}
+            {"variant": r["variant"], "metrics": r["metrics"].to_json(), "train": r["train"]}
             for r in data["variants"]
         ],
     }
