@@ -393,6 +393,29 @@ def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
     assert f"| wgan | {MISSING} |" in md
 
 
+def test_run_ids_and_studies_link_to_the_mlflow_ui(tmp_path: Path) -> None:
+    """With the store holding the experiments (real MLflow, SQLite), each run id links to its
+    run and a study to its own experiment, in the page and in comparison.md."""
+    from pipeline.tracking import setup, study_experiment
+
+    params = make_stage_outputs(tmp_path)
+    comparison = setup(params)
+    study = setup(params, study_experiment(params, "gan-tune-gan"))
+    best = tmp_path / "reports" / "tuning" / "gan" / "best.json"
+    doc = json.loads(best.read_text())
+    doc["mlflow"] = {"experiment": "x", "experiment_id": study, "parent_run_id": "p"}
+    best.write_text(json.dumps(doc))
+    page = build_report(params).read_text(encoding="utf-8")
+    md = (tmp_path / "reports" / "comparison.md").read_text(encoding="utf-8")
+    run_id = "00" + "ab" * 15
+    url = f"http://127.0.0.1:5000/#/experiments/{comparison}/runs/{run_id}"
+    assert f'<a href="{url}"><code>{run_id}</code></a>' in page
+    assert f"[`{run_id}`]({url})" in md
+    study_url = f"http://127.0.0.1:5000/#/experiments/{study}/runs"
+    assert f'<a href="{study_url}">gan-tune-gan</a>' in page
+    assert f"[gan-tune-gan]({study_url})" in md
+
+
 def test_long_progress_gif_is_thinned_to_the_budget(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path, {"report": {"gif_max_mb": 0.25}})
     size = (tmp_path / "models" / "gan" / "progress.gif").stat().st_size

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.mlflow_ui import UI_BASE, experiment_id, run_list_url, run_url
 from pipeline.report import fmt
 from pipeline.report.assets import Picture, copy_asset
 from pipeline.report.inputs import Inputs, rel
@@ -86,8 +87,12 @@ def _tuning(inputs: Inputs, out_dir: Path) -> Section:
         if best is not None and default is not None and default != 0.0:
             change = f"{(best - default) / abs(default):+.1%}"
         best_params = t.get("best_params")
+        where = t.get("mlflow") if isinstance(t.get("mlflow"), dict) else {}
+        study = str(t.get("study", fmt.MISSING))
+        exp_id = where.get("experiment_id")
+        study_cell = Cell(study, href=run_list_url(UI_BASE, str(exp_id))) if exp_id else study
         rows.append([
-            v.name, str(t.get("study", fmt.MISSING)), trial_text,
+            v.name, study_cell, trial_text,
             fmt.fixed(default, 3) or fmt.MISSING, fmt.fixed(best, 3) or fmt.MISSING, change,
             fmt.sci(best_params) if isinstance(best_params, dict) else fmt.MISSING,
         ])  # fmt: skip
@@ -120,12 +125,15 @@ def _mlflow(inputs: Inputs) -> Section:
 
     params = inputs.params
     command = f"mlflow ui --backend-store-uri {shlex.quote(resolve_uri(params))}"
+    exp_id = experiment_id(params, params.tracking.experiment)
     rows = []
     for v in inputs.variants:
         run_id = fmt.get(v.summary, "run_id")
-        rows.append(
-            [v.name, Cell(str(run_id), code=True) if run_id else Cell(fmt.MISSING, state="missing")]
-        )
+        href = run_url(UI_BASE, exp_id, str(run_id)) if exp_id and run_id else ""
+        rows.append([
+            v.name,
+            Cell(str(run_id), code=True, href=href) if run_id else Cell(fmt.MISSING, state="missing"),
+        ])  # fmt: skip
     return Section("mlflow", "Browse the runs in MLflow", "MLflow", [
         prose(
             "Every training run is logged to MLflow (parameters, per-epoch metrics, sample "
@@ -133,7 +141,11 @@ def _mlflow(inputs: Inputs) -> Section:
             "UI with"
         ),
         code(command),
-        prose("and open <http://127.0.0.1:5000>. Runs of this report:"),
+        prose(
+            f"(or `make mlflow-ui`) and open <{UI_BASE}>; each run id below links to its run"
+            + ("" if exp_id else " once the MLflow store holds this experiment")
+            + ", and a tuning study to its own experiment. Runs of this report:"
+        ),
         table(plain_table("runs-table", ["Variant", "MLflow run id"], rows, text_cols={1}, compact=True)),
     ])  # fmt: skip
 

@@ -27,6 +27,7 @@ class Cell:
     warn: bool = False
     state: Literal["", "missing", "not-computed"] = ""
     code: bool = False  # a literal (run id): monospace
+    href: str = ""  # a link (the run in the MLflow UI)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""MLflow for a study: in the study's own experiment (``<tracking.experiment>/<study>``), one
+"""MLflow for a study: in the study's own experiment (``{tracking.experiment}/{study}``), one
 parent run per study and tracking store, one nested run per trial."""
 
 from __future__ import annotations
