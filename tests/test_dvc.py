@@ -121,7 +121,7 @@ def test_dvc_plots_take_only_columns_every_registered_variant_writes(
     """DVC fails a file that lacks a plotted field: train every registered variant for one
     tiny epoch and render the curves panels from their real CSVs."""
     from pipeline.config import load_params
-    from pipeline.train import train_variant
+    from pipeline.training import train_variant
     from pipeline.variants import registry
     from tests.conftest import TINY, write_params
 
