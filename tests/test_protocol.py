@@ -20,7 +20,7 @@ from pipeline.config import load_params
 from pipeline.nets import MLPGenerator, NetSpec
 from pipeline.sample import generate, load_nets
 from pipeline.training import EpochEnd, Trainer, run_spec, train_variant
-from pipeline.variants import Variant, registry
+from pipeline.variants import Options, Variant, registry
 from tests.conftest import write_params
 
 VARIANTS = registry.names()
@@ -270,3 +270,38 @@ def test_sampling_records_its_cost_beside_the_samples(tiny_params_path: Path) ->
     assert cost["seconds"] > 0
     assert cost["seconds_per_1000"] == pytest.approx(1000 * cost["seconds"] / cost["n"], rel=1e-3)
     assert not any(p.name.endswith(".json") for p in layout.sample_dir(params, "gan").iterdir())
+
+
+class WidthOptions(Options):
+    hidden: int = 16
+
+
+@dataclass(frozen=True)
+class SizedFeatureMatching(FeatureMatching):
+    """The throwaway family with its generator's width taken from the run's options."""
+
+    def build(self, spec: NetSpec) -> dict[str, nn.Module]:
+        return self.build_with(spec, WidthOptions().model_dump())
+
+    def build_with(self, spec, options):  # type: ignore[no-untyped-def]
+        h = int(options["hidden"])
+        return {"generator": MLPGenerator(spec, hidden=(h, h)), "head": Head(spec)}
+
+
+def test_nets_are_built_for_the_run_options(tmp_path: Path, prepared_dir: Path) -> None:
+    """An option set in params.yaml (a net width) reaches the nets the trainer trains and
+    the ones sampling loads from the checkpoint."""
+    registry.register(Variant(name="sized", algorithm=SizedFeatureMatching(), epochs=1,
+                              lr=1e-3, options=WidthOptions))  # fmt: skip
+    try:
+        path = write_params(
+            tmp_path,
+            {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64, "device": "cpu"},
+             "variants": {"sized": {"options": {"hidden": 24}}}},
+        )  # fmt: skip
+        result = train_variant(load_params(path), "sized", track=False, progress=False)
+        _, nets, cfg = load_nets(result.checkpoint, "cpu")
+        assert cfg["hyper"]["options"] == {"hidden": 24}
+        assert nets["generator"].net[0].out_features == 24
+    finally:
+        registry.unregister("sized")

@@ -52,6 +52,11 @@ class Algorithm(ABC):
     def build(self, spec: NetSpec) -> dict[str, nn.Module]:
         """Every net, built in a fixed order from the seeded global RNG."""
 
+    def build_with(self, spec: NetSpec, options: Mapping[str, Any]) -> dict[str, nn.Module]:
+        """Every net for the run's resolved options (a net width set in params, say); the
+        trainer and sampling build through this. By default :meth:`build`."""
+        return self.build(spec)
+
     @abstractmethod
     def owners(self) -> dict[str, tuple[str, ...]]:
         """optimiser name -> the nets whose parameters it updates (nets no optimiser owns,

@@ -115,7 +115,7 @@ def net_spec(variant: Variant, spec: RunSpec) -> NetSpec:
 def build_nets(variant: Variant, spec: RunSpec, device: torch.device) -> dict[str, nn.Module]:
     """Seeded construction of every net of the variant's algorithm on ``device``."""
     torch.manual_seed(spec.seed)
-    nets = variant.algorithm.build(net_spec(variant, spec))
+    nets = variant.algorithm.build_with(net_spec(variant, spec), spec.hyper.options)
     return {name: net.to(device) for name, net in nets.items()}
 
 
