@@ -56,6 +56,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, mnist_mirror: Path) -> None:
 
 deep_update = merge_overrides
 
+# Options that keep a model's full-budget nets to test size on the CPU (its params.yaml block
+# holds the published, GPU-sized defaults); every params file the tests write starts here.
+CPU_OPTIONS: dict[str, dict[str, Any]] = {"ddpm": {"width": 8, "sample_steps": 3}}
+
 
 def write_params(
     root: Path, overrides: dict[str, Any] | None = None, variants: list[str] | None = None
@@ -63,6 +67,8 @@ def write_params(
     """The repo's params.yaml with ``overrides`` merged in, written to ``root/params.yaml``;
     with ``variants``, only those variants' blocks are kept (a fixed set for golden files)."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
+    base = deep_update(base, {"variants": {k: {"options": v} for k, v in CPU_OPTIONS.items()
+                                           if k in base["variants"]}})  # fmt: skip
     if variants is not None:
         base["variants"] = {k: v for k, v in base["variants"].items() if k in variants}
     data = deep_update(base, overrides or {})

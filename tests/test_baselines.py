@@ -21,8 +21,13 @@ from tests.conftest import write_params
 BASELINE_NAMES = [n for n in registry.names() if registry.get(n).family == BASELINES]
 
 
-def _trained(name: str, root: Path, prepared_dir: Path, steps: int) -> tuple[Trainer, dict]:
-    path = write_params(root, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64 * steps}})
+def _trained(
+    name: str, root: Path, prepared_dir: Path, steps: int, options: dict | None = None
+) -> tuple[Trainer, dict]:
+    over = {"data": {"dir": str(prepared_dir)}, "train": {"subset": 64 * steps}}
+    if options:
+        over["variants"] = {name: {"options": options}}
+    path = write_params(root, over)
     params = load_params(path)
     trainer = Trainer(params, run_spec(params, name, epochs=1), root / "run",
                       torch.device("cpu"), progress=False)  # fmt: skip
@@ -34,7 +39,7 @@ def _trained(name: str, root: Path, prepared_dir: Path, steps: int) -> tuple[Tra
 
 
 def test_the_baselines_are_registered_as_such() -> None:
-    assert {"vae"} <= set(BASELINE_NAMES)
+    assert {"vae", "ddpm"} <= set(BASELINE_NAMES)
     for name in BASELINE_NAMES:
         assert registry.get(name).citation
 
