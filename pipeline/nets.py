@@ -3,7 +3,8 @@
 Every network takes ``(input, labels)``; ``labels`` (int64 [B]) is used only when the network
 was built with ``n_classes > 0`` (conditional variants), as a one-hot vector concatenated to
 the input. Generators map z [B, z_dim] -> images [B, C, H, W] in [-1, 1]; discriminators
-map images [B, C, H, W] -> raw logits / critic values [B].
+map images [B, C, H, W] -> raw logits / critic values [B]. The MLP nets also take vector
+data (``img_shape`` (D,): samples [B, D]) and the hidden widths of ``NetSpec.widths``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from torch import nn
 @dataclass(frozen=True)
 class NetSpec:
     z_dim: int = 100
-    img_shape: tuple[int, int, int] = (1, 28, 28)
+    img_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W), or (D,) for vector data (toys)
     n_classes: int = 0  # > 0: conditional on a label in [0, n_classes)
+    widths: tuple[int, ...] | None = None  # MLP hidden widths; None: each net's own default
 
 
 def _with_labels(x: torch.Tensor, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
@@ -107,6 +109,7 @@ class MLPGenerator(nn.Module):
     def __init__(self, spec: NetSpec, hidden: tuple[int, ...] = (128, 256, 512)) -> None:
         super().__init__()
         self.spec = spec
+        hidden = spec.widths or hidden
         layers: list[nn.Module] = []
         width = spec.z_dim + spec.n_classes
         for i, h in enumerate(hidden):
@@ -129,6 +132,7 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, spec: NetSpec, hidden: tuple[int, ...] = (512, 256)) -> None:
         super().__init__()
         self.spec = spec
+        hidden = spec.widths or hidden
         layers: list[nn.Module] = []
         width = math.prod(spec.img_shape) + spec.n_classes
         for h in hidden:

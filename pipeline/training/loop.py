@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from pipeline import checkpoint as ckpt
-from pipeline.algorithms.base import StepContext
+from pipeline.algorithms.base import Algorithm, StepContext
 from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
 from pipeline.devices import numerics
@@ -63,7 +63,7 @@ from pipeline.training.artifacts import (
 from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.spec import RunSpec
-from pipeline.variants import Variant, registry
+from pipeline.variants import Hyper, Variant, registry
 
 
 class NonFiniteLossError(PipelineError):
@@ -119,6 +119,27 @@ def build_nets(variant: Variant, spec: RunSpec, device: torch.device) -> dict[st
     return {name: net.to(device) for name, net in nets.items()}
 
 
+def step_context(
+    algorithm: Algorithm,
+    metrics: Sequence[str],
+    hyper: Hyper,
+    spec: NetSpec,
+    nets: dict[str, nn.Module],
+    device: torch.device,
+    fast: bool,
+    noise_seed: int,
+) -> StepContext:
+    """The context a run steps in: one optimiser per owner, the algorithm's state, the
+    seeded noise generator and the joint real+fake pass where a net allows it (the trainer
+    and the toy problems build theirs here, so both take the same step)."""
+    owners = algorithm.owners()
+    optimizers = make_optimizers(hyper, nets, owners, device, fast)
+    state = algorithm.initial_state(hyper, device)
+    noise = torch.Generator(device=device).manual_seed(noise_seed)
+    joint = {n: fast and not couples_batch(m) for n, m in nets.items()}
+    return StepContext(nets, optimizers, owners, metrics, hyper, spec, state, noise, device, joint)
+
+
 class Trainer:
     """One variant's run: state, the epoch loop, checkpoints. Callbacks observe it."""
 
@@ -154,15 +175,16 @@ class Trainer:
                 torch.backends.cudnn.benchmark = True
             alg.prepare_fast(self.nets, detach_slopes=self.cfg.detach_slopes)
         owners = alg.owners()
-        self.optimizers = make_optimizers(hyper, self.nets, owners, dev, self.cfg.fast)
-        self.state = alg.initial_state(hyper, dev)
-        self.noise_gen = torch.Generator(device=dev).manual_seed(self.spec.seed + 1)
-        self.data_gen = torch.Generator().manual_seed(self.spec.seed + 2)
-        joint = {n: self.cfg.fast and not couples_batch(m) for n, m in self.nets.items()}
-        self.ctx = StepContext(
-            self.nets, self.optimizers, owners, alg.metric_names(self.variant), hyper,
-            net_spec(self.variant, self.spec), self.state, self.noise_gen, dev, joint,
+        self.ctx = step_context(
+            alg, alg.metric_names(self.variant), hyper, net_spec(self.variant, self.spec),
+            self.nets, dev, self.cfg.fast, self.spec.seed + 1,
         )  # fmt: skip
+        self.optimizers, self.state, self.noise_gen = (
+            self.ctx.optimizers,
+            self.ctx.state,
+            self.ctx.noise,
+        )
+        self.data_gen = torch.Generator().manual_seed(self.spec.seed + 2)
         self.schedule = alg.schedule(hyper)
         # Steps that update the sampler's optimiser: generator iterations (WGAN papers' unit).
         sampler_opts = {o for o, owned in owners.items() if alg.sampler in owned}
