@@ -257,6 +257,36 @@ class TuneConfig(Strict):
         return self.grace_s if self.grace_s is not None else 2 * self.heartbeat_s
 
 
+class ToyConfig(Strict):
+    """``pipeline toy``: the 1-D Gaussian and the 8-Gaussian ring on small MLPs, seconds each."""
+
+    problems: list[Literal["gaussian1d", "ring8"]] = Field(
+        default_factory=lambda: ["gaussian1d", "ring8"], min_length=1
+    )
+    variants: list[str] | None = Field(
+        default=None,
+        description="null: every variant of `variants:` that applies (adversarial, "
+        "unconditional, MLP nets).",
+    )
+    steps: Int = Field(default=800, ge=1, description="Steps of the variant's schedule.")
+    batch_size: Int = Field(default=64, ge=2)
+    z_dim: Int = Field(default=2, ge=1)
+    widths: list[Int] = Field(default_factory=lambda: [64, 64], min_length=1)
+    lr: Float | None = Field(
+        default=0.001, gt=0, description="Every variant's lr (seconds-long runs); null: its own."
+    )
+    seed: Int = 0
+    frames: Int = Field(default=20, ge=1, description="GIF frames (plus the first).")
+    n_eval: Int = Field(default=1000, ge=10, description="Generated points scored and drawn.")
+    bins: Int = Field(default=50, ge=2, description="1-D histograms (JS divergence) over [0, 8].")
+    ring_radius: Float = Field(default=2.0, gt=0)
+    ring_std: Float = Field(default=0.05, gt=0)
+    cover_min: Int = Field(
+        default=10, ge=1, description="High-quality points that make a mode covered."
+    )
+    out_dir: Path = Path("toy")
+
+
 class Params(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -267,6 +297,7 @@ class Params(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    toy: ToyConfig = Field(default_factory=ToyConfig)
 
     # Directory of the params file; every relative path resolves against it.
     root: Path = Field(default=Path("."), exclude=True)

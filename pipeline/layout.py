@@ -16,6 +16,7 @@ Per variant ``V``::
     evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
     tune.out_dir/V/               best.json, applied.json, Optuna plots
 
+``toy.out_dir/``: summary.json and ``<problem>/<variant>.{gif,png}`` (pipeline.toy);
 and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and
 ``resume.pt`` while it trains), ``evaluate.out_dir/floor.json``,
 ``report.out_dir/{index.html,comparison.md,...}``.
@@ -43,6 +44,7 @@ CLASSIFIER_RESUME_FILE = "resume.pt"
 """The classifier's unfinished run (state after its last epoch; not a DVC output)."""
 FLOOR = "floor"
 """Name of the real-vs-real floor's metrics document (``evaluate.out_dir/floor.json``)."""
+TOY_SUMMARY_FILE = "summary.json"
 REPORT_FILES = ("index.html", "comparison.md", "plots", "grids", "scores.csv")
 """What the report stage writes under ``report.out_dir`` (dvc.yaml's report outs)."""
 
@@ -147,6 +149,20 @@ def tuning_cache(params: Params) -> Path:
     return tuning_dir(params) / ".cache"
 
 
+# the toy problems
+def toy_dir(params: Params) -> Path:
+    return params.path(params.toy.out_dir)
+
+
+def toy_summary(params: Params) -> Path:
+    return toy_dir(params) / TOY_SUMMARY_FILE
+
+
+def toy_animation(params: Params, problem: str, name: str) -> Path:
+    """``toy.out_dir/<problem>/<name>.gif`` (its last frame: the same path as .png)."""
+    return toy_dir(params) / problem / f"{name}.gif"
+
+
 def stage_outputs(params: Params) -> dict[str, list[Path]]:
     """What each DVC stage writes (``outs``, ``metrics`` and ``plots``), by stage name as
     ``dvc stage list`` shows it (``train@gan``...)."""
@@ -155,6 +171,7 @@ def stage_outputs(params: Params) -> dict[str, list[Path]]:
         "classifier": [classifier_checkpoint(params), classifier_metrics(params)],
         "floor": [metrics_path(params, FLOOR)],
         "report": [report_dir(params) / f for f in REPORT_FILES],
+        "toy": [toy_dir(params)],
     }
     for name in params.variants:
         out[f"train@{name}"] = [variant_dir(params, name), curves_path(params, name)]

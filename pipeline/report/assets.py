@@ -46,6 +46,7 @@ class Picture:
     alt: str = ""
     sample_grid: bool = True  # pixels: integer scale, nearest-neighbour, click to enlarge
     link: str = ""  # Markdown path when the image lives outside the report's own folders
+    zoom: Asset | None = None  # shown instead of ``asset`` when enlarged (an animation, say)
 
 
 def copy_asset(path: Path | None, rel: str) -> Asset | None:

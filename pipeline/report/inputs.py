@@ -47,6 +47,7 @@ class Inputs:
     floor: MetricsDoc | None
     classifier: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)  # inputs that were missing or unreadable
+    toy: dict[str, Any] | None = None  # toy.out_dir/summary.json (`pipeline toy`), optional
 
 
 def rel(path: Path, root: Path) -> str:
@@ -172,4 +173,7 @@ def read_inputs(params: Params) -> Inputs:
         variants.append(data)
     floor = reader.metrics(layout.metrics_path(params, layout.FLOOR))
     classifier = reader.json(layout.classifier_metrics(params))
-    return Inputs(params, variants, floor, classifier, reader.notes)
+    # The toy stage is optional too: without its summary the report has no toy section.
+    toy_summary = layout.toy_summary(params)
+    toy = reader.json(toy_summary) if toy_summary.is_file() else None
+    return Inputs(params, variants, floor, classifier, reader.notes, toy)

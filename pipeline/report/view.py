@@ -33,6 +33,7 @@ from pipeline.report.tables import (
     build,
     schema_columns,
 )
+from pipeline.report.toy import toy_section
 
 TITLE = "Generative models on MNIST: comparison"
 EXTRACTOR_PROSE = {
@@ -242,7 +243,11 @@ def build_page(inputs: Inputs) -> Page:
     samples, sample_assets = _samples(inputs)
     figures, figure_assets = figures_section(inputs)
     curves, curve_assets = _curves(inputs)
-    body = [scores, *samples, *([figures] if figures else []), curves,
+    toy = toy_section(inputs)
+    toy_assets = [
+        a for b in (toy.blocks if toy else []) for p in b.pictures for a in (p.asset, p.zoom) if a
+    ]
+    body = [scores, *samples, *([figures] if figures else []), curves, *([toy] if toy else []),
             *sections.rest(inputs, acc_text)]  # fmt: skip
     if inputs.notes:
         body.append(Section("inputs", "Missing inputs", "Missing inputs", [
@@ -255,7 +260,7 @@ def build_page(inputs: Inputs) -> Page:
         "`index.html`; its Markdown twin `comparison.md`."
     )
     return Page(TITLE, [prose(lead, "lead")], body, footer,
-                assets + sample_assets + figure_assets + curve_assets)  # fmt: skip
+                assets + sample_assets + figure_assets + curve_assets + toy_assets)  # fmt: skip
 
 
 __all__ = ["FLOOR_LABEL", "build_page", "shown_extractors"]
