@@ -7,7 +7,7 @@ Outputs under ``toy.out_dir`` (written as one folder, atomically)::
                                        and variant; the variants that do not apply, and why
     <problem>/<variant>.gif, .png      the animation and its last frame
 
-One MLflow run per problem and variant, in the experiment ``<tracking.experiment>-toy``.
+One MLflow run per problem and variant, in the experiment named tracking.experiment + "-toy".
 """
 
 from __future__ import annotations
