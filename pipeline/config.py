@@ -268,12 +268,12 @@ class ToyConfig(Strict):
         description="null: every variant of `variants:` that applies (adversarial, "
         "unconditional, MLP nets).",
     )
-    steps: Int = Field(default=800, ge=1, description="Steps of the variant's schedule.")
-    batch_size: Int = Field(default=64, ge=2)
+    steps: Int = Field(default=400, ge=1, description="Steps of the variant's schedule.")
+    batch_size: Int = Field(default=128, ge=2)
     z_dim: Int = Field(default=2, ge=1)
     widths: list[Int] = Field(default_factory=lambda: [64, 64], min_length=1)
     lr: Float | None = Field(
-        default=0.001, gt=0, description="Every variant's lr (seconds-long runs); null: its own."
+        default=0.002, gt=0, description="Every variant's lr (seconds-long runs); null: its own."
     )
     seed: Int = 0
     frames: Int = Field(default=20, ge=1, description="GIF frames (plus the first).")
