@@ -10,7 +10,17 @@ from pipeline.cli import app
 from pipeline.variants import registry
 from tests.conftest import write_params
 
-COMMANDS = ["prepare", "classifier", "train", "sample", "evaluate", "floor", "report", "toy", "tune"]
+COMMANDS = [
+    "prepare",
+    "classifier",
+    "train",
+    "sample",
+    "evaluate",
+    "floor",
+    "report",
+    "toy",
+    "tune",
+]
 
 
 def test_top_level_help_lists_every_command() -> None:
