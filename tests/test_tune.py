@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import pwd
@@ -15,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -500,12 +500,14 @@ def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: P
     assert after.variants["gan"].epochs == params.variants["gan"].epochs
     # Only the tuned lines changed: comments, layout and every other line are kept.
     text = path.read_text()
-    diff = list(difflib.unified_diff(original.splitlines(), text.splitlines(), n=0, lineterm=""))
-    removed = {line[1:] for line in diff if line.startswith("-") and not line.startswith("---")}
-    assert removed == {
+    # (a line count, not difflib: its autojunk heuristic misaligns files over 200 lines, where
+    # "    epochs: 200" is frequent enough to count as junk)
+    removed = Counter(original.splitlines()) - Counter(text.splitlines())
+    assert removed == Counter([
         "  gan:", "    lr: 0.0002", "    betas: [0.5, 0.999]",
         "  wgan:", "    lr: 0.00005", "    n_critic: 5", "    options: {clip: 0.01}",
-    }  # fmt: skip
+    ])  # fmt: skip
+    assert len(text.splitlines()) == len(original.splitlines())
     assert "  gan:  # tuned: tune-gan trial 1, FID 30.00 (defaults 40.00)" in text
     applied = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "applied.json").read_text())
     assert applied["previous_block"] == params.variants["gan"].model_dump(
