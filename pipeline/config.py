@@ -86,6 +86,12 @@ class TrainConfig(Strict):
     checkpoint_every: Int = Field(default=1, ge=1, description="Epochs between checkpoints.")
     grid_every: Int = Field(default=1, ge=1, description="Epochs between sample grids.")
     log_every: Int = Field(default=200, ge=1, description="Steps between progress updates.")
+    threads: Int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads for training and tuning (null: torch's default, every "
+        "core); 1 when several torch processes share a small machine.",
+    )
     fast: Bool = Field(default=True, description="Device-resident data, no per-step host sync.")
     cuda_graphs: Bool = Field(
         default=False,
@@ -346,9 +352,15 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
 
 
 def parse_params(raw: Any, root: Path, source: str = "params.yaml") -> Params:
-    """Validate an already-loaded mapping; raises ConfigError with the dotted key."""
+    """Validate an already-loaded mapping; raises ConfigError with the dotted key.
+
+    ``None`` (an empty file, or one of comments only) is refused: silently taking every
+    default would start the full 200-epoch jobs. An explicit ``{}`` means "all defaults"."""
     if raw is None:
-        raw = {}
+        raise ConfigError(
+            f"{source}: the params file is empty; give at least one section "
+            "(write `{}` to take every default)"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     if "root" in raw:
@@ -432,6 +444,8 @@ def read_yaml(path: Path | str) -> Any:
     """A YAML file's content (UTF-8, no duplicate keys). Raises ConfigError naming the file
     (and the line, for a YAML problem) on one line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a params file (give the .yaml file)")
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:

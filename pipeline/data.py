@@ -163,8 +163,32 @@ def load_split(
     path = mnist_dir(params) / f"{split}.pt"
     if not path.is_file():
         raise DataError(f"{path}: prepared MNIST not found; run `pipeline prepare` first")
-    data = torch.load(path, map_location=device, weights_only=True)
-    return data["images"], data["labels"]
+    # weights_only: a crafted file cannot run code; whatever it holds, the error names the
+    # file and the fix rather than the unpickler's complaint.
+    rebuild = f"run `pipeline prepare` to rebuild {mnist_dir(params)}"
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise DataError(
+            f"{path}: unreadable prepared MNIST ({type(err).__name__}); {rebuild}"
+        ) from None
+    count = SPLITS[split][2] if split in SPLITS else None
+    images = data.get("images") if isinstance(data, dict) else None
+    labels = data.get("labels") if isinstance(data, dict) else None
+    ok = (
+        isinstance(images, torch.Tensor)
+        and isinstance(labels, torch.Tensor)
+        and images.dtype == torch.uint8
+        and labels.dtype == torch.int64
+        and tuple(images.shape) == (count, 28, 28)
+        and tuple(labels.shape) == (count,)
+    )
+    if not ok:
+        raise DataError(
+            f"{path}: not prepared MNIST (expected uint8 images [{count}, 28, 28] and int64 "
+            f"labels [{count}]); {rebuild}"
+        )
+    return images, labels
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -61,3 +61,12 @@ def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
     finally:
         matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved[:4]
         torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
+
+
+def use_threads(n: int | None) -> None:
+    """``train.threads``: the torch CPU threads of this process (None keeps torch's default,
+    one per core). Several torch processes on a small machine (a tuning worker beside a
+    training run, parallel DVC stages) each take every core by default and then run several
+    times slower than with one thread each."""
+    if n is not None:
+        torch.set_num_threads(n)

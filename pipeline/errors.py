@@ -17,6 +17,12 @@ class ConfigError(PipelineError):
     exit_code = 2
 
 
+class UsageError(PipelineError):
+    """A command-line option out of range (exit code 2, like Typer's own usage errors)."""
+
+    exit_code = 2
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message, or its type name when it has none."""
     lines = str(err).strip().splitlines()
