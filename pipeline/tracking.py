@@ -20,6 +20,8 @@ from mlflow.entities import Param, RunTag
 
 from pipeline.config import Params
 from pipeline.errors import PipelineError
+from pipeline.faults import kill_point
+from pipeline.tracking_repair import FOLDER_TAG, close_orphans, logged_model_ready, torch_threads
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -174,15 +176,20 @@ class TrainRecorder:
                 "mlflow.source.git.commit": git_commit(self.params.root),
                 "git_commit": git_commit(self.params.root),
                 "stage": "train",
+                FOLDER_TAG: str(out_dir.resolve()),
             }
             run = c.create_run(exp_id, run_name=spec.variant, tags=tags)
             run_id = run.info.run_id
+            kill_point("run-created")  # tests: the run exists, run_id.txt does not yet
             resolved = {"run": spec.as_dict(), "train": self.train_config}
             p = [Param(k, v) for k, v in flat_str_params(flatten(resolved)).items()]
             for i in range(0, len(p), 100):
                 c.log_batch(run_id, params=p[i : i + 100])
             write_text(out_dir / RUN_ID_FILE, run_id + "\n")
         self.run_id = run_id
+        # The CPU threads this process trains with (train.threads, or torch's default).
+        c.set_tag(run_id, "torch_threads", str(torch_threads()))
+        close_orphans(c, exp_id, spec.variant, out_dir, keep=run_id)
 
     def on_epoch_end(self, event: Any) -> None:
         import math
@@ -217,7 +224,7 @@ class TrainRecorder:
             tags=[RunTag("train_time_s", f"{result.train_time_s:.1f}"),
                   RunTag("steps_per_s", f"{result.steps_per_s:.1f}")],
         )  # fmt: skip
-        if self.params.tracking.log_model:
+        if self.params.tracking.log_model and not logged_model_ready(c, self.run_id):
             from pipeline.sample import load_generator
 
             generator, _ = load_generator(result.checkpoint, "cpu")
@@ -225,9 +232,18 @@ class TrainRecorder:
             # trade-off of serialization_format="pickle" (pt2 needs example inputs).
             logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
             with mlflow.start_run(run_id=self.run_id):
+                # The record is created first (PENDING) and filled by log_model (READY); a
+                # kill in between leaves a PENDING one, which the repair deletes above.
+                model = mlflow.initialize_logged_model(
+                    name=model_name(result.variant),
+                    source_run_id=self.run_id,
+                    params=c.get_run(self.run_id).data.params,
+                )
+                kill_point("model-logging")
                 mlflow.pytorch.log_model(
                     generator,
                     name=model_name(result.variant),
+                    model_id=model.model_id,
                     serialization_format="pickle",
                     pip_requirements=["torch", "torchvision"],
                 )
