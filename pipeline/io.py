@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.faults import kill_point
+
 # The process umask, read once: temp files are created private (0600/0700), and what they
 # become must get the mode a plain open()/mkdir() would have given it.
 _UMASK = os.umask(0o022)
@@ -34,6 +36,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        kill_point(f"replace:{path.name}")  # tests: a kill between write and rename
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -52,6 +55,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_UMASK)
     try:
         yield tmp
+        kill_point(f"replace:{path.name}")
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

@@ -811,3 +811,35 @@ def test_a_failed_graph_capture_stops_the_study_after_that_trial(
     (trial,) = load(params, "tune-gan").get_trials()  # no second trial in this process
     assert trial.state == TrialState.FAIL
     assert "CUDA graph capture failed" in trial.user_attrs[tune.ATTR_FAIL]
+
+
+def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
+    tmp_path: Path, make_params
+) -> None:
+    """Trials train in locked folders under <tune.out_dir>/.cache/trials, not the system temp
+    folder; the next `pipeline tune` removes those whose worker died (issue 12, item 8)."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from pipeline.faults import KILL_ENV
+
+    path = make_params(tmp_path, {"epochs": 1})
+    args = [sys.executable, "-m", "pipeline", "tune", "gan", "--params", str(path)]
+    args += ["--trials", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    system_tmp = set(Path(tempfile.gettempdir()).glob("tune-gan-*"))
+    out = subprocess.run(
+        args, env={**env, KILL_ENV: "trial-started"}, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    scratch = tmp_path / "reports" / "tuning" / ".cache" / "trials"
+    (left,) = [p for p in scratch.iterdir() if p.is_dir()]
+    assert left.name.startswith("tune-gan-0-")
+    assert set(Path(tempfile.gettempdir()).glob("tune-gan-*")) == system_tmp
+
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"removed {left}" in out.stderr
+    assert list(scratch.iterdir()) == []  # the finished trial's folder and lock went too

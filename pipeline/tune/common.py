@@ -110,6 +110,16 @@ def results_dir(params: Params, variant: str) -> Path:
     return layout.tuning_results(params, variant)
 
 
+SCRATCH_PREFIX = "tune-"
+
+
+def scratch_dir(params: Params) -> Path:
+    """Where trials train (one locked scratch folder each, deleted after the trial): the
+    project's tuning cache, not the system temp folder, so a killed worker's folder is found
+    and removed when the next study starts."""
+    return params.path(params.tune.out_dir) / ".cache" / "trials"
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

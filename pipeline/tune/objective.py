@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +15,9 @@ from typing import TYPE_CHECKING
 from pipeline import layout
 from pipeline.config import Params
 from pipeline.errors import describe
+from pipeline.faults import kill_point
 from pipeline.graphs import GraphCaptureError
+from pipeline.runlock import scratch_folder
 from pipeline.tune.common import (
     ATTR_FAIL,
     ATTR_HOST,
@@ -25,6 +25,8 @@ from pipeline.tune.common import (
     ATTR_PRUNE,
     ATTR_RUN,
     OBJECTIVE,
+    SCRATCH_PREFIX,
+    scratch_dir,
 )
 from pipeline.tune.space import suggest
 from pipeline.tune.tracking import _Tracker
@@ -140,7 +142,17 @@ class _Objective:
             self.tracker,
             run_id,
         )
-        out_dir = Path(tempfile.mkdtemp(prefix=f"tune-{self.variant.name}-{trial.number}-"))
+        # A locked scratch folder under the project's tuning cache: a killed worker's folder
+        # is removed when the next study starts (pipeline.runlock.remove_abandoned).
+        scratch = contextlib.ExitStack()
+        out_dir = scratch.enter_context(
+            scratch_folder(
+                scratch_dir(self.params),
+                f"{SCRATCH_PREFIX}{self.variant.name}-{trial.number}-",
+                "tuning trial",
+            )
+        )
+        kill_point("trial-started")  # tests: a worker killed mid-trial
         try:
             trainer = Trainer(
                 self.train_params,
@@ -178,7 +190,7 @@ class _Objective:
             self.tracker.end_trial(run_id, "FAIL", None, "interrupted")
             raise
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            scratch.close()
             if self.device.type == "cuda":
                 import torch
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
 from pipeline.errors import PipelineError, describe
+from pipeline.runlock import remove_abandoned
 from pipeline.tune.common import (
     ATTR_BUDGET,
     ATTR_FAIL,
@@ -19,9 +20,11 @@ from pipeline.tune.common import (
     ATTR_VARIANT,
     MAX_FAILURES_IN_A_ROW,
     OBJECTIVE,
+    SCRATCH_PREFIX,
     _log,
     _quiet_optuna,
     default_study_name,
+    scratch_dir,
     tune_command,
 )
 from pipeline.tune.objective import _Objective
@@ -144,6 +147,8 @@ def run_study(
         "subset": params.train.subset,
         "batch_size": params.train.batch_size,
     }
+    for gone in remove_abandoned(scratch_dir(params), SCRATCH_PREFIX):
+        _log(f"removed {gone}, the scratch folder of a trial whose worker was killed")
     url = resolve_storage_url(params, storage)
     tracker = _Tracker(params, variant, name, url)
     tracker.prepare()
