@@ -205,6 +205,26 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
     assert {f: (dest / f).read_bytes() for f in files} == before
 
 
+def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(project: Path) -> None:
+    """A kill between writing a temp file and renaming it leaves .<name>.<random>.tmp inside
+    a stage output (models/<V>/ is persistent): DVC must not see the output as changed."""
+    planted = [
+        project / "models" / "gan" / ".checkpoint.pt.k3x_9a2q.tmp",
+        project / "models" / "gan" / "grids" / ".epoch_0002.png.abcd1234.tmp",
+        project / "samples" / "gan" / ".samples.pt.zz99zz99.tmp",
+    ]
+    for path in planted:
+        path.write_bytes(b"half-written")
+    (project / "models" / ".gan.abcdefgh.old").mkdir()
+    try:
+        status = run_dvc(project, "status")
+        assert "Data and pipelines are up to date" in status, status
+    finally:
+        for path in planted:
+            path.unlink()
+        (project / "models" / ".gan.abcdefgh.old").rmdir()
+
+
 def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["variants"]["gan"]["lr"] = 0.0003
