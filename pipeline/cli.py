@@ -167,6 +167,13 @@ def train(
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
     use_threads(p.train.threads)
+    if "inception" in p.evaluate.extractors:
+        # Fail before hours of training, not in the evaluate stage after them.
+        from pipeline.evaluate import check_inception_weights
+        from pipeline.variants import known
+
+        known(variant)
+        check_inception_weights(p)
     result = train_variant(p, variant, epochs=epochs, subset=subset, device=device)
     _echo(
         f"{variant}: {result.epochs} epochs, {result.steps:,} steps at "

@@ -66,17 +66,20 @@ def _plain_state_dict(path: Path, key: str, prefix: str) -> dict[str, torch.Tens
     return dict(state)
 
 
-def trusted_copy(path: Path, url: str, key: str, copies: Path) -> tuple[Path, str]:
+def trusted_copy(path: Path, url: str, key: str, copies: Path | None) -> tuple[Path, str]:
     """(the file to hand to torch-fidelity, its digest label) for a file named in params.
 
     The published file is handed over as is (label: its published prefix, so its features
     share the cache with the hub copy); any other file is read as a plain state dict and
-    written anew under ``copies`` (label: the first 16 hex digits of its sha256)."""
+    written anew under ``copies`` (label: the first 16 hex digits of its sha256); with
+    ``copies`` None it is only checked (and the path returned is not for torch-fidelity)."""
     prefix = published_prefix(url)
     digest = file_hash(path)
     if digest.startswith(prefix):
         return path, prefix
     state = _plain_state_dict(path, key, prefix)
+    if copies is None:
+        return path, digest[:16]
     copy = copies / f"{key}-{digest[:16]}.pt"
     save_torch(state, copy)  # rewritten each time: a copy planted in the cache is not used
     return copy, digest[:16]

@@ -3,6 +3,7 @@ path on locally generated random weights, errors, the JSON schema and MLflow log
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -415,12 +416,15 @@ def test_weights_are_found_in_the_torch_hub_cache(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path, offline_hub: Path
 ) -> None:
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir)
-    hub = ev.hub_file(weights.URL_INCEPTION_V3)
-    assert hub.parent == offline_hub / "hub" / "checkpoints"
+    assert ev.hub_file(weights.URL_INCEPTION_V3).parent == offline_hub / "hub" / "checkpoints"
+    # a cached file is used only when its sha256 has the prefix its name promises
+    prefix = hashlib.sha256(b"weights").hexdigest()[:8]
+    url = f"http://127.0.0.1:9/weights-inception-{prefix}.pth"
+    hub = ev.hub_file(url)
     hub.parent.mkdir(parents=True)
     hub.write_bytes(b"weights")
-    found = ev.resolve_weights(None, weights.URL_INCEPTION_V3, "inception_weights", params)
-    assert found.path == hub and found.digest == "6726825d"
+    found = ev.resolve_weights(None, url, "inception_weights", params)
+    assert found.path == hub and found.digest == prefix
 
     with pytest.raises(PipelineError, match=r"evaluate.vgg16_weights: .*nope.pth: file not found"):
         ev.resolve_weights(Path("nope.pth"), weights.VGG16_URL, "vgg16_weights", params)

@@ -33,7 +33,13 @@ from pipeline.config import Params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError, first_line
 from pipeline.evaluate.scoring import class_coverage, real_reference, score
-from pipeline.evaluate.weights import URL_INCEPTION_V3, VGG16_URL, hub_file, resolve_weights
+from pipeline.evaluate.weights import (
+    URL_INCEPTION_V3,
+    VGG16_URL,
+    check_inception_weights,
+    hub_file,
+    resolve_weights,
+)
 from pipeline.io import write_json
 from pipeline.layout import metrics_path, samples_path
 from pipeline.metrics import MetricsDoc
@@ -43,6 +49,7 @@ from pipeline.variants import known
 __all__ = [
     "URL_INCEPTION_V3",
     "VGG16_URL",
+    "check_inception_weights",
     "class_coverage",
     "evaluate_floor",
     "evaluate_variant",

@@ -105,12 +105,12 @@ def _inception_scores(
     inception, vgg = weights
     gen_ds, real_ds = GreyAsRGB(generated), GreyAsRGB(real)
     # Two calls: torch-fidelity takes one weights path per call, and PRC uses its own network.
-    with bad_weights_as_error(inception.path, "inception_weights"):
+    with bad_weights_as_error(inception):
         m = fidelity(
             params, dev, gen_ds, real_ds, INCEPTION_EXTRACTOR, inception,
             isc=True, fid=True, kid=True,
         )  # fmt: skip
-    with bad_weights_as_error(vgg.path, "vgg16_weights"):
+    with bad_weights_as_error(vgg):
         m.update(fidelity(params, dev, gen_ds, real_ds, VGG16_EXTRACTOR, vgg, prc=True))
     return InceptionScores(
         network=INCEPTION_NETWORK,

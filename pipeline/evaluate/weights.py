@@ -15,7 +15,8 @@ from torchvision.models import VGG16_Weights
 
 from pipeline.config import Params
 from pipeline.errors import PipelineError, first_line
-from pipeline.io import DOWNLOAD_ERRORS, download, file_hash
+from pipeline.io import DOWNLOAD_ERRORS, download
+from pipeline.trusted_weights import check_cached, published_prefix, trusted_copy
 
 # What torch-fidelity's default VGG16 loads (torchvision's ImageNet weights).
 VGG16_URL = VGG16_Weights.IMAGENET1K_V1.url
@@ -23,8 +24,9 @@ VGG16_URL = VGG16_Weights.IMAGENET1K_V1.url
 
 @dataclass(frozen=True)
 class Weights:
-    path: Path
+    path: Path  # the file handed to torch-fidelity (checked: see pipeline.trusted_weights)
     digest: str  # content hash prefix: part of the real-feature cache name
+    shown: str = ""  # how errors name it: the params key and the file, or the cached file
 
 
 def hub_file(url: str) -> Path:
@@ -32,32 +34,34 @@ def hub_file(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def _hash_prefix(url: str) -> str:
-    # torch.hub convention: "name-<sha256 prefix>.pth"
-    return url.rsplit("/", 1)[-1].rsplit(".", 1)[0].rsplit("-", 1)[-1]
-
-
 def _download(url: str, dest: Path) -> None:
     """Fetch ``url`` into ``dest`` atomically, checking the sha256 prefix in its name."""
 
     def check(digest: str) -> None:
-        if not digest.startswith(_hash_prefix(url)):
+        if not digest.startswith(published_prefix(url)):
             raise OSError(f"{url}: sha256 mismatch (corrupt download)")
 
     download(url, dest, check=check)
 
 
-def resolve_weights(configured: Path | None, url: str, key: str, params: Params) -> Weights:
-    """The weights file for one torch-fidelity network, or a one-line PipelineError.
+def resolve_weights(
+    configured: Path | None, url: str, key: str, params: Params, copy: bool = True
+) -> Weights:
+    """The weights file for one torch-fidelity network, checked, or a one-line PipelineError.
 
     Order: ``evaluate.<key>`` from params; torch's hub cache (``$TORCH_HOME``), where an
     earlier download landed; a download from ``url`` (socket timeout, so no hang offline).
+    No file reaches torch-fidelity (which unpickles it with ``weights_only=False``) unless
+    it is the published file or, named in params, a plain state dict, which is handed over
+    as a copy the pipeline wrote (``copy=False``: check only, write nothing).
     """
     if configured is not None:
         path = params.path(configured)
         if not path.is_file():
             raise PipelineError(f"evaluate.{key}: {path}: file not found")
-        return Weights(path, file_hash(path)[:16])
+        copies = params.path(params.evaluate.cache_dir) / "weights"
+        handed, digest = trusted_copy(path, url, key, copies if copy else None)
+        return Weights(handed, digest, f"evaluate.{key}: {path}")
     cached = hub_file(url)
     if not cached.is_file():
         try:
@@ -70,21 +74,30 @@ def resolve_weights(configured: Path | None, url: str, key: str, params: Params)
                 f"give the file in params evaluate.inception_weights / evaluate.vgg16_weights, "
                 f"or set evaluate.extractors to [classifier]"
             ) from None
-    return Weights(cached, _hash_prefix(url))
+    return Weights(cached, check_cached(cached, url, key), f"{cached} (torch hub cache)")
 
 
-def inception_weights(params: Params) -> tuple[Weights, Weights]:
+def inception_weights(params: Params, copy: bool = True) -> tuple[Weights, Weights]:
     """The Inception-v3 and VGG16 weights of the Inception section, resolved up front."""
     cfg = params.evaluate
     return (
-        resolve_weights(cfg.inception_weights, URL_INCEPTION_V3, "inception_weights", params),
-        resolve_weights(cfg.vgg16_weights, VGG16_URL, "vgg16_weights", params),
+        resolve_weights(cfg.inception_weights, URL_INCEPTION_V3, "inception_weights", params, copy),
+        resolve_weights(cfg.vgg16_weights, VGG16_URL, "vgg16_weights", params, copy),
     )
 
 
+def check_inception_weights(params: Params) -> None:
+    """Before training: when ``evaluate.extractors`` has inception, its weights must be had
+    (the same one-line error as ``pipeline evaluate``), not hours later. Downloads them when
+    missing and online; writes no copies."""
+    if "inception" in params.evaluate.extractors:
+        inception_weights(params, copy=False)
+
+
 @contextlib.contextmanager
-def bad_weights_as_error(path: Path, key: str) -> Iterator[None]:
-    """A weights file of the wrong network or format -> one line naming the file."""
+def bad_weights_as_error(weights: Weights) -> Iterator[None]:
+    """A weights file of the wrong network or format -> one line naming the file (and the
+    params key only when the file came from params, not from the hub cache)."""
     try:
         yield
     except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
@@ -92,5 +105,5 @@ def bad_weights_as_error(path: Path, key: str) -> Iterator[None]:
         if isinstance(err, RuntimeError) and "state_dict" not in str(err):
             raise
         raise PipelineError(
-            f"evaluate.{key}: {path}: not usable as torch-fidelity weights ({first_line(err)})"
+            f"{weights.shown}: not usable as torch-fidelity weights ({first_line(err)})"
         ) from None
