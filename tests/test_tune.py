@@ -821,7 +821,6 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     import signal
     import subprocess
     import sys
-    import tempfile
 
     from pipeline.faults import KILL_ENV
 
@@ -829,7 +828,6 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     args = [sys.executable, "-m", "pipeline", "tune", "gan", "--params", str(path)]
     args += ["--trials", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    system_tmp = set(Path(tempfile.gettempdir()).glob("tune-gan-*"))
     out = subprocess.run(
         args, env={**env, KILL_ENV: "trial-started"}, capture_output=True, text=True, timeout=600
     )
@@ -837,7 +835,6 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     scratch = tmp_path / "reports" / "tuning" / ".cache" / "trials"
     (left,) = [p for p in scratch.iterdir() if p.is_dir()]
     assert left.name.startswith("tune-gan-0-")
-    assert set(Path(tempfile.gettempdir()).glob("tune-gan-*")) == system_tmp
 
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
