@@ -77,6 +77,17 @@ class TrackingConfig(Strict):
     timeout_s: Float = Field(default=10.0, gt=0)
 
 
+class DivergenceConfig(Strict):
+    """``train.divergence``: when a run with finite numbers counts as diverged (see
+    pipeline/divergence.py); NaN/inf losses stop a run either way."""
+
+    enabled: Bool = True
+    max_loss: Float = Field(default=1e6, gt=0, description="Largest |loss| a window may log.")
+    zero_grad_windows: Int = Field(
+        default=2, ge=1, description="Windows in a row with a generator gradient of exactly 0."
+    )
+
+
 class TrainConfig(Strict):
     seed: Int = 0
     device: Device = "auto"
@@ -112,6 +123,7 @@ class TrainConfig(Strict):
         description="CUDA: deterministic cuDNN/cuBLAS kernels, cudnn.benchmark off, so a run "
         "and its resumption repeat bit for bit (slower; the CPU is deterministic anyway).",
     )
+    divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     out_dir: Path = Path("models")
 
 

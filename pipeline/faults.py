@@ -2,7 +2,8 @@
 
 ``PIPELINE_KILL_AT=<name>`` makes the process SIGKILL itself when it reaches
 ``kill_point(<name>)``; ``PIPELINE_KILL_AFTER=<n>`` lets the first ``n`` passes through that
-point go by (e.g. kill at the third checkpoint replace). Unset (always, outside tests), a
+point go by (e.g. kill at the third checkpoint replace); ``PIPELINE_KILL_SIGNAL=STOP`` stops
+it there instead (alive, holding what it holds, until the test kills or continues it). Unset (always, outside tests), a
 crash point costs one environment lookup. The points are where a real crash would leave
 something behind: the recovery code that handles them is what the tests check.
 """
@@ -14,6 +15,7 @@ import signal
 
 KILL_ENV = "PIPELINE_KILL_AT"
 AFTER_ENV = "PIPELINE_KILL_AFTER"
+SIGNAL_ENV = "PIPELINE_KILL_SIGNAL"
 
 _passes: dict[str, int] = {}
 
@@ -25,4 +27,5 @@ def kill_point(name: str) -> None:
     seen = _passes.get(name, 0)
     _passes[name] = seen + 1
     if seen >= int(os.environ.get(AFTER_ENV) or 0):
-        os.kill(os.getpid(), signal.SIGKILL)
+        sig = signal.SIGSTOP if os.environ.get(SIGNAL_ENV) == "STOP" else signal.SIGKILL
+        os.kill(os.getpid(), sig)

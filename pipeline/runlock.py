@@ -85,12 +85,14 @@ def folder_lock(folder: Path, what: str = "run") -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete our atomic-write leftovers anywhere under ``folder``; returns what went."""
+def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete our atomic-write leftovers anywhere under ``folder`` (only those of the file
+    ``name`` when given: a shared folder holds other writers' temps); returns what went."""
     if not folder.is_dir():
         return []
     gone = []
-    for path in sorted(folder.rglob(".*")):
+    pattern = f".{name}.*" if name is not None else ".*"
+    for path in sorted(folder.glob(pattern) if name is not None else folder.rglob(pattern)):
         if not _OUR_TEMP.match(path.name) or not (path.is_file() or path.is_dir()):
             continue
         if path.is_dir() and not path.is_symlink():

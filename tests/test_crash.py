@@ -14,7 +14,7 @@ import pytest
 from mlflow.entities import LoggedModelStatus
 
 from pipeline.config import load_params
-from pipeline.faults import AFTER_ENV, KILL_ENV
+from pipeline.faults import AFTER_ENV, KILL_ENV, SIGNAL_ENV
 from pipeline.tracking import resolve_uri
 from tests.conftest import TINY, deep_update, write_params
 
@@ -112,3 +112,55 @@ def test_train_threads_sets_the_torch_threads_of_the_run(
     (run,) = _train_runs(path, "gan")
     assert run.data.tags["torch_threads"] == "1"
     assert run.data.params["train.threads"] == "1"
+
+
+def _stale_temps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob(".*.tmp"))
+
+
+def test_a_kill_during_a_checkpoint_replace_leaves_no_temp_file_after_the_rerun(
+    params_path: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "models" / "gan"
+    # killed at the second checkpoint's replace: the first checkpoint is there, and the
+    # temp file of the second beside it
+    first = run_cli(
+        params_path, "train", "gan", "--epochs", "3", kill_at="replace:checkpoint.pt", after=1
+    )
+    assert killed(first), first.stderr
+    (left,) = _stale_temps(run_dir)
+    assert left.name.startswith(".checkpoint.pt.")
+    rerun = run_cli(params_path, "train", "gan", "--epochs", "3")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from epoch 1" in rerun.stderr
+    assert _stale_temps(run_dir) == [] and _stale_temps(tmp_path / "metrics") == []
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused_while_the_first_lives(
+    params_path: Path, tmp_path: Path
+) -> None:
+    args = [sys.executable, "-m", "pipeline", "train", "gan", "--epochs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", KILL_ENV: "replace:checkpoint.pt"}
+    env[SIGNAL_ENV] = "STOP"  # the first trainer stops mid-run, alive, holding its lock
+    first = subprocess.Popen(
+        [*args, "--params", str(params_path)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _, status = os.waitpid(first.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        second = run_cli(params_path, "train", "gan", "--epochs", "2")
+        assert second.returncode == 1
+        errors = [line for line in second.stderr.splitlines() if line.startswith("Error")]
+        assert errors == [
+            f"Error: {tmp_path / 'models' / 'gan'}: another trainer is writing to it "
+            f"(pid {first.pid}, lock {tmp_path / 'models' / '.gan.lock'}); wait for it to "
+            "finish or stop it, then rerun"
+        ], second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # once it is dead, the lock is free: the rerun trains (and cleans up after the kill)
+    third = run_cli(params_path, "train", "gan", "--epochs", "2")
+    assert third.returncode == 0, third.stderr
+    assert _stale_temps(tmp_path / "models") == []

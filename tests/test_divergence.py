@@ -1,13 +1,21 @@
 """The divergence check on its own (pipeline/divergence.py): what stops a run, what does not.
-The trainer-level test (a real diverging run stops, FAILED in MLflow) is in test_train.py."""
+Then real diverging runs: they stop with the reason, FAILED in MLflow; tuning prunes them
+(test_tune.py)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import mlflow
 import pytest
+import yaml
 
+from pipeline.config import Params, load_params
 from pipeline.divergence import DivergedError, DivergenceMonitor
+from pipeline.tracking import resolve_uri
+from pipeline.train import read_run_id, train_variant, variant_dir
+from tests.conftest import deep_update, write_params
 
 
 def monitor(enabled: bool = True) -> DivergenceMonitor:
@@ -48,3 +56,39 @@ def test_a_generator_without_gradient_for_whole_windows_stops_the_run() -> None:
     off = monitor(enabled=False)
     for _ in range(5):
         off.check("wgan", {"d_loss": 1.0}, 0.0)
+
+
+# ------------------------------------------------------------------ in the trainer and tuning
+
+
+def _diverging(tiny_params_path: Path, **divergence: object) -> Params:
+    """gan at lr 1e6 (d_loss ~1e25, generator gradient exactly 0), wgan at lr 1e3 (losses ~1,
+    generator gradient exactly 0): both finite, both diverged."""
+    over = {
+        "variants": {"gan": {"lr": 1e6, "epochs": 2}, "wgan": {"lr": 1e3, "epochs": 3}},
+        "train": {"divergence": divergence},
+    }
+    tiny = yaml.safe_load(tiny_params_path.read_text())
+    return load_params(write_params(tiny_params_path.parent, deep_update(tiny, over)))
+
+
+@pytest.mark.parametrize(
+    ("variant", "reason"),
+    [("gan", "is beyond train.divergence.max_loss"), ("wgan", "gradient norm has been exactly 0")],
+)
+def test_a_diverged_run_stops_with_its_reason_and_mlflow_says_failed(
+    tiny_params_path: Path, variant: str, reason: str
+) -> None:
+    params = _diverging(tiny_params_path)
+    with pytest.raises(DivergedError, match=reason) as err:
+        train_variant(params, variant, progress=False)
+    assert "\n" not in str(err.value) and str(err.value).startswith(f"{variant} epoch ")
+    run_id = read_run_id(variant_dir(params, variant))
+    run = mlflow.MlflowClient(resolve_uri(params)).get_run(run_id)
+    assert run.info.status == "FAILED" and reason in run.data.tags["failure"]
+
+
+def test_the_check_can_be_turned_off(tiny_params_path: Path) -> None:
+    params = _diverging(tiny_params_path, enabled=False)
+    result = train_variant(params, "gan", track=False, progress=False)
+    assert result.epochs == 2 and result.history[-1]["d_loss"] > 1e6

@@ -840,3 +840,15 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     assert out.returncode == 0, out.stderr
     assert f"removed {left}" in out.stderr
     assert list(scratch.iterdir()) == []  # the finished trial's folder and lock went too
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # the defaults' lr is outside [1e6, 1e6]
+def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, make_params) -> None:
+    """Finite divergence (gan at lr 1e6: d_loss ~1e25) prunes the trial like a NaN does."""
+    params = load_params(make_params(tmp_path, {"epochs": 1, "lr": [1e6, 1e6]}))
+    tune.run_study(params, "gan", trials=2, device="cpu")
+    study = load(params, "tune-gan")
+    defaults, diverged = study.get_trials()
+    assert defaults.state == TrialState.COMPLETE  # the published lr trains normally
+    assert diverged.state == TrialState.PRUNED and diverged.params["lr"] == 1e6
+    assert "beyond train.divergence.max_loss" in diverged.user_attrs[tune.ATTR_PRUNE]

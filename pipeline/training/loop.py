@@ -46,11 +46,13 @@ from pipeline.algorithms.base import Algorithm, StepContext
 from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
 from pipeline.devices import numerics
+from pipeline.divergence import DivergedError, DivergenceMonitor
 from pipeline.errors import PipelineError, first_line
 from pipeline.graphs import GraphCaptureError, StepGraphs
 from pipeline.io import write_json
 from pipeline.layout import FIGURES_DIR
 from pipeline.nets import NetSpec, couples_batch
+from pipeline.runlock import folder_lock, remove_stale_temps
 from pipeline.training.artifacts import (
     curve_columns,
     grid_inputs,
@@ -66,7 +68,7 @@ from pipeline.training.spec import RunSpec
 from pipeline.variants import Hyper, Variant, registry
 
 
-class NonFiniteLossError(PipelineError):
+class NonFiniteLossError(DivergedError):
     """A loss became NaN/inf; the run stops (tuning prunes the trial)."""
 
 
@@ -161,6 +163,8 @@ class Trainer:
         self.algorithm = self.variant.algorithm
         self.cfg = params.train
         self.folder = RunFolder(out_dir, spec.as_dict(), spec.variant)
+        div = params.train.divergence
+        self.divergence = DivergenceMonitor(div.enabled, div.max_loss, div.zero_grad_windows)
 
     # ---------------------------------------------------------------- state
     def _fresh_state(self) -> None:
@@ -188,6 +192,7 @@ class Trainer:
         self.schedule = alg.schedule(hyper)
         # Steps that update the sampler's optimiser: generator iterations (WGAN papers' unit).
         sampler_opts = {o for o, owned in owners.items() if alg.sampler in owned}
+        self._sampler_opts = sorted(sampler_opts)  # whose gradient norm the divergence check reads
         self._g_kinds = {k for k, opts in alg.kinds.items() if sampler_opts & set(opts)}
         self.columns = curve_columns(self.ctx.metrics, self.ctx.norm_names)
         self._step_graphs: StepGraphs | None = None
@@ -273,8 +278,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def run(self) -> TrainResult:
-        """Train to the end (or resume); TF32 and determinism as train.tf32/deterministic."""
-        with numerics(self.cfg.tf32, self.cfg.deterministic):
+        """Train to the end (or resume), holding the run folder's lock (one trainer per
+        folder); TF32 and determinism as train.tf32/deterministic."""
+        with folder_lock(self.out_dir, "trainer"), numerics(self.cfg.tf32, self.cfg.deterministic):
+            # A kill between writing a temp file and renaming it left it behind: ours now.
+            remove_stale_temps(self.out_dir)
+            if self.curves_path is not None:
+                remove_stale_temps(self.curves_path.parent, self.curves_path.name)
             return self._run()
 
     def _run(self) -> TrainResult:
@@ -458,6 +468,15 @@ class Trainer:
                     f"{self.spec.variant}: non-finite {key} at epoch {self.epoch + 1}, step "
                     f"{self.step}; the run diverged (try a lower learning rate)"
                 )
+        # Finite divergence (train.divergence): the logged losses and the sampler's gradient.
+        logged = {k: means[k] for k in self.algorithm.losses if self.ctx.last_counts.get(k)}
+        norms = self.ctx.read_norms()
+        sampler_norm = [norms[k] for o in self._sampler_opts if (k := f"grad_norm_{o}") in norms]
+        self.divergence.check(
+            f"{self.spec.variant} epoch {self.epoch + 1}, step {self.step}",
+            logged,
+            sampler_norm[0] if sampler_norm else None,
+        )
         shown = {k: f"{means[k]:.3f}" for k in self.ctx.metrics[:3] if _finite(means[k])}
         bar.set_postfix(shown, refresh=False)
         return means

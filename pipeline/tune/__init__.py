@@ -29,8 +29,9 @@ Pruning
     slow but improving trial is kept. The earliest prune is at epoch
     ``max(pruner_warmup_epochs, pruner_patience + 2)`` (epoch 3 with the defaults);
     ``pruner_patience: 0`` gives the plain median rule.
-    A NaN/inf loss (:class:`~pipeline.training.NonFiniteLossError`) or a non-finite FID prunes the
-    trial too; any other exception (CUDA OOM, ...) fails it, with the reason in the trial's user
+    A diverged run (:class:`~pipeline.divergence.DivergedError`: a NaN/inf loss, or the
+    ``train.divergence`` bounds) or a non-finite FID prunes the trial too; any other exception
+    (CUDA OOM, ...) fails it, with the reason in the trial's user
     attr ``fail_reason``, and the study goes on (it stops after
     :data:`MAX_FAILURES_IN_A_ROW` failures in a row, which point at a setup problem).
 

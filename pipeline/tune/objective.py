@@ -125,7 +125,8 @@ class _Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from pipeline.training import NonFiniteLossError, Trainer, run_spec
+        from pipeline.divergence import DivergedError
+        from pipeline.training import Trainer, run_spec
 
         trial.set_user_attr(ATTR_PID, os.getpid())
         trial.set_user_attr(ATTR_HOST, socket.gethostname())
@@ -172,7 +173,7 @@ class _Objective:
             trial.set_user_attr(ATTR_PRUNE, str(exc))
             self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
             raise
-        except NonFiniteLossError as exc:
+        except DivergedError as exc:  # NaN/inf losses, or train.divergence's bounds
             trial.set_user_attr(ATTR_PRUNE, str(exc))
             self.tracker.end_trial(run_id, "PRUNED", None, str(exc))
             raise optuna.TrialPruned(str(exc)) from None
