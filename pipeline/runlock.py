@@ -103,22 +103,43 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
     return gone
 
 
+def _new_locked_file(parent: Path, prefix: str) -> tuple[int, Path]:
+    """A new lock file ``parent/.<prefix><random>.lock`` and an fd holding its lock.
+
+    A sweeping :func:`remove_abandoned` may see the file between its creation and our
+    ``flock``, lock it itself and delete it: then take another name rather than fail."""
+    for _ in range(100):
+        fd, name = tempfile.mkstemp(prefix=f".{prefix}", suffix=".lock", dir=parent)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino == os.stat(name).st_ino:  # still the file at that name
+                return fd, Path(name)
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        os.close(fd)
+    raise FolderLockedError(f"{parent}: could not create a locked scratch folder")
+
+
 @contextmanager
 def scratch_folder(parent: Path, prefix: str, what: str) -> Iterator[Path]:
     """A fresh folder ``parent/<prefix><random>``, locked while in use and deleted after; a
-    process killed meanwhile leaves it to :func:`remove_abandoned`. The lock file is made
-    first, so the folder never exists unlocked."""
+    process killed meanwhile leaves it to :func:`remove_abandoned`. The lock is held before
+    the folder exists, so the folder never exists unlocked. ``what`` names the user in a
+    refusal of :func:`folder_lock` on it (which re-enters this lock in this process)."""
     parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{prefix}", suffix=".lock", dir=parent)
-    os.close(fd)
-    folder = parent / Path(name).name[1 : -len(".lock")]
-    with folder_lock(folder, what):
-        try:
+    fd, lock = _new_locked_file(parent, prefix)
+    folder = parent / lock.name[1 : -len(".lock")]
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[lock] = (fd, 1)
+    try:
+        with folder_lock(folder, what):  # re-entrant: counts on the lock taken above
             folder.mkdir()
             yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            lock_file(folder).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        del _held[lock]
+        os.close(fd)
 
 
 def remove_abandoned(parent: Path, prefix: str) -> list[Path]:
