@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -585,3 +586,27 @@ def test_checkpointed_optimiser_state_drops_the_cuda_graph_capturable_flag() -> 
     eager = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
     eager.load_state_dict(state)
     assert eager.param_groups[0]["capturable"] is False
+
+
+def test_the_stage_says_its_device_budget_and_time_left(
+    tiny_params_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its first line names the device and the budget; after the first epoch, the measured
+    speed and the steps and time left."""
+    params = load_params(tiny_params_path)
+    train_variant(params, "gan", epochs=3, track=False, progress=True)
+    lines = [
+        ln
+        for ln in capsys.readouterr().err.splitlines()
+        if ln.startswith("gan: ") and "%|" not in ln
+    ]
+    steps = 512 // 64
+    assert lines[0] == (
+        f"gan: training on cpu ({torch.get_num_threads()} CPU threads), 3 epochs x {steps} "
+        f"steps = {3 * steps} steps, from scratch; time left follows the first epoch"
+    )
+    rate, left = re.fullmatch(
+        r"gan: ([\d,.]+) steps/s on cpu; (\d+) steps left, about .+", lines[1]
+    ).groups()
+    assert float(rate.replace(",", "")) > 0 and int(left) == 2 * steps
+    assert len(lines) == 2

@@ -337,11 +337,14 @@ class Trainer:
             self.algorithm, net_spec(self.variant, self.spec), self.variant.conditional,
             self.device,
         )  # fmt: skip
+        if self.progress:
+            self._say_start(epochs, steps_per_epoch)
         bar = tqdm(
             total=epochs * steps_per_epoch, initial=self.step, unit="step",
             disable=not self.progress, desc=self.spec.variant,
             mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
         )  # fmt: skip
+        first = True
         try:
             while self.epoch < epochs:
                 t0 = time.perf_counter()
@@ -355,6 +358,9 @@ class Trainer:
                     steps_per_s=steps_per_epoch / elapsed, elapsed_s=self.train_time,
                 )  # fmt: skip
                 self.history.append(metrics)
+                if first and self.progress:
+                    self._say_eta(epochs, steps_per_epoch, elapsed)
+                first = False
                 grid = self._grid(grid_z, grid_y)
                 last = self.epoch == epochs
                 self.complete = last
@@ -370,6 +376,37 @@ class Trainer:
                     ckpt.save(self.checkpoint_path, self._state())
         finally:
             bar.close()
+
+    def _say_start(self, epochs: int, steps_per_epoch: int) -> None:
+        """The stage's first line: device, budget, and where it starts from."""
+        total = epochs * steps_per_epoch
+        start = f"from epoch {self.epoch}" if self.epoch else "from scratch"
+        print(
+            f"{self.spec.variant}: training on {self.device} ({self.device_name()}), "
+            f"{epochs} epochs x {steps_per_epoch:,} steps = {total:,} steps, {start}; "
+            "time left follows the first epoch",
+            file=sys.stderr,
+        )
+
+    def _say_eta(self, epochs: int, steps_per_epoch: int, elapsed: float) -> None:
+        """After this process's first epoch: the measured speed and the time left at it (the
+        first epoch includes warm-up, so this errs long, not short)."""
+        from tqdm.auto import tqdm
+
+        from pipeline.report.fmt import duration
+
+        rate = steps_per_epoch / elapsed if elapsed > 0 else float("inf")
+        left = (epochs - self.epoch) * steps_per_epoch
+        tqdm.write(
+            f"{self.spec.variant}: {rate:,.1f} steps/s on {self.device}; {left:,} steps left, "
+            f"about {duration(left / rate) or '0 s'}",
+            file=sys.stderr,
+        )
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"{torch.get_num_threads()} CPU threads"
 
     def _grid(self, z: torch.Tensor, labels: torch.Tensor | None) -> Path | None:
         if self.epoch % self.cfg.grid_every and self.epoch != self.spec.hyper.epochs:
