@@ -27,6 +27,9 @@ for v in $(python -c "import yaml; print(' '.join(yaml.safe_load(open('params.ya
   test -s "samples/$v/samples.pt" || { echo "smoke: samples/$v missing"; exit 1; }
 done
 test -s reports/index.html && test -s reports/comparison.md && test -s mlflow.db
+# The report as a reader sees it (headless Chromium): images decode, every model has its row,
+# sampling cost and figures, the toy section is there.
+python scripts/check_report.py .
 dvc metrics show
 
 # The results as the baseline commit: the stages' uncached outputs (metrics, curves, report)
