@@ -171,7 +171,9 @@ def test_pipeline_toy_writes_figures_mlflow_runs_and_the_report_section(tmp_path
 
     path = write_params(tmp_path, {"toy": SMALL}, variants=["gan", "wgan", "cgan"])
     params = load_params(path)
+    threads = torch.get_num_threads()
     outcome = run_toy(params)
+    assert torch.get_num_threads() == threads  # one thread while it ran, restored after
     assert outcome.skipped == {"cgan": "conditional (the toy data have no labels)"}
     summary = json.loads((tmp_path / "toy" / "summary.json").read_text())
     assert set(summary["problems"]) == {"gaussian1d", "ring8"}
