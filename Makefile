@@ -20,7 +20,7 @@ repro: $(BIN)/.installed
 	dvc repro
 
 test: $(BIN)/.installed
-	pytest -q
+	pytest -q -n 2 --dist loadfile
 
 smoke: $(BIN)/.installed
 	bash scripts/smoke.sh

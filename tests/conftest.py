@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
+# Under pytest-xdist (`make test` runs `pytest -n 2`) each worker keeps to its share of the
+# cores: torch's default of one thread per core in every worker oversubscribes the machine,
+# and small CPU models then run several times slower. Set before torch is imported; the CLI
+# subprocesses the tests start inherit it. An explicit OMP_NUM_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
-from pipeline.config import MIRROR_ENV, load_params, merge_overrides
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,14 +88,39 @@ def write_params(
     return path
 
 
+def once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, key: str, build: Callable[[Path], dict[str, Any]]
+) -> tuple[Path, dict[str, Any]]:
+    """``build(folder)`` once per test run, shared by every pytest-xdist worker: the first
+    worker to get here builds under a file lock in the run's common temp folder, the others
+    wait and reuse the folder. Returns the folder and what ``build`` returned (JSON)."""
+    import fcntl
+    import json
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / f"shared-{key}", shared / f"shared-{key}.json"
+    with open(shared / f"shared-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker killed mid-build
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder)))
+    return folder, json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
-    """MNIST prepared once per session; tests point data.dir here (read-only use)."""
+    """MNIST prepared once per test run; tests point data.dir here (read-only use)."""
     from pipeline.data import prepare
 
-    root = tmp_path_factory.mktemp("prepared")
     os.environ[MIRROR_ENV] = str(mnist_mirror)
-    prepare(load_params(write_params(root)))
+
+    def build(root: Path) -> dict[str, Any]:
+        prepare(load_params(write_params(root)))
+        return {}
+
+    root, _ = once_per_run(tmp_path_factory, "prepared", build)
     return root / "data"
 
 
@@ -109,3 +144,53 @@ TINY: dict[str, Any] = {
 def tiny_params_path(tmp_path: Path, prepared_dir: Path) -> Path:
     """A params file in tmp_path: shared prepared data, tiny CPU budgets, outputs in tmp_path."""
     return write_params(tmp_path, deep_update(TINY, {"data": {"dir": str(prepared_dir)}}))
+
+
+# The original five first, so that each way of training is represented by a familiar model.
+_PREFERRED = ("gan", "cgan", "dcgan", "wgan", "wgan_gp")
+ALL_VARIANTS_ENV = "PIPELINE_TEST_ALL_VARIANTS"
+
+
+def training_signature(name: str) -> tuple[Any, ...]:
+    """What decides how a variant trains, apart from its loss formulas: the algorithm class,
+    its nets' builders, whether it has a penalty (all penalties share one double-backward
+    path), its hooks and init, conditioning, optimiser, n_critic > 1, and whether G rescores
+    D(real). Objectives differ only in pure functions of the scores, which
+    tests/test_objectives.py checks against hand-worked values for every one of them."""
+    import dataclasses
+
+    from pipeline.variants import registry
+
+    v = registry.get(name)
+    alg = v.algorithm
+    parts: list[Any] = [type(alg).__qualname__]
+    if dataclasses.is_dataclass(alg):
+        for f in dataclasses.fields(alg):
+            value = getattr(alg, f.name)
+            if f.name == "objective":
+                value = ("g_needs_real", getattr(value, "g_needs_real", None))
+            elif f.name == "penalty":
+                value = value is not None
+            elif callable(value):
+                value = getattr(value, "__qualname__", type(value).__qualname__)
+            parts.append((f.name, value))
+    parts += [v.conditional, v.optimizer, v.n_critic > 1]
+    return tuple(parts)
+
+
+def representative_variants() -> list[str]:
+    """One registered variant per training signature (see training_signature): the set the
+    expensive registry-wide tests (two-epoch MLflow run, interrupted resume, static graph
+    step) run on, so the suite's time grows with the ways of training, not the model count.
+    Cheap registry-wide tests (one step moves every net, shapes) still run on every variant;
+    ``PIPELINE_TEST_ALL_VARIANTS=1`` runs the expensive ones on every variant too."""
+    from pipeline.variants import registry
+
+    names = registry.names()
+    if os.environ.get(ALL_VARIANTS_ENV):
+        return names
+    ordered = [n for n in _PREFERRED if n in names] + [n for n in names if n not in _PREFERRED]
+    chosen: dict[tuple[Any, ...], str] = {}
+    for name in ordered:
+        chosen.setdefault(training_signature(name), name)
+    return sorted(chosen.values())

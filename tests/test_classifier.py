@@ -25,7 +25,7 @@ from pipeline.cli import app
 from pipeline.config import Params, load_params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError
-from tests.conftest import TINY, deep_update, write_params
+from tests.conftest import TINY, deep_update, once_per_run, write_params
 
 # One epoch over the full training set: ~98.5% test accuracy in ~20 s on a 2-core CPU. The
 # default budget (4 epochs, >= 99%) is measured in reports/benchmarks/evaluate_cpu.md.
@@ -37,14 +37,20 @@ _trained: dict[str, tuple[Path, ClassifierResult]] = {}
 def train_once(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
     """Train the session's classifier on first call; return its ``classifier.out_dir``.
 
-    Shared by test_classifier.py and test_evaluate.py through this module-level cache, so the
-    whole session trains one network.
+    Shared by test_classifier.py and test_evaluate.py through this module-level cache and
+    across pytest-xdist workers (conftest.once_per_run), so a test run trains one network.
     """
     if "dir" not in _trained:
-        root = tmp_path_factory.mktemp("classifier")
-        out = root / "models" / "classifier"
-        params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": str(out)})
-        _trained["dir"] = (out, train_classifier(params))
+
+        def build(root: Path) -> dict:
+            out = root / "models" / "classifier"
+            params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": str(out)})
+            r = train_classifier(params)
+            return {"path": str(r.path), "test_accuracy": r.test_accuracy, "seconds": r.seconds}
+
+        root, r = once_per_run(tmp_path_factory, "classifier", build)
+        result = ClassifierResult(Path(r["path"]), r["test_accuracy"], r["seconds"])
+        _trained["dir"] = (root / "models" / "classifier", result)
     return _trained["dir"][0]
 
 

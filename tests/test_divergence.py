@@ -14,7 +14,7 @@ import yaml
 from pipeline.config import Params, load_params
 from pipeline.divergence import DivergedError, DivergenceMonitor
 from pipeline.tracking import resolve_uri
-from pipeline.train import read_run_id, train_variant, variant_dir
+from pipeline.training import read_run_id, train_variant, variant_dir
 from tests.conftest import deep_update, write_params
 
 

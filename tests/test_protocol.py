@@ -21,9 +21,11 @@ from pipeline.nets import MLPGenerator, NetSpec
 from pipeline.sample import generate, load_nets
 from pipeline.training import EpochEnd, Trainer, run_spec, train_variant
 from pipeline.variants import Options, Variant, registry
-from tests.conftest import write_params
+from tests.conftest import representative_variants, training_signature, write_params
 
 VARIANTS = registry.names()
+# the expensive registry-wide tests: one variant per way of training (conftest)
+REPRESENTATIVE = representative_variants()
 
 
 class Head(nn.Module):
@@ -189,7 +191,7 @@ def test_the_throwaway_family_resumes_and_graph_steps_bit_identically(
     _assert_same_run(whole, graphed)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", REPRESENTATIVE)
 def test_an_interrupted_run_resumes_to_the_same_bits(
     name: str, tmp_path: Path, prepared_dir: Path
 ) -> None:
@@ -305,3 +307,17 @@ def test_nets_are_built_for_the_run_options(tmp_path: Path, prepared_dir: Path) 
         assert nets["generator"].net[0].out_features == 24
     finally:
         registry.unregister("sized")
+
+
+def test_the_expensive_tests_cover_every_way_of_training() -> None:
+    """Variants that differ only in their loss formulas share a signature; a structural
+    difference (hook, penalty, rescoring D(real), net builder, algorithm) does not."""
+    assert training_signature("lsgan") == training_signature("gan") == training_signature("hinge")
+    assert training_signature("wgan_div") == training_signature("wgan_gp")
+    for other in ("ragan", "wgan", "wgan_gp", "sngan", "cgan", "dcgan", "vae", "began"):
+        assert training_signature(other) != training_signature("gan"), other
+    chosen = set(REPRESENTATIVE)
+    assert {"gan", "cgan", "dcgan", "wgan", "wgan_gp"} <= chosen
+    signatures = {training_signature(n) for n in VARIANTS}
+    assert {training_signature(n) for n in chosen} == signatures
+    assert len(chosen) == len(signatures)

@@ -36,9 +36,11 @@ from pipeline.training import (
     train_variant,
 )
 from pipeline.variants import Variant, registry
-from tests.conftest import REPO, deep_update, write_params
+from tests.conftest import REPO, deep_update, representative_variants, write_params
 
 VARIANTS = registry.names()
+# the expensive registry-wide tests: one variant per way of training (conftest)
+REPRESENTATIVE = representative_variants()
 
 
 def _trainer(params_path: Path, name: str, out: Path, epochs: int = 1) -> Trainer:
@@ -73,7 +75,7 @@ def test_one_step_changes_the_weights(name: str, tmp_path: Path, prepared_dir: P
         assert any(p.abs().max() == clip for p in d.parameters())  # clipping was active
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", REPRESENTATIVE)
 def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
     name: str, tiny_params_path: Path
 ) -> None:
@@ -396,7 +398,7 @@ def test_discriminator_sees_real_and_fake_jointly_only_without_batch_norm(
     assert rows == per_step * 2
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", REPRESENTATIVE)
 def test_static_step_graphs_train_exactly_like_the_eager_fast_path(
     name: str, tmp_path: Path, prepared_dir: Path
 ) -> None:
