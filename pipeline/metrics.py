@@ -52,7 +52,12 @@ class Show:
 class Std:
     """The spread of a mean field (shown with it, not as a column)."""
 
-    source: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Count:
+    """A sample count a score was computed with (scores.csv, MLflow; the report's counts)."""
 
 
 Num = float | None
@@ -86,11 +91,11 @@ class Section(BaseModel):
 
     @classmethod
     def numeric_fields(cls) -> list[str]:
-        """Scores and their spreads (the columns of scores.csv), in field order."""
+        """Scores, their spreads and sample counts (the columns of scores.csv), in field order."""
         return [
             name
             for name, info in cls.model_fields.items()
-            if any(isinstance(m, Show | Std) for m in info.metadata)
+            if any(isinstance(m, Show | Std | Count) for m in info.metadata)
         ]
 
 
@@ -113,26 +118,52 @@ class InceptionScores(FidelityScores):
              std="kid_std", scale=1e3),
     ] = None  # fmt: skip
     kid_std: Annotated[Num, Std("kernel_inception_distance_std")] = None
+    kid_subset_size: Annotated[int | None, Count()] = None
+    kid_subsets: Annotated[int | None, Count()] = None
     precision: Annotated[Num, Show("Precision†", "higher", 3, source="precision")] = None
     recall: Annotated[Num, Show("Recall†", "higher", 3, source="recall")] = None
 
 
 class ClassifierScores(FidelityScores):
-    """Our MNIST CNN as the feature extractor, plus class statistics of its predictions."""
+    """Our MNIST CNN as the feature extractor, plus class statistics of its predictions.
 
+    torch-fidelity computes FID, IS and precision/recall; pipeline.evaluate.features the rest:
+    KID on the features centred and scaled by the real set's statistics, FID-infinity (FID
+    at ``fid_inf_points`` sizes from ``fid_inf_n_min`` to ``fid_inf_n_max`` generated images,
+    extrapolated to infinitely many), and density/coverage with ``prdc_k`` neighbours.
+    """
+
+    fid_inf: Annotated[
+        Num, Show("FID∞", "lower", title="FID extrapolated to infinitely many samples "
+                  "(Chong & Forsyth 2020): without FID's bias for the sample size")
+    ] = None  # fmt: skip
     coverage: Annotated[int | None, Show("Coverage", "higher", fmt="of10")] = None
     kl_uniform: Annotated[Num, Show("KL to uniform", "lower", 4)] = None
     label_accuracy: Annotated[Num, Show("Label acc.", "higher", fmt="percent")] = None
     kid_mean: Annotated[
         Num,
-        Show("KID ×10³", "lower", source="kernel_inception_distance_mean", table="detail",
-             fmt="pm", std="kid_std", scale=1e3),
+        Show("KID ×10³", "lower", table="detail", fmt="pm", std="kid_std", scale=1e3,
+             title="On the features centred and scaled by the real set's statistics"),
     ] = None  # fmt: skip
-    kid_std: Annotated[Num, Std("kernel_inception_distance_std")] = None
+    kid_std: Annotated[Num, Std()] = None
     precision: Annotated[
         Num, Show("Precision", "higher", 3, source="precision", table="detail")
     ] = None
     recall: Annotated[Num, Show("Recall", "higher", 3, source="recall", table="detail")] = None
+    density: Annotated[
+        Num, Show("Density", None, 3, table="detail", title="Naeem et al. 2020: 1 when "
+                  "samples are spread like the real set, above 1 when crowded near its modes")
+    ] = None  # fmt: skip
+    knn_coverage: Annotated[
+        Num, Show("k-NN coverage", "higher", 3, table="detail", title="Naeem et al. 2020: "
+                  "share of real images with a sample among their k nearest neighbours")
+    ] = None  # fmt: skip
+    kid_subset_size: Annotated[int | None, Count()] = None
+    kid_subsets: Annotated[int | None, Count()] = None
+    fid_inf_n_min: Annotated[int | None, Count()] = None
+    fid_inf_n_max: Annotated[int | None, Count()] = None
+    fid_inf_points: Annotated[int | None, Count()] = None
+    prdc_k: Annotated[int | None, Count()] = None
     histogram: list[float] | None = None  # share of samples per predicted digit 0-9
 
 

@@ -40,6 +40,15 @@ CLASSIFIER_KEYS = {
     "kl_uniform",
     "label_accuracy",
     "seconds",
+    "fid_inf",
+    "density",
+    "knn_coverage",
+    "kid_subset_size",
+    "kid_subsets",
+    "fid_inf_n_min",
+    "fid_inf_n_max",
+    "fid_inf_points",
+    "prdc_k",
 }
 INCEPTION_KEYS = {
     "network",
@@ -51,6 +60,8 @@ INCEPTION_KEYS = {
     "precision",
     "recall",
     "seconds",
+    "kid_subset_size",
+    "kid_subsets",
 }
 
 
@@ -106,6 +117,10 @@ def test_identical_sets_score_zero_and_noise_scores_far(setup: tuple[Params, Pat
     assert same.precision == same.recall == 1.0
     assert far.precision == far.recall == 0.0
     assert far.kid_mean > 100 * abs(same.kid_mean)
+    assert far.fid_inf > 100 and abs(same.fid_inf) < 0.05 * far.fid_inf
+    # Every real image is its own nearest sample: full coverage; noise is near none of them.
+    assert same.knn_coverage == 1.0 and same.density > 0.9
+    assert far.knn_coverage < 0.01 and far.density < 0.01
     # IS on the classifier's softmax: near 10 for balanced confident digits, 1 for one class.
     assert 8.0 < same.is_mean <= 10.0
     assert far.is_mean < 2.0
@@ -157,11 +172,15 @@ def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> N
     assert (doc["variant"], doc["n_generated"], doc["n_real"]) == ("cgan", 1000, 500)
     m = doc["classifier"]
     assert set(m) == CLASSIFIER_KEYS
-    assert m["network"] == "MNIST CNN (penultimate 128-d features; softmax for IS)"
+    assert m["network"] == ev.fidelity.CLASSIFIER_NETWORK
+    # The sample counts each score was computed with, beside it.
+    assert (m["kid_subset_size"], m["kid_subsets"], m["prdc_k"]) == (100, 100, 5)
+    assert (m["fid_inf_n_min"], m["fid_inf_n_max"], m["fid_inf_points"]) == (200, 1000, 15)
     assert len(m["histogram"]) == 10 and sum(m["histogram"]) == pytest.approx(1.0)
     assert isinstance(m["coverage"], int) and m["coverage"] == 10
     assert m["label_accuracy"] >= 0.98
-    for key in CLASSIFIER_KEYS - {"network", "histogram", "label_accuracy", "coverage"}:
+    counts = {k for k in CLASSIFIER_KEYS if k.startswith(("kid_sub", "fid_inf_", "prdc"))}
+    for key in CLASSIFIER_KEYS - {"network", "histogram", "label_accuracy", "coverage"} - counts:
         assert isinstance(m[key], float) and math.isfinite(m[key]), key
 
     # Requested labels that do not match what was drawn: label accuracy collapses.
@@ -359,8 +378,9 @@ def test_inception_section_with_local_weights(
     m = doc["inception"]
     assert set(m) == INCEPTION_KEYS
     assert m["network"] == "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"
-    for key in INCEPTION_KEYS - {"network"}:
+    for key in INCEPTION_KEYS - {"network", "kid_subset_size", "kid_subsets"}:
         assert isinstance(m[key], float) and math.isfinite(m[key]), key
+    assert (m["kid_subset_size"], m["kid_subsets"]) == (20, 100)
     assert m["fid"] > 0 and m["is_mean"] >= 1.0
     assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0
     cached = [p.name for p in params.path(params.evaluate.cache_dir).iterdir()]

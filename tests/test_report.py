@@ -70,6 +70,15 @@ def _metrics(name: str, s: dict[str, float], conditional: bool = False) -> dict[
             "coverage": sum(h > 0 for h in histogram),
             "kl_uniform": round(s["clf_fid"] / 100, 4),
             "label_accuracy": 0.973 if conditional else None,
+            "fid_inf": round(s["clf_fid"] * 0.9, 3),
+            "density": round(1.02 - s["clf_fid"] / 20, 3),
+            "knn_coverage": round(0.97 - s["clf_fid"] / 30, 3),
+            "kid_subset_size": 1000,
+            "kid_subsets": 100,
+            "fid_inf_n_min": 2000,
+            "fid_inf_n_max": 10_000,
+            "fid_inf_points": 15,
+            "prdc_k": 5,
             "seconds": 3.2,
         },
         "inception": {
@@ -81,6 +90,8 @@ def _metrics(name: str, s: dict[str, float], conditional: bool = False) -> dict[
             "kid_std": 0.0004,
             "precision": round(0.9 - s["inc_fid"] / 100, 3),
             "recall": round(0.85 - s["inc_fid"] / 80, 3),
+            "kid_subset_size": 1000,
+            "kid_subsets": 100,
             "seconds": 6.1,
         },
     }
@@ -285,13 +296,14 @@ def test_score_table_rows_and_best_marks(built: tuple[Params, Path]) -> None:
     assert cells["variant:gan"][COL["samples"]][0] == "10,000 / 10,000"
     assert cells["published:WGAN-GP"][COL["inc_fid"]][0] == "20.30"
     assert cells["published:WGAN-GP"][COL["clf_fid"]][0] == ""
-    assert cells["variant:gan"][10][0] == "n/a"  # label accuracy: unconditional
-    assert cells["variant:cgan"][10][0] == "97.30%"
+    assert cells["variant:gan"][11][0] == "n/a"  # label accuracy: unconditional
+    assert cells["variant:cgan"][11][0] == "97.30%"
     # The class-balance table flags the digit the worst generator never produces.
     details = dict(_parse(page).tables["classifier-table"])
-    digit8 = details["variant:wgan"][3 + 8]
+    # KID, precision, recall, density, k-NN coverage, the sample counts, then digits 0-9.
+    digit8 = details["variant:wgan"][6 + 8]
     assert digit8[0] == "0.0" and "warn" in digit8[1].split()
-    assert "warn" not in details["variant:gan"][3 + 8][1].split()
+    assert "warn" not in details["variant:gan"][6 + 8][1].split()
 
 
 def test_images_are_embedded_and_sections_present(built: tuple[Params, Path]) -> None:
@@ -376,11 +388,11 @@ def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
 
     page = build_report(params).read_text(encoding="utf-8")
     cells = dict(_parse(page).tables["score-table"])
-    assert all(text == MISSING for text, _ in cells["variant:wgan"][:11])
+    assert all(text == MISSING for text, _ in cells["variant:wgan"][:12])
     # Its file exists, but without the Inception section: not computed, not missing.
     assert cells["variant:dcgan"][COL["inc_fid"]][0] == NOT_COMPUTED
     assert cells["variant:dcgan"][COL["clf_fid"]][0] == "1.10★"  # its classifier scores remain
-    assert cells["variant:gan"][11][0] == MISSING  # training time: summary unreadable
+    assert cells["variant:gan"][12][0] == MISSING  # training time: summary unreadable
     assert "gan (configured)" in page  # its hyperparameters come from params.yaml instead
     # With dcgan's Inception FID gone, the best is still the lowest of the rest.
     assert _best(_parse(page).tables["score-table"], COL["inc_fid"]) == ["variant:wgan_gp"]

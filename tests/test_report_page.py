@@ -87,7 +87,7 @@ def test_not_computed_differs_from_missing(tmp_path: Path) -> None:
     (tmp_path / "metrics" / "gan.json").write_text(json.dumps(doc))
     (tmp_path / "metrics" / "wgan.json").unlink()
     cells = dict(_parse(build_report(params).read_text(encoding="utf-8")).tables["score-table"])
-    inc_fid, kl = 1, 9
+    inc_fid, kl = 1, 10
     assert cells["variant:gan"][inc_fid] == (NOT_COMPUTED, "num group-start not-computed")
     assert cells["variant:wgan"][inc_fid] == ("—", "num group-start missing")
     assert cells["variant:gan"][kl] == ("—", "num missing")

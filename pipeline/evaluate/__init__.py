@@ -3,9 +3,11 @@
 Two evaluators, each selectable in ``evaluate.extractors``:
 
 * ``classifier``: our MNIST CNN (pipeline/classifier.py) registered as the torch-fidelity
-  feature extractor ``mnist-classifier``: FID/KID/precision/recall on its 128-d penultimate
+  feature extractor ``mnist-classifier``: FID/precision/recall on its 128-d penultimate
   features, IS on its logits (torch-fidelity softmaxes them: at most 10 for MNIST), plus class
-  coverage from its predictions and, for conditional samples, label accuracy. Fast on a CPU.
+  coverage from its predictions and, for conditional samples, label accuracy; and from the
+  same features (``features``): KID on them centred and scaled by the real set's statistics,
+  FID-infinity, density and coverage. Fast on a CPU.
 * ``inception``: torch-fidelity's ``inception-v3-compat`` (FID, IS, KID) and ``vgg16``
   (precision/recall, torch-fidelity's default for PRC). Needs their weights: a local file from
   params, torch's hub cache, or a download; when none works the stage fails up front with one
@@ -17,7 +19,8 @@ the extractor, ``n_real``, a hash of the weights and where they ran (device type
 ``evaluate.tf32``), so neither a retrained classifier nor a GPU run reuses stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
 our extractor takes one channel back.
 
-Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), ``weights`` (the
+Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), ``features`` (the
+scores we compute on the classifier's features), ``weights`` (the
 Inception path's weights), ``scoring`` (:func:`score` -> :class:`pipeline.metrics.MetricsDoc`,
 the document's schema); this module holds the two stage commands. The samples are read by
 :func:`pipeline.sample.load_samples`, beside the code that writes them.

@@ -21,7 +21,10 @@ from pipeline.evaluate.weights import Weights
 from pipeline.metrics import Section
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
-CLASSIFIER_NETWORK = "MNIST CNN (penultimate 128-d features; softmax for IS)"
+CLASSIFIER_NETWORK = (
+    "MNIST CNN (penultimate 128-d features, centred and scaled by the real set's for KID; "
+    "softmax for IS)"
+)
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 VGG16_EXTRACTOR = "vgg16"
 INCEPTION_NETWORK = "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"

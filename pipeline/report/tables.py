@@ -189,6 +189,29 @@ def _samples(s: Subject) -> Cell:
     return Cell(f"{fmt.integer(gen) or fmt.MISSING} / {fmt.integer(real) or fmt.MISSING}")
 
 
+def _counts(s: Subject) -> Cell:
+    """The sample counts of the classifier scores that do not use every image once."""
+    absent = _absent(s, "classifier")
+    if absent is not None:
+        return absent
+    c = s.metrics.classifier  # type: ignore[union-attr]
+    parts = []
+    if c.kid_subsets and c.kid_subset_size:
+        parts.append(f"KID {c.kid_subsets} × {c.kid_subset_size:,}")
+    if c.fid_inf_points and c.fid_inf_n_min and c.fid_inf_n_max:
+        parts.append(f"FID∞ {c.fid_inf_points} N, {c.fid_inf_n_min:,}–{c.fid_inf_n_max:,}")
+    if c.prdc_k:
+        parts.append(f"k = {c.prdc_k}")
+    return Cell(" · ".join(parts)) if parts else Cell(fmt.MISSING, state="missing")
+
+
+COUNTS = ScoreColumn(
+    GROUP["classifier"], "Sample counts", None, _counts,
+    title="KID: subsets × images per subset (each set); FID∞: how many subset sizes N, and "
+    "their range; density and coverage: neighbours k (over all images)",
+)  # fmt: skip
+
+
 def _summary(key: str, show: Callable[[float | None], str | None]) -> Callable[[Subject], Cell]:
     def text(s: Subject) -> Cell:
         shown = show(fmt.num(s.summary, key))

@@ -26,6 +26,7 @@ from pipeline.report.page import (
 )
 from pipeline.report.plots import curves_plot, scores_plot
 from pipeline.report.tables import (
+    COUNTS,
     COVERAGE_MIN_SHARE,
     DIGIT_COLUMNS,
     SAMPLES,
@@ -73,7 +74,14 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
             "MNIST-classifier scores use the penultimate features of the evaluator CNN (IS on "
             "its softmax, at most 10); coverage counts the digits that get at least "
             f"{COVERAGE_MIN_SHARE:.0%} of the samples, KL is the divergence (nats) of the "
-            f"predicted-class histogram from uniform. Evaluator test accuracy: {acc_text}."
+            f"predicted-class histogram from uniform. Evaluator test accuracy: {acc_text}. "
+            "FID∞ is FID extrapolated to infinitely many samples (Chong & Forsyth 2020: FID "
+            "at several sample sizes N, a line in 1/N), free of FID's bias for the sample "
+            "size. Its KID is computed on the features centred and scaled by the real set's "
+            "statistics (the cubic kernel's scale; the raw features' KID is noise). Density "
+            "and k-NN coverage (Naeem et al. 2020): density 1 means samples spread like the "
+            "real set, coverage is the share of real images with a sample among their k "
+            "nearest neighbours; the sample counts of each are in the second table."
         )
     notes_.append(
         f"The real-vs-real row scores {floor_n:,} MNIST train images against the test set: "
@@ -110,7 +118,7 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
     if "classifier" in shown:
         detail = build(
             "classifier-table",
-            schema_columns("classifier", "detail") + DIGIT_COLUMNS,
+            schema_columns("classifier", "detail") + [COUNTS] + DIGIT_COLUMNS,
             score_groups(inputs, notes=False),
         )
         blocks += [

@@ -76,7 +76,9 @@ class _EpochScorer:
                 self.eval_params.sample.batch_size,
                 event.device,
             )
-        doc = score(self.eval_params, self.variant.name, images, labels, str(event.device))
+        doc = score(
+            self.eval_params, self.variant.name, images, labels, str(event.device), full=False
+        )
         value = (
             float(doc.classifier.fid)
             if doc.classifier and doc.classifier.fid is not None
