@@ -157,7 +157,7 @@ def pipeline_steps_per_s(
     (and, in mode "graphs", where the CUDA graphs are captured). A failed capture raises
     GraphCaptureError: the caller must stop its CUDA work (see pipeline.graphs)."""
     params = load_params(params_path)
-    params = params.with_section("train", **MODES[mode])
+    params = params.with_section("train", score_every=0, **MODES[mode])  # training alone
     spec = run_spec(params, name, epochs=3, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)

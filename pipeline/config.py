@@ -97,6 +97,15 @@ class TrainConfig(Strict):
     checkpoint_every: Int = Field(default=1, ge=1, description="Epochs between checkpoints.")
     grid_every: Int = Field(default=1, ge=1, description="Epochs between sample grids.")
     log_every: Int = Field(default=200, ge=1, description="Steps between progress updates.")
+    score_every: Int = Field(
+        default=5,
+        ge=0,
+        description="Epochs between the quality curve's classifier FID/KID (and after the last "
+        "epoch); 0: off. Not part of the run's identity: it changes the curves, not the weights.",
+    )
+    score_n: Int = Field(
+        default=2000, ge=MIN_EVAL_IMAGES, description="Samples scored for the quality curve."
+    )
     threads: Int | None = Field(
         default=None,
         ge=1,

@@ -13,6 +13,7 @@ Per variant ``V``::
     sample.out_dir/V/             samples.pt, grid.png (preview of the scored samples)
     evaluate.out_dir/V.json       the metrics document (pipeline.metrics.MetricsDoc)
     evaluate.out_dir/curves/V.csv   per-epoch training curves
+    evaluate.out_dir/quality/V.csv  the quality curve's scored epochs (dvc plots)
     evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
     tune.out_dir/V/               best.json, applied.json, Optuna plots
 
@@ -125,6 +126,12 @@ def curves_path(params: Params, name: str) -> Path:
     return curves_dir(params) / f"{name}.csv"
 
 
+def quality_path(params: Params, name: str) -> Path:
+    """The quality curve's scored epochs alone (``dvc plots`` draws a folder's files, one
+    plot definition per folder: the losses and FID need two)."""
+    return metrics_dir(params) / "quality" / f"{name}.csv"
+
+
 def sampling_path(params: Params, name: str) -> Path:
     """What sampling cost (seconds per 1,000 images, device): the sample stage's metrics."""
     return metrics_dir(params) / "sampling" / f"{name}.json"
@@ -174,7 +181,11 @@ def stage_outputs(params: Params) -> dict[str, list[Path]]:
         "toy": [toy_dir(params)],
     }
     for name in params.variants:
-        out[f"train@{name}"] = [variant_dir(params, name), curves_path(params, name)]
+        out[f"train@{name}"] = [
+            variant_dir(params, name),
+            curves_path(params, name),
+            quality_path(params, name),
+        ]
         out[f"sample@{name}"] = [sample_dir(params, name), sampling_path(params, name)]
         out[f"evaluate@{name}"] = [metrics_path(params, name)]
     return out

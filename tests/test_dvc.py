@@ -106,6 +106,12 @@ def test_dvc_plots_draw_each_variants_losses_by_epoch_and_the_fid_bars(project: 
     for v in ("gan", "wgan"):
         (spec,) = specs[f"metrics/curves/{v}.csv"]
         _check_curve_plot(spec, project / "metrics" / "curves" / f"{v}.csv")
+        # The quality curve (smoke profile: scored after each of the two epochs).
+        (quality,) = specs[f"metrics/quality/{v}.csv"]
+        rows = quality["data"]["values"]
+        assert [r["epoch"] for r in rows] == ["1", "2"] and all(
+            float(r["clf_fid"]) > 0 for r in rows
+        )
     (bars,) = specs["Classifier FID per variant (lower is better)"]
     assert bars["encoding"]["x"]["field"] == "classifier_fid"
     assert bars["encoding"]["y"]["field"] == "variant"

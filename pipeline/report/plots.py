@@ -43,6 +43,9 @@ X_COLUMNS = ("epoch", "step", "g_iters")
 """Counters: candidates for the x axis, never a panel."""
 BOOKKEEPING = ("elapsed_s",)
 """Wall-clock bookkeeping: not a training curve."""
+QUALITY_COLUMNS = ("clf_fid", "clf_kid", "score_s")
+"""The quality curve (pipeline/training/quality.py): the report's "Quality over training"
+section draws it, not the variant's training-curve panels."""
 LABELS = {
     "d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))",
     "wasserstein": "W estimate", "grad_norm_d": "‖∇D‖", "grad_norm_g": "‖∇G‖",
@@ -100,7 +103,7 @@ def curve_panels(curves: Curves) -> list[tuple[str, list[str]]]:
         return []
     present = [
         c for c in curves
-        if c not in X_COLUMNS and c not in BOOKKEEPING and _series(curves, x, c)[0]
+        if c not in (*X_COLUMNS, *BOOKKEEPING, *QUALITY_COLUMNS) and _series(curves, x, c)[0]
     ]  # fmt: skip
     panels: list[tuple[str, list[str]]] = []
     taken: set[str] = set()

@@ -25,6 +25,7 @@ from pipeline.report.page import (
     table,
 )
 from pipeline.report.plots import curves_plot, scores_plot
+from pipeline.report.quality import quality_section
 from pipeline.report.tables import (
     COUNTS,
     COVERAGE_MIN_SHARE,
@@ -251,11 +252,13 @@ def build_page(inputs: Inputs) -> Page:
     samples, sample_assets = _samples(inputs)
     figures, figure_assets = figures_section(inputs)
     curves, curve_assets = _curves(inputs)
+    quality, quality_assets = quality_section(inputs)
     toy = toy_section(inputs)
     toy_assets = [
         a for b in (toy.blocks if toy else []) for p in b.pictures for a in (p.asset, p.zoom) if a
     ]
-    body = [scores, *samples, *([figures] if figures else []), curves, *([toy] if toy else []),
+    body = [scores, *samples, *([figures] if figures else []), curves,
+            *([quality] if quality else []), *([toy] if toy else []),
             *sections.rest(inputs, acc_text)]  # fmt: skip
     if inputs.notes:
         body.append(Section("inputs", "Missing inputs", "Missing inputs", [
@@ -268,7 +271,8 @@ def build_page(inputs: Inputs) -> Page:
         "`index.html`; its Markdown twin `comparison.md`."
     )
     return Page(TITLE, [prose(lead, "lead")], body, footer,
-                assets + sample_assets + figure_assets + curve_assets + toy_assets)  # fmt: skip
+                assets + sample_assets + figure_assets + curve_assets + quality_assets
+                + toy_assets)  # fmt: skip
 
 
 __all__ = ["FLOOR_LABEL", "build_page", "shown_extractors"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pipeline.config import Params, to_plain
 from pipeline.devices import resolve_device
-from pipeline.layout import RUN_ID_FILE, curves_path, read_run_id, variant_dir
+from pipeline.layout import RUN_ID_FILE, curves_path, quality_path, read_run_id, variant_dir
 from pipeline.training.artifacts import write_summary
 from pipeline.training.loop import (
     EpochEnd,
@@ -74,6 +74,7 @@ def train_variant(
         callbacks,
         curves_path=curves_path(params, name),
         progress=progress,
+        quality_path=quality_path(params, name),
     )
     result = trainer.run()
     write_summary(result, spec.as_dict()["hyper"])

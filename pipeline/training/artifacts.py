@@ -26,10 +26,12 @@ LEADING_COLUMNS = ("epoch", "step", "g_iters")
 TRAILING_COLUMNS = ("steps_per_s", "elapsed_s")
 
 
-def curve_columns(metrics: Sequence[str], optimizers: Sequence[str]) -> list[str]:
+def curve_columns(
+    metrics: Sequence[str], optimizers: Sequence[str], quality: Sequence[str] = ()
+) -> list[str]:
     """The curves CSV header of a run: counters, the algorithm's metrics, one gradient norm
-    per optimiser, throughput."""
-    return [*LEADING_COLUMNS, *metrics, *(f"grad_norm_{o}" for o in optimizers),
+    per optimiser, the quality curve's columns (when on), throughput."""
+    return [*LEADING_COLUMNS, *metrics, *(f"grad_norm_{o}" for o in optimizers), *quality,
             *TRAILING_COLUMNS]  # fmt: skip
 
 

@@ -63,6 +63,7 @@ from pipeline.training.artifacts import (
     write_figures,
 )
 from pipeline.training.optim import make_optimizers, portable
+from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.spec import RunSpec
 from pipeline.variants import Hyper, Variant, registry
@@ -154,10 +155,12 @@ class Trainer:
         callbacks: Sequence[TrainCallback] = (),
         curves_path: Path | None = None,
         progress: bool = True,
+        quality_path: Path | None = None,
     ) -> None:
         self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
         self.callbacks = list(callbacks)
         self.curves_path = curves_path
+        self.quality_path = quality_path
         self.progress = progress
         self.variant = registry.get(spec.variant)
         self.algorithm = self.variant.algorithm
@@ -165,6 +168,7 @@ class Trainer:
         self.folder = RunFolder(out_dir, spec.as_dict(), spec.variant)
         div = params.train.divergence
         self.divergence = DivergenceMonitor(div.enabled, div.max_loss, div.zero_grad_windows)
+        self.quality = QualityCurve(params, self.variant, spec, device)
 
     # ---------------------------------------------------------------- state
     def _fresh_state(self) -> None:
@@ -194,7 +198,7 @@ class Trainer:
         sampler_opts = {o for o, owned in owners.items() if alg.sampler in owned}
         self._sampler_opts = sorted(sampler_opts)  # whose gradient norm the divergence check reads
         self._g_kinds = {k for k, opts in alg.kinds.items() if sampler_opts & set(opts)}
-        self.columns = curve_columns(self.ctx.metrics, self.ctx.norm_names)
+        self.columns = curve_columns(self.ctx.metrics, self.ctx.norm_names, self.quality.columns())
         self._step_graphs: StepGraphs | None = None
         # How this run stepped: "eager", or with train.cuda_graphs "captured" (CUDA graphs)
         # or "static" (the same static-buffer step without capture, off CUDA).
@@ -283,8 +287,9 @@ class Trainer:
         with folder_lock(self.out_dir, "trainer"), numerics(self.cfg.tf32, self.cfg.deterministic):
             # A kill between writing a temp file and renaming it left it behind: ours now.
             remove_stale_temps(self.out_dir)
-            if self.curves_path is not None:
-                remove_stale_temps(self.curves_path.parent, self.curves_path.name)
+            for path in (self.curves_path, self.quality_path):
+                if path is not None:
+                    remove_stale_temps(path.parent, path.name)
             return self._run()
 
     def _run(self) -> TrainResult:
@@ -345,6 +350,7 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
         )  # fmt: skip
         first = True
+        self.quality.start()
         try:
             while self.epoch < epochs:
                 t0 = time.perf_counter()
@@ -357,6 +363,8 @@ class Trainer:
                     epoch=self.epoch, step=self.step, g_iters=self.g_iters,
                     steps_per_s=steps_per_epoch / elapsed, elapsed_s=self.train_time,
                 )  # fmt: skip
+                if self.quality.due(self.epoch, self.epoch == epochs):
+                    metrics.update(self.quality.score(self.nets))  # not in elapsed_s
                 self.history.append(metrics)
                 if first and self.progress:
                     self._say_eta(epochs, steps_per_epoch, elapsed)
@@ -364,8 +372,7 @@ class Trainer:
                 grid = self._grid(grid_z, grid_y)
                 last = self.epoch == epochs
                 self.complete = last
-                if self.curves_path is not None:
-                    write_curves(self.curves_path, self.history, self.columns)
+                self._write_curves()
                 event = EpochEnd(self.epoch, self.step, metrics, grid, self.sampler, self.spec,
                                  self.device, self.nets)  # fmt: skip
                 # Observers first, checkpoint second: a kill in between repeats this epoch
@@ -376,6 +383,12 @@ class Trainer:
                     ckpt.save(self.checkpoint_path, self._state())
         finally:
             bar.close()
+
+    def _write_curves(self) -> None:
+        if self.curves_path is not None:
+            write_curves(self.curves_path, self.history, self.columns)
+        if self.quality_path is not None:
+            write_quality(self.quality_path, self.history)
 
     def _say_start(self, epochs: int, steps_per_epoch: int) -> None:
         """The stage's first line: device, budget, and where it starts from."""
@@ -528,8 +541,7 @@ class Trainer:
         if grids:
             shutil.copyfile(grids[-1], self.out_dir / "grid.png")
             make_gif(grids, self.out_dir / "progress.gif")
-        if self.curves_path is not None:
-            write_curves(self.curves_path, self.history, self.columns)
+        self._write_curves()
         steps_per_s = self.step / self.train_time if self.train_time else 0.0
         return TrainResult(
             variant=self.spec.variant, epochs=self.epoch, steps=self.step,

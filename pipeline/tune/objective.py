@@ -117,7 +117,10 @@ class _Objective:
     def __post_init__(self) -> None:
         p = self.params
         big = self.epochs + 1  # no intermediate checkpoints or grids: the temp dir is thrown away
-        self.train_params = p.with_section("train", checkpoint_every=big, grid_every=big)
+        # No quality curve: the objective scores every epoch itself.
+        self.train_params = p.with_section(
+            "train", checkpoint_every=big, grid_every=big, score_every=0
+        )
         # Classifier metrics only; the real-feature cache lives with the tuning results, so
         # that tuning writes nothing under models/ or metrics/ (DVC stage outputs).
         self.eval_params = p.with_section(

@@ -1,0 +1,118 @@
+"""The quality curve: sample quality measured during training.
+
+Every ``train.score_every`` epochs and after the last one, ``train.score_n`` samples from
+fixed latents (``sample.seed``: the same for every epoch and variant) are scored with the MNIST
+classifier against the evaluation reference (the first ``evaluate.n_real`` test images):
+FID and KID (features centred and scaled as in pipeline/evaluate/features.py, with
+``CURVE_KID_SUBSETS`` subsets: the curve needs its trend, not its spread) as the curve columns
+``clf_fid`` and ``clf_kid``, and ``score_s``, the seconds the scoring took. ``elapsed_s`` does
+not include them: it stays the training time.
+
+The scoring changes nothing the training depends on: the nets are sampled in eval mode and
+put back, the latents come from their own generator, and the global RNG state is forked
+around it, so a run with curves ends with the same weights as one without, and an
+interrupted run resumes bit for bit (``score_every`` is not part of the run's identity).
+
+Without the classifier checkpoint (``pipeline classifier`` not run yet) the run trains
+without the curve and says so once at its start; under ``dvc repro`` the train stage depends
+on the classifier, so it is there.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from pipeline import layout
+from pipeline.config import Params
+from pipeline.training.artifacts import evaluating
+
+if TYPE_CHECKING:
+    from pipeline.evaluate.features import Reference
+    from pipeline.training.spec import RunSpec
+    from pipeline.variants import Variant
+
+COLUMNS = ("clf_fid", "clf_kid", "score_s")
+FILE_COLUMNS = ("epoch", "step", "elapsed_s", *COLUMNS)
+CURVE_KID_SUBSETS = 20
+
+
+def write_quality(path: Path, history: Sequence[dict[str, float]]) -> None:
+    """The scored epochs of ``history`` as their own CSV (a header alone when none are)."""
+    from pipeline.training.artifacts import write_curves
+
+    write_curves(path, [row for row in history if "clf_fid" in row], FILE_COLUMNS)
+
+
+class QualityCurve:
+    """Scores the sampler after the epochs that are due; inert when ``score_every`` is 0."""
+
+    def __init__(
+        self, params: Params, variant: Variant, spec: RunSpec, device: torch.device
+    ) -> None:
+        self.params, self.variant, self.spec, self.device = params, variant, spec, device
+        self.every = params.train.score_every
+        self.model: nn.Module | None = None
+        self.ref: Reference | None = None
+        self.missing = self.every > 0 and not layout.classifier_checkpoint(params).is_file()
+        if self.missing:
+            self.every = 0  # said once when training starts (a finished run trains nothing)
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0
+
+    def columns(self) -> tuple[str, ...]:
+        return COLUMNS if self.enabled else ()
+
+    def due(self, epoch: int, last: bool) -> bool:
+        return self.enabled and (last or epoch % self.every == 0)
+
+    def start(self) -> None:
+        """Load the classifier and the reference features, or switch the curve off with one
+        line when the classifier is missing."""
+        if self.missing:
+            print(
+                f"warning: {layout.classifier_checkpoint(self.params)} not found: no quality "
+                f"curve for this run (train.score_every={self.params.train.score_every}); run "
+                "`pipeline classifier` first, or set train.score_every: 0",
+                file=sys.stderr,
+            )
+            self.missing = False
+        if not self.enabled or self.model is not None:
+            return
+        from pipeline.classifier import load_classifier
+        from pipeline.data import load_split
+        from pipeline.evaluate.features import Reference, extract
+
+        self.model = load_classifier(self.params, self.device)
+        real = load_split(self.params, "test")[0][: self.params.evaluate.n_real]
+        self.ref = Reference.of(extract(self.model, real).feats)
+
+    def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
+        """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
+        from pipeline.evaluate.features import extract, fid, kid
+        from pipeline.sample import generate
+
+        assert self.model is not None and self.ref is not None
+        start = time.perf_counter()
+        n = self.params.train.score_n
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), evaluating(nets), torch.no_grad():
+            images, _ = generate(
+                self.variant, nets, n, self.spec.z_dim, self.params.sample.seed,
+                self.params.sample.batch_size, self.device,
+            )  # fmt: skip
+            feats = extract(self.model, images).feats
+        subset = min(self.params.evaluate.kid_subset_size, n, len(self.ref.feats))
+        return {
+            "clf_fid": fid(feats, self.ref),
+            "clf_kid": kid(feats, self.ref, subset, CURVE_KID_SUBSETS)["kid_mean"],
+            "score_s": time.perf_counter() - start,
+        }

@@ -1,0 +1,51 @@
+"""The report's "Quality over training" section (pipeline/report/quality.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from pipeline.config import load_params
+from pipeline.report.inputs import VariantData
+from pipeline.report.plots import curve_panels
+from pipeline.report.quality import points, quality_section
+
+N = None
+
+
+def _variant(name: str, fids: list[float | None]) -> VariantData:
+    epochs = list(range(1, len(fids) + 1))
+    return VariantData(name, curves={
+        "epoch": [float(e) for e in epochs],
+        "d_loss": [0.5] * len(fids),
+        "clf_fid": fids,
+        "clf_kid": [None if f is None else f / 100 for f in fids],
+        "score_s": [None if f is None else 2.0 for f in fids],
+        "elapsed_s": [40.0 * e for e in epochs],
+    })  # fmt: skip
+
+
+def test_best_epoch_against_the_last_and_the_cost(tiny_params_path: Path) -> None:
+    params = load_params(tiny_params_path)
+    gan = _variant("gan", [N, 30.0, N, 12.0, N, 15.0])  # best at 4, last at 6
+    wgan = _variant("wgan", [N, 50.0, N, 20.0])  # the last is the best
+    plain = _variant("vae", [N, N])  # scored never: no curve
+    assert points(gan) == [(2, 30.0, 80.0), (4, 12.0, 160.0), (6, 15.0, 240.0)]
+    inputs = SimpleNamespace(params=params, variants=[gan, wgan, plain])
+    section, assets = quality_section(inputs)  # type: ignore[arg-type]
+    assert section is not None and section.id == "quality"
+    assert [a.rel for a in assets] == ["plots/quality.png"]
+    assert assets[0].data.startswith(b"\x89PNG")
+    rows = {r.label: [c.text for c in r.cells] for b in section.blocks if b.table
+            for body in b.table.bodies for r in body.rows}  # fmt: skip
+    # best epoch, best FID, last epoch, last FID, last - best, scoring s / training s
+    assert rows["gan"] == ["4", "12.00", "6", "15.00", "+3.00", f"{6 / 240:.1%}"]
+    assert rows["wgan"] == ["4", "20.00", "4", "20.00", "0 (last is best)", f"{4 / 160:.1%}"]
+    assert "vae" not in rows
+    # The variant's own training-curve panels leave the quality columns to this section.
+    assert [cols for _, cols in curve_panels(gan.curves)] == [["d_loss"]]
+
+
+def test_no_section_without_a_curve(tiny_params_path: Path) -> None:
+    inputs = SimpleNamespace(params=load_params(tiny_params_path), variants=[_variant("gan", [N])])
+    assert quality_section(inputs) == (None, [])  # type: ignore[arg-type]
