@@ -8,7 +8,8 @@ Usage (from the repo root; MNIST from $PIPELINE_MNIST_MIRROR or ../shared/data/m
 Trains VARIANT at the default settings of params.yaml (all 60k images, batch 64,
 ``train.score_every``, ``train.score_n``, ``evaluate.n_real``) for EPOCHS epochs in a temporary
 folder, with the quality curve on, and prints the training seconds, the scoring seconds of
-each scored epoch, the one-off setup (classifier and the reference features) and their share.
+each scored epoch, the one-off setup (classifier and the reference features; cold and from
+the cache) and their share of the training time.
 Without ``--classifier-dir`` it trains the classifier first (1 epoch, a few minutes on a CPU).
 """
 
@@ -43,6 +44,7 @@ def main() -> None:
         work = Path(tmp)
         base = load_params(REPO / "params.yaml")
         params = base.with_section("data", dir=work / "data")
+        params = params.with_section("evaluate", cache_dir=work / "cache")
         prepare(params)
         if args.classifier_dir is None:
             params = params.with_section("classifier", out_dir=work / "classifier", epochs=1)
@@ -52,10 +54,13 @@ def main() -> None:
         dev = torch.device(args.device)
         spec = run_spec(params, args.variant, epochs=args.epochs)
         trainer = Trainer(params, spec, work / "run", dev, progress=False)
-        # The one-off part (classifier, reference features), timed on its own.
-        start = time.perf_counter()
-        QualityCurve(params, trainer.variant, spec, dev).start()
-        setup_s = time.perf_counter() - start
+        # The one-off part (classifier, reference features), timed on its own: the first
+        # time extracts the reference features, later runs read the evaluate stage's cache.
+        setup_s = []
+        for _ in range(2):
+            start = time.perf_counter()
+            QualityCurve(params, trainer.variant, spec, dev).start()
+            setup_s.append(time.perf_counter() - start)
         result = trainer.run()
     scored = [(int(h["epoch"]), h["score_s"]) for h in result.history if "score_s" in h]
     score_s = sum(s for _, s in scored)
@@ -64,10 +69,12 @@ def main() -> None:
           f"score_n {cfg.score_n}, n_real {params.evaluate.n_real}")  # fmt: skip
     print(f"training: {result.train_time_s:.1f} s ({result.steps_per_s:.1f} steps/s)")
     print("scoring: " + ", ".join(f"epoch {e} {s:.2f} s" for e, s in scored))
-    print(f"setup (classifier + reference features, once per run): {setup_s:.1f} s")
+    print(f"setup once per run: {setup_s[1]:.1f} s (the first time, extracting the "
+          f"reference features: {setup_s[0]:.1f} s)")  # fmt: skip
     share = score_s / result.train_time_s
-    print(f"cost: {score_s:.1f} s scoring = {share:.1%} of training; "
-          f"with the setup {(score_s + setup_s) / result.train_time_s:.1%}")  # fmt: skip
+    print(f"cost: {score_s:.1f} s scoring = {share:.1%} of training; with the setup "
+          f"{(score_s + setup_s[1]) / result.train_time_s:.1%} "
+          f"(first time {(score_s + setup_s[0]) / result.train_time_s:.1%})")  # fmt: skip
 
 
 if __name__ == "__main__":

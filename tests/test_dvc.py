@@ -358,6 +358,7 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     assert expected["train@wgan"] == {
         rel(variant_dir(params, "wgan")),
         rel(curves_path(params, "wgan")),
+        "out/scores/quality/wgan.csv",
     }
     assert expected["sample@gan"] == {"out/gen/gan", "out/scores/sampling/gan.json"}
     assert expected["floor"] == {"out/scores/floor.json"}

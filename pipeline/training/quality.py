@@ -2,7 +2,8 @@
 
 Every ``train.score_every`` epochs and after the last one, ``train.score_n`` samples from
 fixed latents (``sample.seed``: the same for every epoch and variant) are scored with the MNIST
-classifier against the evaluation reference (the first ``evaluate.n_real`` test images):
+classifier against the evaluation reference (the first ``evaluate.n_real`` test images, their
+features from the evaluate stage's cache, at ``evaluate.tf32``'s precision):
 FID and KID (features centred and scaled as in pipeline/evaluate/features.py, with
 ``CURVE_KID_SUBSETS`` subsets: the curve needs its trend, not its spread) as the curve columns
 ``clf_fid`` and ``clf_kid``, and ``score_s``, the seconds the scoring took. ``elapsed_s`` does
@@ -31,6 +32,7 @@ from torch import nn
 
 from pipeline import layout
 from pipeline.config import Params
+from pipeline.devices import numerics
 from pipeline.training.artifacts import evaluating
 
 if TYPE_CHECKING:
@@ -88,12 +90,17 @@ class QualityCurve:
         if not self.enabled or self.model is not None:
             return
         from pipeline.classifier import load_classifier
-        from pipeline.data import load_split
-        from pipeline.evaluate.features import Reference, extract
+        from pipeline.evaluate.scoring import real_features, real_reference
+        from pipeline.evaluate.weights import Weights
+        from pipeline.io import file_hash
 
+        path = layout.classifier_checkpoint(self.params)
         self.model = load_classifier(self.params, self.device)
-        real = load_split(self.params, "test")[0][: self.params.evaluate.n_real]
-        self.ref = Reference.of(extract(self.model, real).feats)
+        # The evaluate stage's cached reference features (extracted once per classifier,
+        # device type and precision): after the first run, starting the curve is instant.
+        weights = Weights(path, file_hash(path)[:16])
+        real = real_reference(self.params)
+        self.ref = real_features(self.params, self.model, real, weights, self.device)
 
     def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
         """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
@@ -109,7 +116,9 @@ class QualityCurve:
                 self.variant, nets, n, self.spec.z_dim, self.params.sample.seed,
                 self.params.sample.batch_size, self.device,
             )  # fmt: skip
-            feats = extract(self.model, images).feats
+            # Features at the reference's precision (evaluate.tf32), never mixed.
+            with numerics(self.params.evaluate.tf32):
+                feats = extract(self.model, images).feats
         subset = min(self.params.evaluate.kid_subset_size, n, len(self.ref.feats))
         return {
             "clf_fid": fid(feats, self.ref),
