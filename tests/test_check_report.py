@@ -27,8 +27,8 @@ def _seen(**over: object) -> dict:
 
 def _project(tmp_path: Path) -> Path:
     write_params(tmp_path, variants=["gan", "infogan"])
-    (tmp_path / "models" / "infogan").mkdir(parents=True)
-    (tmp_path / "models" / "infogan" / "figures.json").write_text("{}")
+    (tmp_path / "models" / "infogan" / "figures").mkdir(parents=True)
+    (tmp_path / "models" / "infogan" / "figures" / "figures.json").write_text("{}")
     return tmp_path
 
 
