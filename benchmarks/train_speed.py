@@ -33,7 +33,7 @@ from speed_report import _round, device_name, write_report  # noqa: E402
 
 from pipeline.algorithms import Adversarial  # noqa: E402
 from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
-from pipeline.data import RESOURCES, prepare  # noqa: E402
+from pipeline.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
 from pipeline.devices import resolve_device  # noqa: E402
 from pipeline.errors import first_line  # noqa: E402
 from pipeline.graphs import GraphCaptureError  # noqa: E402
@@ -84,16 +84,21 @@ def classic_optimizer(hyper, module: torch.nn.Module) -> torch.optim.Optimizer:
 def classic_steps_per_s(
     name: str, loader, device: torch.device, steps: int, warmup: int
 ) -> float | None:
-    """The classic loop: one D step per batch, a G step every n_critic batches (adversarial
-    variants; None for another family, whose classic loop is not written here)."""
+    """The classic loop: one D step per batch, a G step every n_critic batches (the plain GAN
+    losses; None for another family or a structured GAN, whose D has extra heads or whose
+    step has extra terms: their classic loop is not written here)."""
     variant = registry.get(name)
     alg = variant.algorithm
-    if not isinstance(alg, Adversarial):
+    if type(alg) is not Adversarial:
         return None
     params = load_params(REPO / "params.yaml")
     spec = run_spec(params, name)
     nets = build_nets(variant, spec, device)
     g, d = nets["generator"], nets["discriminator"]
+    probe = torch.zeros(2, *IMG_SHAPE, device=device)
+    probe_y = torch.zeros(2, dtype=torch.long, device=device) if variant.conditional else None
+    if not isinstance(d(probe, probe_y), torch.Tensor):
+        return None  # a D with extra outputs (ACGAN's class head)
     hyper = spec.hyper
     opt_g, opt_d = classic_optimizer(hyper, g), classic_optimizer(hyper, d)
     obj, opts = alg.objective, hyper.options
