@@ -13,6 +13,7 @@ there when `pipeline toy` ran. Prints one line per finding; exits 1 on any. With
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -76,8 +77,7 @@ def render(index: Path) -> dict:
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     if not found:
         raise SystemExit(f"check_report: Chromium rendered no probe: {dom.stderr[-500:]}")
-    text = found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
-    return json.loads(text.replace("&amp;", "&"))
+    return json.loads(html.unescape(found.group(1)))
 
 
 def findings(project: Path, seen: dict) -> list[str]:
