@@ -349,7 +349,7 @@ class Trainer:
             disable=not self.progress, desc=self.spec.variant,
             mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
         )  # fmt: skip
-        first = True
+        start_epoch = self.epoch
         self.quality.start()
         try:
             while self.epoch < epochs:
@@ -366,9 +366,8 @@ class Trainer:
                 if self.quality.due(self.epoch, self.epoch == epochs):
                     metrics.update(self.quality.score(self.nets))  # not in elapsed_s
                 self.history.append(metrics)
-                if first and self.progress:
+                if self.progress and self.epoch == start_epoch + 1:
                     self._say_eta(epochs, steps_per_epoch, elapsed)
-                first = False
                 grid = self._grid(grid_z, grid_y)
                 last = self.epoch == epochs
                 self.complete = last
