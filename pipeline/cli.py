@@ -74,6 +74,15 @@ VariantArg = Annotated[
         help=f"Variant key under `variants:` in params.yaml; known: {', '.join(variant_names())}.",
     ),
 ]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        min=0,
+        help="Training seed of the run (one of train.seeds; default: the first). Each seed is "
+        "its own run: models/VARIANT/seedS, samples/VARIANT/seedS, metrics/VARIANT/seedS.json.",
+    ),
+]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N.")
 ]
@@ -83,6 +92,18 @@ def _load(params_path: Path):
     from pipeline.config import load_params
 
     return load_params(params_path)
+
+
+def _seed(p: Any, seed: int | None) -> int:
+    """``--seed``, which must be one of train.seeds (default: the first of them)."""
+    from pipeline.errors import ConfigError
+
+    if seed is None:
+        return p.train.first_seed
+    if seed not in p.train.seeds:
+        seeds = ", ".join(map(str, p.train.seeds))
+        raise ConfigError(f"--seed {seed}: not in train.seeds ({seeds}); add it there first")
+    return seed
 
 
 def _echo(msg: str) -> None:
@@ -154,18 +175,20 @@ def classifier(
 def train(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
+    seed: SeedOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override the variant's epochs.")] = None,
     subset: Annotated[
         int | None, typer.Option(help="Train on the first N images only (smoke runs).")
     ] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Train one variant; resumes from its last checkpoint after an interruption."""
+    """Train one variant with one seed; resumes from its last checkpoint after an interruption."""
     from pipeline.devices import use_threads
     from pipeline.training import train_variant
 
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
+    seed = _seed(p, seed)
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
         # Fail before hours of training, not in the evaluate stage after them.
@@ -174,9 +197,9 @@ def train(
 
         known(variant)
         check_inception_weights(p)
-    result = train_variant(p, variant, epochs=epochs, subset=subset, device=device)
+    result = train_variant(p, variant, seed=seed, epochs=epochs, subset=subset, device=device)
     _echo(
-        f"{variant}: {result.epochs} epochs, {result.steps:,} steps at "
+        f"{variant} seed {seed}: {result.epochs} epochs, {result.steps:,} steps at "
         f"{result.steps_per_s:,.1f} steps/s -> {result.checkpoint}"
     )
 
@@ -185,30 +208,35 @@ def train(
 def sample(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
+    seed: SeedOpt = None,
     n: Annotated[int | None, typer.Option(help="Override sample.n.")] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Generate sample.n images from a trained variant (uint8 tensor + preview grid)."""
+    """Generate sample.n images from a trained run (uint8 tensor + preview grid); the latents
+    depend on the seed, not on the variant."""
     from pipeline.sample import sample_variant
 
     _at_least_one(n=n)
     p = _load(params)
-    out = sample_variant(p, variant, n=n, device=device)
-    _echo(f"{variant}: {out.n:,} samples -> {out.path}")
+    seed = _seed(p, seed)
+    out = sample_variant(p, variant, seed=seed, n=n, device=device)
+    _echo(f"{variant} seed {seed}: {out.n:,} samples -> {out.path}")
 
 
 @command
 def evaluate(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),
+    seed: SeedOpt = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Score a variant's samples (classifier and/or Inception metrics) -> metrics/VARIANT.json."""
+    """Score a run's samples (classifier and/or Inception metrics) -> metrics/VARIANT/seedS.json."""
     from pipeline.evaluate import evaluate_variant
 
     p = _load(params)
-    path = evaluate_variant(p, variant, device=device)
-    _echo(f"{variant}: metrics -> {path}")
+    seed = _seed(p, seed)
+    path = evaluate_variant(p, variant, device=device, seed=seed)
+    _echo(f"{variant} seed {seed}: metrics -> {path}")
 
 
 @command
@@ -220,6 +248,17 @@ def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> 
     p = _load(params)
     path = evaluate_floor(p, device=device)
     _echo(f"floor: metrics -> {path}")
+
+
+@command
+def noise(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
+    """Evaluation noise: re-sample the best run (lowest FID over every variant and seed)
+    evaluate.noise_draws times on fresh latents and score each draw -> reports/noise.json."""
+    from pipeline.evaluate.noise import measure_noise
+
+    p = _load(params)
+    path = measure_noise(p, device=device)
+    _echo(f"noise: {p.evaluate.noise_draws} draws -> {path}")
 
 
 @command

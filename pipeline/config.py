@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic import Strict as NoCoercion
 from pydantic_core import PydanticCustomError
@@ -89,7 +90,13 @@ class DivergenceConfig(Strict):
 
 
 class TrainConfig(Strict):
-    seed: Int = 0
+    seeds: list[Int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Training seeds: every variant trains once per seed (the same seeds for "
+        "every variant, so comparisons are paired). The first is the default of the CLI's "
+        "--seed and the run the report's single-run sections show.",
+    )
     device: Device = "auto"
     batch_size: Int = Field(default=64, ge=1)
     z_dim: Int = Field(default=100, ge=1)
@@ -134,6 +141,29 @@ class TrainConfig(Strict):
     )
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     out_dir: Path = Path("models")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise PydanticCustomError(
+                "seed_renamed", "the key seed was replaced by seeds, a list (e.g. seeds: [0, 1, 2])"
+            )
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_valid(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be non-negative integers")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        return v
+
+    @property
+    def first_seed(self) -> int:
+        """The CLI's default ``--seed`` and the seed of the report's single-run sections."""
+        return self.seeds[0]
 
 
 class VariantParams(Strict):
@@ -189,6 +219,12 @@ class EvaluateConfig(Strict):
         default=10_000, ge=MIN_EVAL_IMAGES, le=60_000, description="Train images for floor."
     )
     kid_subset_size: Int = Field(default=1000, ge=2)
+    noise_draws: Int = Field(
+        default=3,
+        ge=0,
+        description="The noise stage: fresh latent draws of the best run, each scored like the "
+        "stage's samples (evaluation noise apart from training's); 0 turns it off.",
+    )
     tf32: Bool = Field(
         default=False,
         description="CUDA: let feature extractors use TF32 (off: float32, as on a CPU; part of "
@@ -204,6 +240,10 @@ class ReportConfig(Strict):
         default=4.0,
         gt=0,
         description="Largest progression GIF embedded as is; bigger ones keep every k-th frame.",
+    )
+    reference: str = Field(
+        default="gan",
+        description="The variant every other one is compared with, seed by seed (paired tests).",
     )
 
 

@@ -5,22 +5,25 @@ resolves it with moved folders compares DVC's view with :func:`stage_outputs`. N
 imports torch or another stage's module, so any module may ask for a path without pulling in
 the trainer.
 
-Per variant ``V``::
+Per variant ``V`` and training seed ``S`` (one of ``train.seeds``)::
 
-    train.out_dir/V/              checkpoint.pt, config.json, run_id.txt, summary.json,
+    train.out_dir/V/seedS/        checkpoint.pt, config.json, run_id.txt, summary.json,
                                   grid.png (final grid), progress.gif, grids/,
                                   figures/ (a model's own pictures + figures.json)
-    sample.out_dir/V/             samples.pt, grid.png (preview of the scored samples)
-    evaluate.out_dir/V.json       the metrics document (pipeline.metrics.MetricsDoc)
-    evaluate.out_dir/curves/V.csv   per-epoch training curves
-    evaluate.out_dir/quality/V.csv  the quality curve's scored epochs (dvc plots)
-    evaluate.out_dir/sampling/V.json  sampling cost (the sample stage's metrics)
-    tune.out_dir/V/               best.json, applied.json, Optuna plots
+    sample.out_dir/V/seedS/       samples.pt, grid.png (preview of the scored samples)
+    evaluate.out_dir/V/seedS.json   the metrics document (pipeline.metrics.MetricsDoc)
+    evaluate.out_dir/curves/V/seedS.csv   per-epoch training curves
+    evaluate.out_dir/quality/V/seedS.csv  the quality curve's scored epochs (dvc plots)
+    evaluate.out_dir/sampling/V/seedS.json  sampling cost (the sample stage's metrics)
+
+and per variant ``tune.out_dir/V/`` (best.json, applied.json, Optuna plots). Every function
+that takes ``seed`` reads None as the first of ``train.seeds`` (the CLI's default).
 
 ``toy.out_dir/``: summary.json and ``<problem>/<variant>.{gif,png}`` (pipeline.toy);
 and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and
 ``resume.pt`` while it trains), ``evaluate.out_dir/floor.json``,
-``report.out_dir/{index.html,comparison.md,...}``.
+``report.out_dir/{index.html,comparison.md,...}`` and ``report.out_dir/noise.json`` (the
+noise stage's).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ CLASSIFIER_RESUME_FILE = "resume.pt"
 FLOOR = "floor"
 """Name of the real-vs-real floor's metrics document (``evaluate.out_dir/floor.json``)."""
 TOY_SUMMARY_FILE = "summary.json"
+NOISE_FILE = "noise.json"
+"""The noise stage's output under ``report.out_dir``: the best run re-scored on fresh latents
+(not under ``evaluate.out_dir``, which the stage reads to find that run)."""
 REPORT_FILES = ("index.html", "comparison.md", "plots", "grids", "scores.csv")
 """What the report stage writes under ``report.out_dir`` (dvc.yaml's report outs)."""
 
@@ -67,26 +73,37 @@ def classifier_resume(params: Params) -> Path:
     return params.path(params.classifier.out_dir) / CLASSIFIER_RESUME_FILE
 
 
+def seed_of(params: Params, seed: int | None) -> int:
+    """``seed``, or the first of ``train.seeds`` for None."""
+    return params.train.first_seed if seed is None else seed
+
+
+def seed_name(seed: int) -> str:
+    """A seed's folder / file stem: ``seed0``."""
+    return f"seed{seed}"
+
+
 # training
-def variant_dir(params: Params, name: str) -> Path:
-    return params.path(params.train.out_dir) / name
+def variant_dir(params: Params, name: str, seed: int | None = None) -> Path:
+    """One training run's folder: ``train.out_dir/<name>/seed<S>``."""
+    return params.path(params.train.out_dir) / name / seed_name(seed_of(params, seed))
 
 
-def summary_path(params: Params, name: str) -> Path:
-    return variant_dir(params, name) / SUMMARY_FILE
+def summary_path(params: Params, name: str, seed: int | None = None) -> Path:
+    return variant_dir(params, name, seed) / SUMMARY_FILE
 
 
-def final_grid(params: Params, name: str) -> Path:
-    return variant_dir(params, name) / FINAL_GRID_FILE
+def final_grid(params: Params, name: str, seed: int | None = None) -> Path:
+    return variant_dir(params, name, seed) / FINAL_GRID_FILE
 
 
-def progress_gif(params: Params, name: str) -> Path:
-    return variant_dir(params, name) / PROGRESS_FILE
+def progress_gif(params: Params, name: str, seed: int | None = None) -> Path:
+    return variant_dir(params, name, seed) / PROGRESS_FILE
 
 
-def figures_dir(params: Params, name: str) -> Path:
+def figures_dir(params: Params, name: str, seed: int | None = None) -> Path:
     """A model's own pictures (``Algorithm.figures``), with ``figures.json`` captions."""
-    return variant_dir(params, name) / FIGURES_DIR
+    return variant_dir(params, name, seed) / FIGURES_DIR
 
 
 def read_run_id(run_dir: Path) -> str | None:
@@ -96,16 +113,16 @@ def read_run_id(run_dir: Path) -> str | None:
 
 
 # sampling
-def sample_dir(params: Params, name: str) -> Path:
-    return params.path(params.sample.out_dir) / name
+def sample_dir(params: Params, name: str, seed: int | None = None) -> Path:
+    return params.path(params.sample.out_dir) / name / seed_name(seed_of(params, seed))
 
 
-def samples_path(params: Params, name: str) -> Path:
-    return sample_dir(params, name) / SAMPLES_FILE
+def samples_path(params: Params, name: str, seed: int | None = None) -> Path:
+    return sample_dir(params, name, seed) / SAMPLES_FILE
 
 
-def sample_grid(params: Params, name: str) -> Path:
-    return sample_dir(params, name) / SAMPLE_GRID_FILE
+def sample_grid(params: Params, name: str, seed: int | None = None) -> Path:
+    return sample_dir(params, name, seed) / SAMPLE_GRID_FILE
 
 
 # scores
@@ -113,33 +130,40 @@ def metrics_dir(params: Params) -> Path:
     return params.path(params.evaluate.out_dir)
 
 
-def metrics_path(params: Params, name: str) -> Path:
-    """``evaluate.out_dir/<name>.json``; ``name`` is a variant or :data:`FLOOR`."""
-    return metrics_dir(params) / f"{name}.json"
+def metrics_path(params: Params, name: str, seed: int | None = None) -> Path:
+    """``evaluate.out_dir/<name>/seed<S>.json``, or ``evaluate.out_dir/floor.json`` for
+    :data:`FLOOR` (the real-vs-real floor has no seed)."""
+    if name == FLOOR:
+        return metrics_dir(params) / f"{FLOOR}.json"
+    return metrics_dir(params) / name / f"{seed_name(seed_of(params, seed))}.json"
 
 
 def curves_dir(params: Params) -> Path:
     return metrics_dir(params) / "curves"
 
 
-def curves_path(params: Params, name: str) -> Path:
-    return curves_dir(params) / f"{name}.csv"
+def curves_path(params: Params, name: str, seed: int | None = None) -> Path:
+    return curves_dir(params) / name / f"{seed_name(seed_of(params, seed))}.csv"
 
 
-def quality_path(params: Params, name: str) -> Path:
+def quality_path(params: Params, name: str, seed: int | None = None) -> Path:
     """The quality curve's scored epochs alone (``dvc plots`` draws a folder's files, one
     plot definition per folder: the losses and FID need two)."""
-    return metrics_dir(params) / "quality" / f"{name}.csv"
+    return metrics_dir(params) / "quality" / name / f"{seed_name(seed_of(params, seed))}.csv"
 
 
-def sampling_path(params: Params, name: str) -> Path:
+def sampling_path(params: Params, name: str, seed: int | None = None) -> Path:
     """What sampling cost (seconds per 1,000 images, device): the sample stage's metrics."""
-    return metrics_dir(params) / "sampling" / f"{name}.json"
+    return metrics_dir(params) / "sampling" / name / f"{seed_name(seed_of(params, seed))}.json"
 
 
 # report and tuning
 def report_dir(params: Params) -> Path:
     return params.path(params.report.out_dir)
+
+
+def noise_path(params: Params) -> Path:
+    return report_dir(params) / NOISE_FILE
 
 
 def tuning_dir(params: Params) -> Path:
@@ -170,22 +194,32 @@ def toy_animation(params: Params, problem: str, name: str) -> Path:
     return toy_dir(params) / problem / f"{name}.gif"
 
 
+def stage_name(stage: str, name: str, seed: int) -> str:
+    """A per-run stage as DVC's ``matrix`` names it: ``train@gan-0``."""
+    return f"{stage}@{name}-{seed}"
+
+
 def stage_outputs(params: Params) -> dict[str, list[Path]]:
     """What each DVC stage writes (``outs``, ``metrics`` and ``plots``), by stage name as
-    ``dvc stage list`` shows it (``train@gan``...)."""
+    ``dvc stage list`` shows it (``train@gan-0``...: variant x seed)."""
     out: dict[str, list[Path]] = {
         "prepare": [mnist_dir(params)],
         "classifier": [classifier_checkpoint(params), classifier_metrics(params)],
         "floor": [metrics_path(params, FLOOR)],
+        "noise": [noise_path(params)],
         "report": [report_dir(params) / f for f in REPORT_FILES],
         "toy": [toy_dir(params)],
     }
     for name in params.variants:
-        out[f"train@{name}"] = [
-            variant_dir(params, name),
-            curves_path(params, name),
-            quality_path(params, name),
-        ]
-        out[f"sample@{name}"] = [sample_dir(params, name), sampling_path(params, name)]
-        out[f"evaluate@{name}"] = [metrics_path(params, name)]
+        for seed in params.train.seeds:
+            out[stage_name("train", name, seed)] = [
+                variant_dir(params, name, seed),
+                curves_path(params, name, seed),
+                quality_path(params, name, seed),
+            ]
+            out[stage_name("sample", name, seed)] = [
+                sample_dir(params, name, seed),
+                sampling_path(params, name, seed),
+            ]
+            out[stage_name("evaluate", name, seed)] = [metrics_path(params, name, seed)]
     return out

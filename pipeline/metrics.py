@@ -1,4 +1,4 @@
-"""The metrics document (``<evaluate.out_dir>/<variant>.json``) as typed models.
+"""The metrics document (``<evaluate.out_dir>/<variant>/seed<S>.json``) as typed models.
 
 Written by pipeline.evaluate, read by the report (its score tables and plots), ``scores.csv``,
 the MLflow logger and the tests. Each score is one annotated field: its name in the JSON, its
@@ -180,6 +180,7 @@ class MetricsDoc(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     variant: str
+    seed: int | None = None  # the training seed (None: the floor, or a file from before seeds)
     n_generated: int | None = None
     n_real: int | None = None
     classifier: ClassifierScores | None = None

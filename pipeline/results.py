@@ -123,7 +123,8 @@ def collect(params: Params) -> dict[str, Any]:
         rows.append({"variant": name, "metrics": doc, "train": summary, "grid": str(grid)})
     floor = _load_doc(layout.metrics_path(params, layout.FLOOR))
     classifier = _read_json(layout.classifier_metrics(params))
-    return {"variants": rows, "floor": floor, "classifier": classifier}
+    seed = params.train.first_seed
+    return {"variants": rows, "floor": floor, "classifier": classifier, "seed": seed}
 
 
 def _table(data: dict[str, Any]) -> list[str]:
@@ -167,7 +168,8 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         f"Python {mach['python']}, torch {mach['torch']}",
         f"- wall time of the whole chain (`dvc repro`): {wall_txt}",
         f"- protocol: {', '.join(map(str, sorted(n_gen, key=str)))} generated images per model "
-        f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, one seed; "
+        f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, "
+        f"one training seed ({data.get('seed', 0)}, the first of train.seeds); "
         "FID, KID, IS, precision and recall on the MNIST-classifier's features"
         + (f" (test accuracy {acc:.2%})" if acc is not None else "")
         + (", and on Inception-v3's" if any(r["metrics"].inception for r in rows) else ""),

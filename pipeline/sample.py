@@ -1,9 +1,11 @@
 """Generation: a trained model's sampler -> ``sample.n`` uint8 images (+ a preview grid).
 
-Output: ``samples/<variant>/samples.pt`` = {"images": uint8 [N, 1, 28, 28],
-"labels": int64 [N] (conditional variants only: the requested digits, uniform over 0-9)}
-and ``samples/<variant>/grid.png`` (the first 100 samples). Same seed -> identical samples.
-What sampling cost goes to ``metrics/sampling/<variant>.json`` (seconds per 1,000 images).
+Output, per variant and training seed S: ``samples/<variant>/seedS/samples.pt`` =
+{"images": uint8 [N, 1, 28, 28], "labels": int64 [N] (conditional variants only: the
+requested digits, uniform over 0-9)} and ``grid.png`` beside it (the first 100 samples).
+The latents come from :func:`latent_seed` of ``sample.seed`` and S: the same latents for every
+variant of one seed (paired comparisons), other latents for another seed. What sampling cost
+goes to ``metrics/sampling/<variant>/seedS.json`` (seconds per 1,000 images).
 :func:`load_samples` reads the file back (evaluate's input) and checks its shapes.
 """
 
@@ -27,6 +29,16 @@ from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_path, save_torch, write_json
 from pipeline.nets import NetSpec
 from pipeline.variants import Variant, known
+
+
+def latent_seed(base: int, run_seed: int, draw: int = 0) -> int:
+    """The sampling generator's seed for training seed ``run_seed``: independent streams per
+    (``sample.seed``, run seed, draw) from numpy's SeedSequence, not ``base + run_seed``
+    (which would make seed 1's latents seed 0's noise stream, shifted). ``draw`` 0 is the
+    scored sample; others are fresh re-draws of the same run. No variant name enters it."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([base, run_seed, draw]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -91,35 +103,47 @@ def generate(
 
 
 def sample_variant(
-    params: Params, name: str, *, n: int | None = None, device: str | None = None
+    params: Params,
+    name: str,
+    *,
+    seed: int | None = None,
+    n: int | None = None,
+    device: str | None = None,
 ) -> SampleResult:
+    """Sample the run of ``name`` trained with ``seed`` (None: the first of train.seeds)."""
     from torchvision.utils import save_image
 
     known(name)
-    path = layout.variant_dir(params, name) / ckpt.CHECKPOINT
+    seed = layout.seed_of(params, seed)
+    path = layout.variant_dir(params, name, seed) / ckpt.CHECKPOINT
     if not path.is_file():
-        raise PipelineError(f"{path}: no checkpoint; run `pipeline train {name}` first")
+        raise PipelineError(
+            f"{path}: no checkpoint; run `pipeline train {name} --seed {seed}` first"
+        )
     dev = resolve_device(device or params.sample.device)
     variant, nets, cfg = load_nets(path, dev)
+    if cfg.get("seed") != seed:
+        raise PipelineError(f"{path}: trained with seed {cfg.get('seed')}, not {seed}")
     n = n or params.sample.n
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     images, labels = generate(
-        variant, nets, n, cfg["z_dim"], params.sample.seed, params.sample.batch_size, dev
-    )
+        variant, nets, n, cfg["z_dim"], latent_seed(params.sample.seed, seed),
+        params.sample.batch_size, dev,
+    )  # fmt: skip
     sync()
     seconds = time.perf_counter() - t0
     data = {"images": images}
     if labels is not None:
         data["labels"] = labels
-    path = layout.samples_path(params, name)
+    path = layout.samples_path(params, name, seed)
     save_torch(data, path)
-    with atomic_path(layout.sample_grid(params, name)) as tmp:
+    with atomic_path(layout.sample_grid(params, name, seed)) as tmp:
         save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
     # Beside the samples, not in their folder: timings differ run to run, the samples do not.
     write_json(
-        layout.sampling_path(params, name),
+        layout.sampling_path(params, name, seed),
         {
             "n": n,
             "seconds": round(seconds, 6),
@@ -142,11 +166,14 @@ class Samples:
     labels: torch.Tensor | None  # int64 [N], the requested digits (conditional variants only)
 
 
-def load_samples(params: Params, variant: str) -> Samples:
-    """The variant's ``samples.pt``: uint8 images [N, 1, 28, 28] and optional int64 labels [N]."""
-    path = layout.samples_path(params, variant)
+def load_samples(params: Params, variant: str, seed: int | None = None) -> Samples:
+    """The run's ``samples.pt``: uint8 images [N, 1, 28, 28] and optional int64 labels [N]."""
+    path = layout.samples_path(params, variant, seed)
     if not path.is_file():
-        raise PipelineError(f"{path}: samples not found; run `pipeline sample {variant}` first")
+        raise PipelineError(
+            f"{path}: samples not found; run `pipeline sample {variant} "
+            f"--seed {layout.seed_of(params, seed)}` first"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated / foreign file: one line, not a traceback

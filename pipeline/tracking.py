@@ -140,10 +140,37 @@ def model_name(variant: str) -> str:
     return f"{variant}-generator"
 
 
+def run_name(variant: str, seed: int) -> str:
+    """The MLflow run name of one training run: ``gan-seed0``."""
+    return f"{variant}-seed{seed}"
+
+
+PARENT_ROLE = "variant"
+"""``role`` tag of a variant's parent run, which nests its seeds' runs in the UI."""
+
+
+def variant_parent(c: MlflowClient, exp_id: str, variant: str) -> str:
+    """The id of ``variant``'s parent run in the experiment, created (and finished at once:
+    it holds no results, only its children) on first use. The UI's run list shows one row
+    per variant that expands into its seeds' runs."""
+    found = c.search_runs(
+        [exp_id],
+        filter_string=f"tags.role = '{PARENT_ROLE}' and tags.variant = '{variant}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(exp_id, run_name=variant, tags={"role": PARENT_ROLE, "variant": variant})
+    c.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
 class TrainRecorder:
     """Records a training run in MLflow (a TrainCallback).
 
-    One run per variant: params (flattened resolved config), per-epoch metrics (step = epoch),
+    One run per (variant, training seed), named ``<variant>-seed<S>`` and tagged ``variant``
+    and ``seed`` (the UI groups a variant's seeds by the ``variant`` tag): params (flattened resolved config), per-epoch metrics (step = epoch),
     sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
     named ``<variant>-generator``.
     The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
@@ -173,12 +200,14 @@ class TrainRecorder:
         if run_id is None:
             tags = {
                 "variant": spec.variant,
+                "seed": str(spec.seed),
+                "mlflow.parentRunId": variant_parent(c, exp_id, spec.variant),
                 "mlflow.source.git.commit": git_commit(self.params.root),
                 "git_commit": git_commit(self.params.root),
                 "stage": "train",
                 FOLDER_TAG: str(out_dir.resolve()),
             }
-            run = c.create_run(exp_id, run_name=spec.variant, tags=tags)
+            run = c.create_run(exp_id, run_name=run_name(spec.variant, spec.seed), tags=tags)
             run_id = run.info.run_id
             kill_point("run-created")  # tests: the run exists, run_id.txt does not yet
             resolved = {"run": spec.as_dict(), "train": self.train_config}

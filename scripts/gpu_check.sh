@@ -69,7 +69,8 @@ cp "$repo/params.yaml" "$work/params.yaml"
 "$py" - "$work/budget.yaml" "${COMPARE_VARIANTS:-$variants}" "${COMPARE_EPOCHS:-5}" <<'EOF'
 import sys, yaml
 path, variants, epochs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
-doc = {"variants": {v: {"epochs": epochs} for v in variants}, "tracking": {"log_model": False}}
+doc = {"variants": {v: {"epochs": epochs} for v in variants}, "tracking": {"log_model": False},
+       "train": {"seeds": [0]}}  # one seed: the commands below run each stage once
 open(path, "w").write(yaml.safe_dump(doc))
 EOF
 for profile in "$repo/profiles/gpu.yaml" "$work/budget.yaml" ${CHECK_PROFILE:+"$CHECK_PROFILE"}; do
@@ -87,7 +88,10 @@ part "comparison, ${COMPARE_EPOCHS:-5} epochs each" "${COMPARE_LIMIT:-180}" "$OU
   p floor && p report || exit 1
   exit $rc'
 cp "$work"/reports/comparison.md "$OUT/" 2>/dev/null
-cp "$work"/metrics/*.json "$OUT/" 2>/dev/null
+cp "$work"/metrics/floor.json "$OUT/" 2>/dev/null
+for f in "$work"/metrics/*/seed0.json; do  # metrics/V/seed0.json -> $OUT/V.json
+  [ -f "$f" ] && cp "$f" "$OUT/$(basename "$(dirname "$f")").json"
+done
 grep -h "failed" "$OUT/comparison.log" | sed 's/^/  /' >>"$summary"
 
 # 4. A wgan_gp study; trials/hour from the trials it finished in its wall time.

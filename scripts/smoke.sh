@@ -22,11 +22,18 @@ echo "smoke: dvc repro took $(( $(date +%s) - start )) s"
 second=$(dvc repro 2>&1)
 echo "$second" | grep -q "Data and pipelines are up to date" \
   || { echo "smoke: second dvc repro was not a no-op:"; echo "$second"; exit 1; }
-for v in $(python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['variants']))"); do
-  test -s "metrics/$v.json" || { echo "smoke: metrics/$v.json missing"; exit 1; }
-  test -s "samples/$v/samples.pt" || { echo "smoke: samples/$v missing"; exit 1; }
+# Every (variant, seed) has its samples and metrics; the report has the seeds' statistics.
+runs=$(python -c "import yaml; p = yaml.safe_load(open('params.yaml'))
+print(' '.join(f'{v}/seed{s}' for v in p['variants'] for s in p['train']['seeds']))")
+for r in $runs; do
+  test -s "metrics/$r.json" || { echo "smoke: metrics/$r.json missing"; exit 1; }
+  test -s "samples/$r/samples.pt" || { echo "smoke: samples/$r missing"; exit 1; }
 done
 test -s reports/index.html && test -s reports/comparison.md && test -s mlflow.db
+test -s reports/plots/seeds.png
+for t in seeds-table paired-table noise-table; do
+  grep -q "id=\"$t\"" reports/index.html || { echo "smoke: the report has no $t"; exit 1; }
+done
 # The report as a reader sees it (headless Chromium): images decode, every model has its row,
 # sampling cost and figures, the toy section is there.
 python scripts/check_report.py .

@@ -17,6 +17,7 @@ COMMANDS = [
     "sample",
     "evaluate",
     "floor",
+    "noise",
     "report",
     "toy",
     "tune",

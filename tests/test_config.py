@@ -40,7 +40,13 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
         ({"evaluate": {"extractors": ["inceptoin"]}}, "evaluate.extractors.0", "classifier"),
         ({"surprise": 1}, "surprise", "unknown key"),
         # no bool <-> number coercion
-        ({"train": {"seed": True}}, "train.seed", "valid integer"),
+        ({"train": {"seeds": [0, True]}}, "train.seeds.1", "valid integer"),
+        # seeds: a non-empty list of unique non-negative ints; the old single key is named
+        ({"train": {"seeds": []}}, "train.seeds", "at least 1 item"),
+        ({"train": {"seeds": [0, 1, 0]}}, "train.seeds", "unique"),
+        ({"train": {"seeds": [0, -1]}}, "train.seeds", "non-negative"),
+        ({"train": {"seeds": 3}}, "train.seeds", "valid list"),
+        ({"train": {"seed": 0}}, "train", "seed was replaced by seeds"),
         ({"tune": {"n_critic": [1, True]}}, "tune.n_critic.1", "valid integer"),
         ({"train": {"batch_size": 64.0}}, "train.batch_size", "valid integer"),
         ({"variants": {"gan": {"lr": True}}}, "variants.gan.lr", "not a boolean"),
@@ -109,7 +115,7 @@ def test_numbers_keep_the_yaml_forms_people_write(tmp_path: Path) -> None:
     """Ints where floats go, PyYAML's string "1e-3", a zero penalty: still accepted."""
     path = tmp_path / "params.yaml"
     path.write_text(
-        "train: {seed: 7}\n"
+        "train: {seeds: [7, 3]}\n"
         "variants:\n"
         "  gan: {lr: 1, betas: [0, 0.9]}\n"
         "  cgan: {lr: 1e-3}\n"
@@ -118,7 +124,7 @@ def test_numbers_keep_the_yaml_forms_people_write(tmp_path: Path) -> None:
         f"evaluate: {{n_real: {MIN_EVAL_IMAGES}, floor_n: {MIN_EVAL_IMAGES}}}\n"
     )
     params = load_params(path)
-    assert params.train.seed == 7
+    assert params.train.seeds == [7, 3] and params.train.first_seed == 7
     assert params.variants["gan"].lr == 1.0 and params.variants["gan"].betas == (0.0, 0.9)
     assert params.variants["cgan"].lr == 1e-3
     assert params.variants["wgan"].options == {"clip": 1.0}

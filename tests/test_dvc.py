@@ -35,6 +35,18 @@ def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
 
 
+def _changed(status: str) -> set[str]:
+    """The stages `dvc status` lists (its unindented ``name:`` lines)."""
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and line[:1].strip()}
+
+
+GAN_CHAIN = {f"{stage}@gan-{s}" for stage in ("train", "sample", "evaluate") for s in (0, 1)} | {
+    "noise",  # the best run may be gan's
+    "toy",  # the toy stage runs every variant of `variants:` too (its options, its lr)
+    "report",
+}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
     root = tmp_path_factory.mktemp("dvcproj")
@@ -44,9 +56,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Pat
         yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text()),
     )
     params["variants"] = {k: params["variants"][k] for k in ("gan", "wgan")}
+    assert params["train"]["seeds"] == [0, 1]  # the smoke profile's two seeds
     params["sample"]["n"] = 500
     params["classifier"]["subset"] = 5000  # the scores' quality is not under test here
-    params["evaluate"].update(n_real=500, floor_n=500, kid_subset_size=200)
+    params["evaluate"].update(n_real=500, floor_n=500, kid_subset_size=200, noise_draws=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["PIPELINE_MNIST_MIRROR"] = str(mnist_mirror)
     run_dvc(root, "init", "--no-scm", "-f", "-q")
@@ -55,21 +68,31 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Pat
 
 def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(project: Path) -> None:
     log = run_dvc(project, "repro")
-    assert _ran(log) == {
-        "prepare", "classifier", "floor", "report", "toy",
-        "train@gan", "train@wgan", "sample@gan", "sample@wgan", "evaluate@gan", "evaluate@wgan",
+    assert _ran(log) == {"prepare", "classifier", "floor", "noise", "report", "toy"} | {
+        f"{stage}@{v}-{s}" for stage in ("train", "sample", "evaluate")
+        for v in ("gan", "wgan") for s in (0, 1)
     }  # fmt: skip
     for v in ("gan", "wgan"):
-        doc = json.loads((project / "metrics" / f"{v}.json").read_text())
-        assert doc["variant"] == v and doc["n_generated"] == 500
-        assert doc["classifier"]["fid"] > 0
+        for s in (0, 1):
+            doc = json.loads((project / "metrics" / v / f"seed{s}.json").read_text())
+            assert (doc["variant"], doc["seed"], doc["n_generated"]) == (v, s, 500)
+            assert doc["classifier"]["fid"] > 0
+    fids = [json.loads((project / "metrics" / "gan" / f"seed{s}.json").read_text())["classifier"]["fid"]
+            for s in (0, 1)]  # fmt: skip
+    assert fids[0] != fids[1]  # two seeds, two runs
     html = (project / "reports" / "index.html").read_text()
     assert "wgan" in html and "data:image/png;base64," in html
+    assert 'id="seeds-table"' in html and 'id="paired-table"' in html and 'id="noise-table"' in html
+    noise = json.loads((project / "reports" / "noise.json").read_text())
+    assert len(noise["draws"]) == 2 and (noise["variant"], noise["seed"]) in {
+        (v, s) for v in ("gan", "wgan") for s in (0, 1)
+    }
+    assert (project / "reports" / "plots" / "seeds.png").is_file()
     assert (project / "mlflow.db").is_file()
     again = run_dvc(project, "repro")
     assert _ran(again) == set() and "Data and pipelines are up to date" in again
     metrics = run_dvc(project, "metrics", "show")
-    assert "metrics/gan.json" in metrics and "metrics/floor.json" in metrics
+    assert "metrics/gan/seed1.json" in metrics and "metrics/floor.json" in metrics
 
 
 def _plots(root: Path) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -104,21 +127,23 @@ def test_dvc_plots_draw_each_variants_losses_by_epoch_and_the_fid_bars(project: 
     specs, errors = _plots(project)
     assert errors == []
     for v in ("gan", "wgan"):
-        (spec,) = specs[f"metrics/curves/{v}.csv"]
-        _check_curve_plot(spec, project / "metrics" / "curves" / f"{v}.csv")
-        # The quality curve (smoke profile: scored after each of the two epochs).
-        (quality,) = specs[f"metrics/quality/{v}.csv"]
-        rows = quality["data"]["values"]
-        assert [r["epoch"] for r in rows] == ["1", "2"] and all(
-            float(r["clf_fid"]) > 0 for r in rows
-        )
+        for s in (0, 1):
+            (spec,) = specs[f"metrics/curves/{v}/seed{s}.csv"]
+            _check_curve_plot(spec, project / "metrics" / "curves" / v / f"seed{s}.csv")
+            # The quality curve (smoke profile: scored after each of the two epochs).
+            (quality,) = specs[f"metrics/quality/{v}/seed{s}.csv"]
+            rows = quality["data"]["values"]
+            assert [r["epoch"] for r in rows] == ["1", "2"] and all(
+                float(r["clf_fid"]) > 0 for r in rows
+            )
     (bars,) = specs["Classifier FID per variant (lower is better)"]
     assert bars["encoding"]["x"]["field"] == "classifier_fid"
     assert bars["encoding"]["y"]["field"] == "variant"
     drawn = {r["variant"]: float(r["classifier_fid"]) for r in bars["data"]["values"]}
     for v in ("gan", "wgan"):
-        fid = json.loads((project / "metrics" / f"{v}.json").read_text())["classifier"]["fid"]
-        assert drawn[v] == pytest.approx(fid)
+        fids = [json.loads((project / "metrics" / v / f"seed{s}.json").read_text())["classifier"]["fid"]
+                for s in (0, 1)]  # fmt: skip
+        assert drawn[v] == pytest.approx(sum(fids) / 2)  # the mean over the seeds
 
 
 def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
@@ -140,18 +165,21 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     run_dvc(tmp_path, "init", "--no-scm", "-f", "-q")
     specs, errors = _plots(tmp_path)
-    failed = {e["name"].rsplit("/", 1)[-1] for e in errors if "/curves/" in e.get("name", "")}
+    failed = {
+        "/".join(e["name"].rsplit("/", 2)[-2:]) for e in errors if "/curves/" in e.get("name", "")
+    }
     drawn = []
     for v in registry.names():
-        path = tmp_path / "metrics" / "curves" / f"{v}.csv"
+        path = tmp_path / "metrics" / "curves" / v / "seed0.csv"
         header = path.read_text().splitlines()[0].split(",")
         if set(_curve_fields()) <= set(header):
-            (spec,) = specs[f"metrics/curves/{v}.csv"]
+            (spec,) = specs[f"metrics/curves/{v}/seed0.csv"]
             _check_curve_plot(spec, path)
             drawn.append(v)
         else:
-            assert f"{v}.csv" in failed and not isinstance(registry.get(v).algorithm, Adversarial)
-    assert failed == {f"{v}.csv" for v in registry.names() if v not in drawn}
+            assert f"{v}/seed0.csv" in failed
+            assert not isinstance(registry.get(v).algorithm, Adversarial)
+    assert failed == {f"{v}/seed0.csv" for v in registry.names() if v not in drawn}
     assert all(
         v in drawn for v in registry.names() if isinstance(registry.get(v).algorithm, Adversarial)
     )
@@ -179,11 +207,11 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
     assert "over 2 attempts" in readme and doc["machine"]["cpu_cores"] == os.cpu_count()
     assert doc["machine"]["cpu"] in readme
     for v in ("gan", "wgan"):
-        small, grid = dest / "grids" / f"{v}.png", project / "samples" / v / "grid.png"
+        small, grid = dest / "grids" / f"{v}.png", project / "samples" / v / "seed0" / "grid.png"
         with Image.open(small) as a, Image.open(grid) as b:
             assert a.mode == "L" and a.tobytes() == b.convert("L").tobytes()
         assert small.stat().st_size < grid.stat().st_size
-        metrics = json.loads((project / "metrics" / f"{v}.json").read_text())
+        metrics = json.loads((project / "metrics" / v / "seed0.json").read_text())
         (entry,) = [e for e in doc["variants"] if e["variant"] == v]
         assert entry["metrics"]["classifier"]["fid"] == metrics["classifier"]["fid"]
         assert entry["train"]["epochs"] == 2
@@ -200,11 +228,11 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
 
     # a missing input: one line naming it, and the snapshot from before stays as it was
     before = {f: (dest / f).read_bytes() for f in files}
-    summary = project / "metrics" / "wgan.json"
+    summary = project / "metrics" / "wgan" / "seed0.json"
     kept = summary.read_bytes()
     summary.unlink()
     try:
-        with pytest.raises(PipelineError, match="wgan.json: not found"):
+        with pytest.raises(PipelineError, match="wgan/seed0.json: not found"):
             write_snapshot(params, dest, command="x", commit="y", profile="z", wall_time_s=1.0)
     finally:
         summary.write_bytes(kept)
@@ -238,15 +266,37 @@ def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path
     status = run_dvc(project, "status")
     assert "train@gan" in status and "train@wgan" not in status
     log = run_dvc(project, "repro")
-    # the toy stage runs every variant of `variants:` too (its options, its lr when toy.lr is null)
-    assert _ran(log) == {"train@gan", "sample@gan", "evaluate@gan", "toy", "report"}
+    assert _ran(log) == GAN_CHAIN
+
+
+def test_adding_a_seed_runs_only_its_stages_and_removing_one_only_the_report(
+    project: Path,
+) -> None:
+    """train.seeds is a dimension of the pipeline: a new seed is new stages, nothing else
+    re-runs but the noise stage (which picks the best run among every seed) and the report;
+    a removed seed changes only what those two read."""
+    assert _ran(run_dvc(project, "repro")) <= GAN_CHAIN
+    path = project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    try:
+        params["train"]["seeds"] = [0, 1, 2]
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        new = {
+            f"{stage}@{v}-2" for stage in ("train", "sample", "evaluate") for v in ("gan", "wgan")
+        }
+        assert _changed(run_dvc(project, "status")) == new | {"noise", "report"}
+        params["train"]["seeds"] = [0]
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert _changed(run_dvc(project, "status")) == {"noise", "report"}
+    finally:
+        path.write_text(original)
+    assert "Data and pipelines are up to date" in run_dvc(project, "status")
 
 
 def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> None:
     """`pipeline tune` runs outside DVC; its best.json must still reach the report."""
-    assert _ran(run_dvc(project, "repro")) <= {
-        "train@gan", "sample@gan", "evaluate@gan", "toy", "report",
-    }  # fmt: skip
+    assert _ran(run_dvc(project, "repro")) <= GAN_CHAIN
     best = project / "reports" / "tuning" / "gan" / "best.json"
     best.parent.mkdir(parents=True, exist_ok=True)
     best.write_text(
@@ -266,9 +316,7 @@ def test_a_finished_tuning_study_re_renders_only_the_report(project: Path) -> No
 def test_moving_jobs_to_another_device_re_runs_nothing(project: Path) -> None:
     """device (and the evaluators' batch size) change where and how fast a stage runs, not
     its result: DVC must not re-train, re-sample or re-score for them."""
-    assert _ran(run_dvc(project, "repro")) <= {
-        "train@gan", "sample@gan", "evaluate@gan", "toy", "report",
-    }  # fmt: skip
+    assert _ran(run_dvc(project, "repro")) <= GAN_CHAIN
     path = project / "params.yaml"
     original = path.read_text()
     params = yaml.safe_load(original)
@@ -295,7 +343,7 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     run_dvc(tmp_path, "init", "--no-scm", "-f", "-q")
     stages = run_dvc(tmp_path, "stage", "list")
-    for stage in ("train@my_new_gan", "sample@my_new_gan", "evaluate@my_new_gan"):
+    for stage in ("train@my_new_gan-1", "sample@my_new_gan-0", "evaluate@my_new_gan-1"):
         assert stage in stages
 
 
@@ -305,9 +353,9 @@ def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     from pipeline.training import code_files
     from pipeline.variants import registry
 
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     for name in registry.names():
-        deps = {d.replace("${key}", name) for d in stage["deps"]}
+        deps = {d.replace("${item.variant}", name) for d in stage["deps"]}
         for rel in code_files(registry.get(name)):
             path = f"pipeline/{rel}"
             covered = path in deps or any(path.startswith(d + "/") for d in deps)
@@ -346,7 +394,15 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     expected = {
         stage: {rel(p) for p in paths} for stage, paths in layout.stage_outputs(params).items()
     }
-    assert set(expected) >= {"prepare", "classifier", "floor", "report", "toy", "train@gan"}
+    assert set(expected) >= {
+        "prepare",
+        "classifier",
+        "floor",
+        "report",
+        "toy",
+        "train@gan-0",
+        "train@gan-2",
+    }
     assert expected["toy"] == {"out/toys"}
     # The layout agrees with the modules that write the files.
     from pipeline.classifier import checkpoint_path
@@ -355,12 +411,14 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
 
     assert rel(mnist_dir(params)) in expected["prepare"]
     assert rel(checkpoint_path(params)) in expected["classifier"]
-    assert expected["train@wgan"] == {
-        rel(variant_dir(params, "wgan")),
-        rel(curves_path(params, "wgan")),
-        "out/scores/quality/wgan.csv",
+    assert expected["train@wgan-1"] == {
+        rel(variant_dir(params, "wgan", 1)),
+        rel(curves_path(params, "wgan", 1)),
+        "out/scores/quality/wgan/seed1.csv",
     }
-    assert expected["sample@gan"] == {"out/gen/gan", "out/scores/sampling/gan.json"}
+    assert expected["sample@gan-2"] == {"out/gen/gan/seed2", "out/scores/sampling/gan/seed2.json"}
+    assert expected["evaluate@wgan-0"] == {"out/scores/wgan/seed0.json"}
+    assert expected["noise"] == {"out/site/noise.json"}
     assert expected["floor"] == {"out/scores/floor.json"}
 
     Repo.init(str(tmp_path), no_scm=True)

@@ -165,11 +165,16 @@ def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> N
     images, labels = load_split(params, "test")
     write_samples(params, "cgan", images[:1000], labels[:1000])
     path = ev.evaluate_variant(params, "cgan")
-    assert path == params.path("metrics") / "cgan.json"
+    assert path == params.path("metrics") / "cgan" / "seed0.json"  # the first of train.seeds
     doc = json.loads(path.read_text())
 
-    assert set(doc) == {"variant", "n_generated", "n_real", "classifier"}  # no "inception"
-    assert (doc["variant"], doc["n_generated"], doc["n_real"]) == ("cgan", 1000, 500)
+    assert set(doc) == {"variant", "seed", "n_generated", "n_real", "classifier"}  # no "inception"
+    assert (doc["variant"], doc["seed"], doc["n_generated"], doc["n_real"]) == (
+        "cgan",
+        0,
+        1000,
+        500,
+    )
     m = doc["classifier"]
     assert set(m) == CLASSIFIER_KEYS
     assert m["network"] == ev.fidelity.CLASSIFIER_NETWORK
@@ -189,6 +194,14 @@ def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> N
     low = json.loads(ev.evaluate_variant(params, "cgan").read_text())["classifier"]
     assert low["label_accuracy"] < 0.3
     assert low["fid"] == pytest.approx(m["fid"])  # same images, same scores
+
+    # another training seed: its own samples and metrics file, which names the seed
+    other = ev.samples_path(params, "cgan", 2)
+    other.parent.mkdir(parents=True)
+    other.write_bytes(ev.samples_path(params, "cgan").read_bytes())
+    path = ev.evaluate_variant(params, "cgan", seed=2)
+    assert path == params.path("metrics") / "cgan" / "seed2.json"
+    assert json.loads(path.read_text())["seed"] == 2
 
 
 def test_real_features_are_cached_per_classifier(
@@ -229,7 +242,7 @@ def test_metrics_reach_the_variant_mlflow_run(setup: tuple[Params, Path]) -> Non
     exp_id = tracking.setup(params)
     with mlflow.start_run(experiment_id=exp_id) as run:
         run_id = run.info.run_id
-    run_file = params.path(params.train.out_dir) / "gan" / "run_id.txt"
+    run_file = params.path(params.train.out_dir) / "gan" / "seed0" / "run_id.txt"
     run_file.parent.mkdir(parents=True)
     run_file.write_text(run_id + "\n")
     images, _ = load_split(params, "train")
@@ -265,7 +278,7 @@ def test_an_unreachable_tracking_server_fails_before_scoring(
     from pipeline.errors import PipelineError
 
     params, _ = setup
-    run_file = params.path(params.train.out_dir) / "gan" / "run_id.txt"
+    run_file = params.path(params.train.out_dir) / "gan" / "seed0" / "run_id.txt"
     run_file.parent.mkdir(parents=True)
     run_file.write_text("0123456789abcdef\n")
     images, _ = load_split(params, "train")
@@ -293,7 +306,7 @@ def test_missing_inputs_are_one_line_errors(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path
 ) -> None:
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir)
-    with pytest.raises(PipelineError, match=r"run `pipeline sample gan` first"):
+    with pytest.raises(PipelineError, match=r"run `pipeline sample gan --seed 0` first"):
         ev.evaluate_variant(params, "gan")
 
     bare, _ = make_params(tmp_path / "bare", prepared_dir, tmp_path / "no-classifier")
@@ -515,3 +528,32 @@ def test_evaluation_runs_in_float32_unless_tf32_is_chosen() -> None:
     with numerics(tf32=True):
         assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
     assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, False)
+
+
+def test_noise_stage_rescores_the_best_run_on_fresh_latents(
+    tmp_path: Path, prepared_dir: Path, classifier_dir: Path
+) -> None:
+    """The lowest-FID run among the seeds in params is re-sampled on evaluate.noise_draws
+    fresh latent draws, each scored; a run of a seed outside train.seeds is not considered."""
+    from pipeline import layout
+    from pipeline.evaluate.noise import measure_noise
+    from pipeline.sample import latent_seed
+    from pipeline.training import train_variant
+
+    params, _ = make_params(tmp_path, prepared_dir, classifier_dir, noise_draws=2)
+    train_variant(params, "gan", seed=1, epochs=1, subset=128, track=False, progress=False)
+    for name, seed, fid in (("gan", 0, 50.0), ("gan", 1, 5.0), ("wgan", 0, 9.0), ("wgan", 7, 1.0)):
+        path = layout.metrics_path(params, name, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"variant": name, "seed": seed, "classifier": {"fid": fid}}))
+    doc = json.loads(measure_noise(params).read_text())
+    assert (doc["variant"], doc["seed"], doc["picked_by"]) == ("gan", 1, "classifier.fid")
+    assert doc["scored"]["classifier"]["fid"] == 5.0
+    assert [d["latent_seed"] for d in doc["draws"]] == [
+        latent_seed(params.sample.seed, 1, k) for k in (1, 2)
+    ]
+    fids = [d["classifier"]["fid"] for d in doc["draws"]]
+    assert all(f > 0 for f in fids) and fids[0] != fids[1]  # other latents, another score
+    assert {d["n_generated"] for d in doc["draws"]} == {params.sample.n}
+    off = params.with_section("evaluate", noise_draws=0)
+    assert json.loads(measure_noise(off).read_text()) == {"draws": [], "n_draws": 0}

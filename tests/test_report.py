@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
+from pipeline import layout
 from pipeline.config import Params, load_params
 from pipeline.report import (
     FLOOR_CSV_NAME,
@@ -45,6 +46,8 @@ SCORES: dict[str, dict[str, float]] = {
     "wgan_gp": {"inc_fid": 8.9, "inc_is": 2.30, "clf_fid": 1.8, "clf_is": 9.40},
 }
 FLOOR = {"inc_fid": 0.9, "inc_is": 2.52, "clf_fid": 0.05, "clf_is": 9.93}
+# Seeds 1 and 2 of every variant: its seed-0 scores scaled by 1 + this (seed 0 is SCORES).
+SEED_SPREAD = {0: 0.0, 1: 0.1, 2: -0.05}
 # Cell order of the score table (the label is the row header, not a cell).
 COL = {"samples": 0, "inc_fid": 1, "inc_is": 2, "inc_kid": 3, "clf_fid": 6, "clf_is": 7}
 
@@ -164,9 +167,14 @@ def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> P
     params = load_params(write_params(root, overrides, variants=VARIANTS))
     for i, name in enumerate(VARIANTS):
         conditional = name == "cgan"
-        metrics = _metrics(name, SCORES[name], conditional)
-        (root / "metrics").mkdir(parents=True, exist_ok=True)
-        (root / "metrics" / f"{name}.json").write_text(json.dumps(metrics))
+        for seed in params.train.seeds:  # the first seed: SCORES; the others: a spread around it
+            factor = 1 + SEED_SPREAD[seed] * (1 if i % 2 == 0 else -0.5)  # not in lockstep
+            spread = {k: v * factor for k, v in SCORES[name].items()}
+            metrics = _metrics(name, SCORES[name] if seed == 0 else spread, conditional)
+            path = layout.metrics_path(params, name, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**metrics, "seed": seed}))
+        run = layout.variant_dir(params, name)
         summary = {
             "variant": name,
             "epochs": 6,
@@ -184,16 +192,30 @@ def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> P
             },
             "run_id": f"{i:02d}" + "ab" * 15,
         }
-        (root / "models" / name).mkdir(parents=True, exist_ok=True)
-        (root / "models" / name / "summary.json").write_text(json.dumps(summary))
-        _curves(root / "metrics" / "curves" / f"{name}.csv", critic=name in CRITIC)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "summary.json").write_text(json.dumps(summary))
+        _curves(layout.curves_path(params, name), critic=name in CRITIC)
         noise = SCORES[name]["clf_fid"] / 15
-        _grid(root / "models" / name / "grid.png", seed=i, noise=noise)
-        _gif(root / "models" / name / "progress.gif", seed=i)
-        _grid(root / "samples" / name / "grid.png", seed=i + 1, noise=noise)
+        _grid(run / "grid.png", seed=i, noise=noise)
+        _gif(run / "progress.gif", seed=i)
+        _grid(layout.sample_grid(params, name), seed=i + 1, noise=noise)
+    # the noise stage: the best run (dcgan, seed 2) re-scored on three fresh latent draws
+    best = {k: v * (1 + SEED_SPREAD[2]) for k, v in SCORES["dcgan"].items()}
+    draws = [
+        {
+            "draw": d,
+            "latent_seed": 100 + d,
+            **_metrics("dcgan", {k: v * f for k, v in best.items()}),
+        }
+        for d, f in ((1, 1.02), (2, 0.97), (3, 1.01))
+    ]
+    noise = {"n_draws": 3, "variant": "dcgan", "seed": 2, "picked_by": "classifier.fid",
+             "scored": _metrics("dcgan", best), "draws": draws}  # fmt: skip
+    layout.noise_path(params).parent.mkdir(parents=True, exist_ok=True)
+    layout.noise_path(params).write_text(json.dumps(noise))
     floor = _metrics("floor", FLOOR)
     floor["classifier"]["label_accuracy"] = None
-    (root / "metrics" / "floor.json").write_text(json.dumps(floor))
+    layout.metrics_path(params, layout.FLOOR).write_text(json.dumps(floor))
     (root / "models" / "classifier").mkdir(parents=True, exist_ok=True)
     (root / "models" / "classifier" / "metrics.json").write_text(
         json.dumps({"test_accuracy": 0.9912, "epochs": 4})
@@ -310,8 +332,8 @@ def test_images_are_embedded_and_sections_present(built: tuple[Params, Path]) ->
     params, index = built
     page = index.read_text(encoding="utf-8")
     parsed = _parse(page)
-    # scores chart + 5 grids + 5 previews + 5 GIFs + 5 curve plots + 1 tuning plot
-    assert len(parsed.imgs) == 22
+    # scores chart + seeds chart + 5 grids + 5 previews + 5 GIFs + 5 curve plots + 1 tuning plot
+    assert len(parsed.imgs) == 23
     assert all(
         src.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for src in parsed.imgs
     )
@@ -353,8 +375,12 @@ def test_scores_csv_for_dvc_plots(built: tuple[Params, Path]) -> None:
     with (params.path("reports") / "scores.csv").open(newline="") as fh:
         rows = {row["variant"]: row for row in csv.DictReader(fh)}
     assert list(rows) == [*VARIANTS, FLOOR_CSV_NAME]
-    assert float(rows["dcgan"]["classifier_fid"]) == SCORES["dcgan"]["clf_fid"]
-    assert float(rows["wgan_gp"]["inception_fid"]) == SCORES["wgan_gp"]["inc_fid"]
+    # a variant's score: its mean over the seeds (seed 0 at SCORES, the others spread around)
+    spread = sum(SEED_SPREAD.values()) / len(SEED_SPREAD)  # dcgan and wgan_gp: even rows
+    assert rows["dcgan"]["n_seeds"] == "3" and rows[FLOOR_CSV_NAME]["n_seeds"] == ""
+    dcgan, wgan_gp = SCORES["dcgan"]["clf_fid"], SCORES["wgan_gp"]["inc_fid"]
+    assert float(rows["dcgan"]["classifier_fid"]) == pytest.approx(dcgan * (1 + spread))
+    assert float(rows["wgan_gp"]["inception_fid"]) == pytest.approx(wgan_gp * (1 + spread))
     assert rows["gan"]["classifier_label_accuracy"] == ""  # null for unconditional variants
     assert rows[FLOOR_CSV_NAME]["train_time_s"] == ""
 
@@ -377,13 +403,13 @@ def test_same_inputs_give_identical_bytes(built: tuple[Params, Path]) -> None:
 
 def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path)
-    (tmp_path / "metrics" / "wgan.json").unlink()
-    (tmp_path / "models" / "wgan" / "grid.png").unlink()
-    (tmp_path / "models" / "gan" / "summary.json").write_text("{not json")
-    (tmp_path / "metrics" / "curves" / "cgan.csv").unlink()
-    del_inception = json.loads((tmp_path / "metrics" / "dcgan.json").read_text())
+    (tmp_path / "metrics" / "wgan" / "seed0.json").unlink()
+    (tmp_path / "models" / "wgan" / "seed0" / "grid.png").unlink()
+    (tmp_path / "models" / "gan" / "seed0" / "summary.json").write_text("{not json")
+    (tmp_path / "metrics" / "curves" / "cgan" / "seed0.csv").unlink()
+    del_inception = json.loads((tmp_path / "metrics" / "dcgan" / "seed0.json").read_text())
     del del_inception["inception"]
-    (tmp_path / "metrics" / "dcgan.json").write_text(json.dumps(del_inception))
+    (tmp_path / "metrics" / "dcgan" / "seed0.json").write_text(json.dumps(del_inception))
     shutil.rmtree(tmp_path / "reports" / "tuning")
 
     page = build_report(params).read_text(encoding="utf-8")
@@ -396,10 +422,10 @@ def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
     assert "gan (configured)" in page  # its hyperparameters come from params.yaml instead
     # With dcgan's Inception FID gone, the best is still the lowest of the rest.
     assert _best(_parse(page).tables["score-table"], COL["inc_fid"]) == ["variant:wgan_gp"]
-    assert "metrics/wgan.json: not found" in page
-    assert "models/gan/summary.json: unreadable" in page
-    assert "No final grid (models/wgan/grid.png missing)" in page
-    assert "No training curves (metrics/curves/cgan.csv missing or empty)" in page
+    assert "metrics/wgan/seed0.json: not found" in page
+    assert "models/gan/seed0/summary.json: unreadable" in page
+    assert "No final grid (models/wgan/seed0/grid.png missing)" in page
+    assert "No training curves (metrics/curves/cgan/seed0.csv missing or empty)" in page
     assert "Tuning: best trial vs defaults" not in page
     md = (tmp_path / "reports" / "comparison.md").read_text(encoding="utf-8")
     assert f"| wgan | {MISSING} |" in md
@@ -430,7 +456,7 @@ def test_run_ids_and_studies_link_to_the_mlflow_ui(tmp_path: Path) -> None:
 
 def test_long_progress_gif_is_thinned_to_the_budget(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path, {"report": {"gif_max_mb": 0.25}})
-    size = (tmp_path / "models" / "gan" / "progress.gif").stat().st_size
+    size = (tmp_path / "models" / "gan" / "seed0" / "progress.gif").stat().st_size
     assert size > 0.25 * 1024 * 1024  # 4 frames of noisy digits: ~400 kB
     page = build_report(params).read_text(encoding="utf-8")
     gif = tmp_path / "reports" / "grids" / "gan_progress.gif"
@@ -497,7 +523,7 @@ def test_renders_in_headless_chromium(built: tuple[Params, Path], tmp_path: Path
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
     assert attrs.get("done") == "1", attrs
     assert attrs["rows"] == str(len(VARIANTS) + 1 + N_PUBLISHED)
-    assert attrs["imgs"] == "22" and attrs["imgs-ok"] == "22"
+    assert attrs["imgs"] == "23" and attrs["imgs-ok"] == "23"
     assert attrs["page-overflow"] == "false"
     assert attrs["table-scrolls"] == "true"
 

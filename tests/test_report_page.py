@@ -53,8 +53,7 @@ def test_golden_files(tmp_path: Path, name: str) -> None:
 
 def _classifier_only(root: Path) -> Path:
     params = make_stage_outputs(root, {"evaluate": {"extractors": ["classifier"]}})
-    for name in [*VARIANTS, "floor"]:
-        path = root / "metrics" / f"{name}.json"
+    for path in (root / "metrics").rglob("*.json"):
         doc = json.loads(path.read_text())
         del doc["inception"]
         path.write_text(json.dumps(doc))
@@ -82,10 +81,10 @@ def test_only_computed_extractors_get_columns(tmp_path: Path) -> None:
 
 def test_not_computed_differs_from_missing(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path)
-    doc = json.loads((tmp_path / "metrics" / "gan.json").read_text())
+    doc = json.loads((tmp_path / "metrics" / "gan" / "seed0.json").read_text())
     del doc["inception"], doc["classifier"]["kl_uniform"]  # an older file without a newer key
-    (tmp_path / "metrics" / "gan.json").write_text(json.dumps(doc))
-    (tmp_path / "metrics" / "wgan.json").unlink()
+    (tmp_path / "metrics" / "gan" / "seed0.json").write_text(json.dumps(doc))
+    (tmp_path / "metrics" / "wgan" / "seed0.json").unlink()
     cells = dict(_parse(build_report(params).read_text(encoding="utf-8")).tables["score-table"])
     inc_fid, kl = 1, 10
     assert cells["variant:gan"][inc_fid] == (NOT_COMPUTED, "num group-start not-computed")
@@ -171,6 +170,38 @@ def test_model_figures_and_sampling_cost_reach_the_page(tmp_path: Path) -> None:
     md = (root / "reports" / "comparison.md").read_text(encoding="utf-8")
     assert "## Model figures" in md and "code 1 <varied>" in md
     rows = dict(_parse(page).tables["score-table"])
-    sampling = [c[0] for c in rows["variant:wgan"]][-1]
+    sampling = [c[0] for c in rows["seeds-table:wgan"]][-1]
     assert sampling == "1.25"
-    assert [c[0] for c in rows["variant:gan"]][-1] == "—"  # not recorded for that run
+    assert [c[0] for c in rows["seeds-table:gan"]][-1] == "—"  # not recorded for that run
+
+
+def test_seeds_section_aggregates_only_the_seeds_in_params(tmp_path: Path) -> None:
+    """Each variant's row counts the seeds that have a metrics file; a seed removed from
+    train.seeds is not aggregated even though its file is still on disk; the paired tests
+    run on the seeds both variants have."""
+    from tests.test_report import SCORES, SEED_SPREAD
+
+    params = make_stage_outputs(tmp_path, {"train": {"seeds": [0, 1]}})
+    extra = tmp_path / "metrics" / "gan" / "seed2.json"  # an old seed, no longer in params
+    doc = json.loads((tmp_path / "metrics" / "gan" / "seed0.json").read_text())
+    doc["classifier"]["fid"] = 1000.0
+    extra.write_text(json.dumps(doc))
+    (tmp_path / "metrics" / "wgan" / "seed1.json").unlink()
+    page = build_report(params).read_text(encoding="utf-8")
+    rows = dict(_parse(page).tables["seeds-table"])
+    assert rows["seeds-table:gan"][0][0] == "2 / 2" and rows["seeds-table:wgan"][0][0] == "1 / 2"
+    clf_fid = 1 + 5  # seeds, then the five Inception columns
+    fid = [SCORES["gan"]["clf_fid"], SCORES["gan"]["clf_fid"] * (1 + SEED_SPREAD[1])]
+    assert rows["seeds-table:gan"][clf_fid][0].startswith(f"{sum(fid) / 2:.2f} ± ")
+    assert rows["seeds-table:wgan"][clf_fid][0] == f"{SCORES['wgan']['clf_fid']:.2f}"  # one seed
+    paired = dict(_parse(page).tables["paired-table"])
+    assert "paired-table:gan" not in paired  # the reference itself
+    assert paired["paired-table:wgan"][clf_fid - 1][0] == "cannot be tested (n = 1)"
+    assert "not distinguishable" in paired["paired-table:dcgan"][clf_fid - 1][0]  # two seeds only
+    assert "With 2 seeds the tests have little power" in page
+
+
+def test_a_reference_outside_params_is_said_plainly(tmp_path: Path) -> None:
+    params = make_stage_outputs(tmp_path, {"report": {"reference": "lsgan"}})
+    page = build_report(params).read_text(encoding="utf-8")
+    assert "paired-table" not in page and "not among the variants in params.yaml" in page

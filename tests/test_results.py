@@ -27,6 +27,7 @@ def test_the_lucic_profile_trains_every_variant_for_20_epochs_on_the_full_protoc
     assert params.train.subset is None and params.classifier.subset is None
     assert params.sample.n == 10_000 and params.evaluate.n_real == 10_000
     assert params.evaluate.extractors == ["classifier"]  # the CPU can run it
+    assert params.train.seeds == [0]  # one seed: the snapshot's budget
 
 
 def test_a_chain_without_outputs_is_a_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
@@ -39,5 +40,5 @@ def test_a_chain_without_outputs_is_a_one_line_error_and_writes_nothing(tmp_path
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
-    assert "metrics/gan.json: not found; run the whole chain" in proc.stderr
+    assert "metrics/gan/seed0.json: not found; run the whole chain" in proc.stderr
     assert not out.exists()

@@ -84,14 +84,16 @@ def test_two_epoch_run_writes_checkpoint_grid_curves_and_mlflow_run(
     )
     assert result.exit_code == 0, result.output
     params = load_params(tiny_params_path)
-    out = tiny_params_path.parent / "models" / name
+    out = tiny_params_path.parent / "models" / name / "seed0"  # --seed: the first of train.seeds
     state = ckpt.load(out / "checkpoint.pt")
     assert state["epoch"] == 2 and state["complete"] and state["step"] == 2 * (512 // 64)
     assert len(state["history"]) == 2
     assert (out / "grid.png").is_file() and (out / "progress.gif").is_file()
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
     curves = (
-        (tiny_params_path.parent / "metrics" / "curves" / f"{name}.csv").read_text().splitlines()
+        (tiny_params_path.parent / "metrics" / "curves" / name / "seed0.csv")
+        .read_text()
+        .splitlines()
     )
     variant = registry.get(name)
     metrics = list(variant.algorithm.metric_names(variant))
@@ -129,7 +131,7 @@ def test_rerun_of_a_finished_run_does_nothing_and_changed_params_start_over(
     # a finished run with another config is stale output: a new run replaces it
     changed = train_variant(params, "gan", epochs=2, progress=False)
     assert changed.epochs == 2 and (first.out_dir / "run_id.txt").read_text() != run_id
-    kept = first.out_dir.with_name("gan.previous")  # the finished run is set aside, not lost
+    kept = first.out_dir.with_name("seed0.previous")  # the finished run is set aside, not lost
     assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 1
 
 
@@ -137,12 +139,12 @@ def test_switching_back_to_the_previous_config_restores_its_run_without_training
     tiny_params_path: Path,
 ) -> None:
     """epochs=2, a one-off epochs=1, epochs=2 again: the long run comes back from
-    gan.previous (same file, no retraining), and the one-off run takes its place there."""
+    gan/seed0.previous (same file, no retraining), and the one-off run takes its place there."""
     params = load_params(tiny_params_path)
     long = train_variant(params, "gan", epochs=2, track=False, progress=False)
     long_bytes = long.checkpoint.read_bytes()
     train_variant(params, "gan", epochs=1, track=False, progress=False)
-    kept = long.out_dir.with_name("gan.previous")
+    kept = long.out_dir.with_name("seed0.previous")
     assert ckpt.load(kept / "checkpoint.pt")["epoch"] == 2
     back = train_variant(params, "gan", epochs=2, track=False, progress=False)
     assert back.checkpoint.read_bytes() == long_bytes  # restored, not retrained
@@ -217,7 +219,9 @@ def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path:
         with pytest.raises(NonFiniteLossError, match="non-finite d_loss"):
             train_variant(params, "nan_test", progress=False)
         run_id = (
-            (tiny_params_path.parent / "models" / "nan_test" / "run_id.txt").read_text().strip()
+            (tiny_params_path.parent / "models" / "nan_test" / "seed0" / "run_id.txt")
+            .read_text()
+            .strip()
         )
         run = mlflow.MlflowClient(resolve_uri(params)).get_run(run_id)
         assert run.info.status == "FAILED" and "non-finite" in run.data.tags["failure"]
@@ -291,7 +295,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ck = tmp_path / "killed" / "models" / "gan" / "checkpoint.pt"
+    ck = tmp_path / "killed" / "models" / "gan" / "seed0" / "checkpoint.pt"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and _ckpt_epoch(ck) < 2:
         time.sleep(0.02)
@@ -449,7 +453,7 @@ def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
     monkeypatch.setattr(loop, "StepGraphs", refuse)
     params = load_params(tiny_params_path)
     params = params.with_section("train", cuda_graphs=True)
-    out = tiny_params_path.parent / "models" / "gan"
+    out = tiny_params_path.parent / "models" / "gan" / "seed0"
     trainer = Trainer(params, run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
                       progress=False)  # fmt: skip
     with pytest.raises(PipelineError) as info:
@@ -562,7 +566,7 @@ def test_sampling_twice_writes_identical_readable_files(tiny_params_path: Path) 
 
     params = load_params(tiny_params_path)
     train_variant(params, "gan", epochs=1, track=False, progress=False)
-    out = params.path(params.sample.out_dir) / "gan"
+    out = params.path(params.sample.out_dir) / "gan" / "seed0"
     digests = []
     for _ in range(2):
         result = CliRunner().invoke(app, ["sample", "gan", "--params", str(tiny_params_path)])
@@ -571,7 +575,10 @@ def test_sampling_twice_writes_identical_readable_files(tiny_params_path: Path) 
     assert digests[0] == digests[1] and set(digests[0]) == {"samples.pt", "grid.png"}
     umask = os.umask(0)
     os.umask(umask)
-    for f in (*out.iterdir(), params.path(params.train.out_dir) / "gan" / "checkpoint.pt"):
+    for f in (
+        *out.iterdir(),
+        params.path(params.train.out_dir) / "gan" / "seed0" / "checkpoint.pt",
+    ):
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
 
 

@@ -65,10 +65,12 @@ __all__ = [
 ]
 
 
-def _log_to_run(params: Params, variant: str, doc: MetricsDoc, run_id: str | None) -> None:
+def _log_to_run(
+    params: Params, variant: str, seed: int, doc: MetricsDoc, run_id: str | None
+) -> None:
     if run_id is None:
         print(
-            f"warning: {layout.variant_dir(params, variant) / layout.RUN_ID_FILE} not found; "
+            f"warning: {layout.variant_dir(params, variant, seed) / layout.RUN_ID_FILE} not found; "
             f"metrics not logged to MLflow (train {variant} through `pipeline train` to get a run)",
             file=sys.stderr,
         )
@@ -85,23 +87,28 @@ def _log_to_run(params: Params, variant: str, doc: MetricsDoc, run_id: str | Non
         ) from None
 
 
-def evaluate_variant(params: Params, variant: str, device: str | None = None) -> Path:
-    """Score ``samples/VARIANT/samples.pt`` -> ``metrics/VARIANT.json``, and log to MLflow.
+def evaluate_variant(
+    params: Params, variant: str, device: str | None = None, *, seed: int | None = None
+) -> Path:
+    """Score ``samples/VARIANT/seedS/samples.pt`` -> ``metrics/VARIANT/seedS.json`` (S:
+    ``seed``, None for the first of train.seeds), and log to MLflow.
 
     The JSON is written atomically and only when every configured metric was computed; the
-    same numbers then go to the variant's training run (``models/VARIANT/run_id.txt``).
+    same numbers then go to that seed's training run (``models/VARIANT/seedS/run_id.txt``).
     """
     known(variant)
-    samples = load_samples(params, variant)
-    run_id = layout.read_run_id(layout.variant_dir(params, variant))
+    seed = layout.seed_of(params, seed)
+    samples = load_samples(params, variant, seed)
+    run_id = layout.read_run_id(layout.variant_dir(params, variant, seed))
     if run_id is not None:
         from pipeline.tracking import setup
 
         setup(params)  # an unreachable tracking server fails now, not after the scoring
     doc = score(params, variant, samples.images, samples.labels, device)
-    path = metrics_path(params, variant)
+    doc = doc.model_copy(update={"seed": seed})
+    path = metrics_path(params, variant, seed)
     write_json(path, doc.to_json())
-    _log_to_run(params, variant, doc, run_id)
+    _log_to_run(params, variant, seed, doc, run_id)
     return path
 
 

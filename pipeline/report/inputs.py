@@ -38,6 +38,8 @@ class VariantData:
     published: tuple[tuple[str, float], ...] = ()  # (row label, FID) from the literature
     figures: list[tuple[Path, str]] = field(default_factory=list)  # the model's own pictures
     sampling: dict[str, Any] | None = None  # what sampling cost (the sample stage's metrics)
+    seed: int = 0  # the run the single-run fields above come from (the first of train.seeds)
+    runs: dict[int, MetricsDoc | None] = field(default_factory=dict)  # every seed's scores
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Inputs:
     classifier: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)  # inputs that were missing or unreadable
     toy: dict[str, Any] | None = None  # toy.out_dir/summary.json (`pipeline toy`), optional
+    noise: dict[str, Any] | None = None  # the noise stage's re-draws of the best run
 
 
 def rel(path: Path, root: Path) -> str:
@@ -151,19 +154,24 @@ def read_inputs(params: Params) -> Inputs:
     """Collect every input of the report; nothing here raises for a missing file."""
     reader = _Reader(params)
     variants = []
+    seed = params.train.first_seed
     for name, block in params.variants.items():
-        data = VariantData(name)
+        data = VariantData(name, seed=seed)
         _variant_info(data, block)
-        data.metrics = reader.metrics(layout.metrics_path(params, name))
-        data.summary = reader.json(layout.summary_path(params, name))
-        data.curves = reader.curves(layout.curves_path(params, name))
-        data.grid = reader.file(layout.final_grid(params, name))
-        data.progress = reader.file(layout.progress_gif(params, name))
-        data.samples = reader.file(layout.sample_grid(params, name))
-        data.figures = _figures(reader, layout.figures_dir(params, name))
+        # Only the seeds in params: a removed seed's files on disk are not aggregated.
+        data.runs = {
+            s: reader.metrics(layout.metrics_path(params, name, s)) for s in params.train.seeds
+        }
+        data.metrics = data.runs[seed]
+        data.summary = reader.json(layout.summary_path(params, name, seed))
+        data.curves = reader.curves(layout.curves_path(params, name, seed))
+        data.grid = reader.file(layout.final_grid(params, name, seed))
+        data.progress = reader.file(layout.progress_gif(params, name, seed))
+        data.samples = reader.file(layout.sample_grid(params, name, seed))
+        data.figures = _figures(reader, layout.figures_dir(params, name, seed))
         # Runs sampled before the cost was recorded have no file: the cell shows "—".
-        if layout.sampling_path(params, name).is_file():
-            data.sampling = reader.json(layout.sampling_path(params, name))
+        if layout.sampling_path(params, name, seed).is_file():
+            data.sampling = reader.json(layout.sampling_path(params, name, seed))
         # Tuning is optional: its absence is not worth a note.
         tuning = layout.tuning_results(params, name)
         if (tuning / "best.json").is_file():
@@ -176,4 +184,5 @@ def read_inputs(params: Params) -> Inputs:
     # The toy stage is optional too: without its summary the report has no toy section.
     toy_summary = layout.toy_summary(params)
     toy = reader.json(toy_summary) if toy_summary.is_file() else None
-    return Inputs(params, variants, floor, classifier, reader.notes, toy)
+    noise = reader.json(layout.noise_path(params)) if params.evaluate.noise_draws else None
+    return Inputs(params, variants, floor, classifier, reader.notes, toy, noise)

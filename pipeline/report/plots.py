@@ -193,3 +193,37 @@ def scores_plot(inputs: Inputs) -> bytes | None:
             ax.set_title(title)
             ax.grid(axis="x", visible=False)
         return _png(fig)
+
+
+def seeds_plot(
+    titles: list[str],
+    names: list[str],
+    panels: list[list[tuple[list[float], Any]]],
+) -> bytes | None:
+    """One panel per metric: per variant (a row) each seed's value as a dot, the mean as a
+    bar and the bootstrap interval as a line (a ``stats.Summary``). None without values."""
+    from matplotlib.figure import Figure
+
+    if not names or not any(vals for panel in panels for vals, _ in panel):
+        return None
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    with _plotting():
+        fig = Figure(figsize=(3.4 * ncols, (0.28 * len(names) + 0.9) * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        ys = list(range(len(names)))
+        for ax, title, panel in zip(axes, titles, panels, strict=False):
+            for y, (vals, summary) in zip(ys, panel, strict=True):
+                c = color(y)
+                if summary is not None and summary.low is not None:
+                    ax.hlines(y, summary.low, summary.high, color=c, lw=2.5, alpha=0.5)
+                if summary is not None:
+                    ax.vlines(summary.mean, y - 0.3, y + 0.3, color=c, lw=2)
+                ax.scatter(vals, [y] * len(vals), s=14, color="black", zorder=3)
+            ax.set_yticks(ys, names)
+            ax.invert_yaxis()
+            ax.set_title(title)
+            ax.grid(axis="y", visible=False)
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        return _png(fig)

@@ -60,19 +60,29 @@ def render_markdown(page: Page) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def scores_csv(inputs: Inputs) -> str:
     """One row per variant plus the floor, every score as a full-precision number (empty when
-    missing): the data of `dvc plots show` and of any further analysis."""
+    missing): a variant's score is its mean over the seeds that have it (``n_seeds``: how many
+    metrics files it has; per-seed values are in the metrics files), the training figures
+    those of its first seed. The data of `dvc plots show` and of any further analysis."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     columns = csv_columns()
-    writer.writerow(["variant", *(name for name, _, _ in columns), "train_time_s", "steps_per_s"])
-    rows = [(v.name, v.metrics, v.summary) for v in inputs.variants]
-    rows.append((FLOOR_CSV_NAME, inputs.floor, None))
-    for name, doc, summary in rows:
-        values = [value(doc, extractor, f) for _, extractor, f in columns]
+    writer.writerow(["variant", "n_seeds", *(name for name, _, _ in columns),
+                     "train_time_s", "steps_per_s"])  # fmt: skip
+    rows = [(v.name, [d for d in v.runs.values() if d is not None], v.summary)
+            for v in inputs.variants]  # fmt: skip
+    rows.append((FLOOR_CSV_NAME, [inputs.floor] if inputs.floor else [], None))
+    for name, docs, summary in rows:
+        values = [_mean([value(d, extractor, f) for d in docs]) for _, extractor, f in columns]
         values += [fmt.num(summary, "train_time_s"), fmt.num(summary, "steps_per_s")]
-        writer.writerow([name, *("" if v is None else repr(v) for v in values)])
+        n_seeds = "" if name == FLOOR_CSV_NAME else str(len(docs))
+        writer.writerow([name, n_seeds, *("" if v is None else repr(v) for v in values)])
     return buf.getvalue()
 
 

@@ -26,6 +26,7 @@ from pipeline.report.page import (
 )
 from pipeline.report.plots import curves_plot, scores_plot
 from pipeline.report.quality import quality_section
+from pipeline.report.seeds import seeds_section
 from pipeline.report.tables import (
     COUNTS,
     COVERAGE_MIN_SHARE,
@@ -58,7 +59,10 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
     bodies = score_groups(inputs, published="inception" in shown)
     score_table = build("score-table", columns + TRAINING_COLUMNS, bodies)
     floor_n = (inputs.floor.n_generated if inputs.floor else None) or params.evaluate.floor_n
+    seed = params.train.first_seed
     notes_ = [
+        f"One run per variant: seed {seed}, the first of train.seeds; the Seeds section "
+        "below has every seed's scores, their spread and the paired tests.",
         "★ and bold: best of our variants in that column (↓ lower is better, ↑ higher is "
         f"better); the floor and the published rows are not ranked. {fmt.MISSING} : input "
         f"missing; {fmt.NOT_COMPUTED}: that extractor did not run for this file; "
@@ -249,6 +253,7 @@ def build_page(inputs: Inputs) -> Page:
             + " (`evaluate.extractors`)."
         )
     scores, assets = _scores(inputs, shown, acc_text)
+    seeds, seed_assets = seeds_section(inputs, shown)
     samples, sample_assets = _samples(inputs)
     figures, figure_assets = figures_section(inputs)
     curves, curve_assets = _curves(inputs)
@@ -257,7 +262,7 @@ def build_page(inputs: Inputs) -> Page:
     toy_assets = [
         a for b in (toy.blocks if toy else []) for p in b.pictures for a in (p.asset, p.zoom) if a
     ]
-    body = [scores, *samples, *([figures] if figures else []), curves,
+    body = [scores, seeds, *samples, *([figures] if figures else []), curves,
             *([quality] if quality else []), *([toy] if toy else []),
             *sections.rest(inputs, acc_text)]  # fmt: skip
     if inputs.notes:
@@ -271,7 +276,7 @@ def build_page(inputs: Inputs) -> Page:
         "`index.html`; its Markdown twin `comparison.md`."
     )
     return Page(TITLE, [prose(lead, "lead")], body, footer,
-                assets + sample_assets + figure_assets + curve_assets + quality_assets
+                assets + seed_assets + sample_assets + figure_assets + curve_assets + quality_assets
                 + toy_assets)  # fmt: skip
 
 

@@ -51,14 +51,16 @@ def train_variant(
     params: Params,
     name: str,
     *,
+    seed: int | None = None,
     epochs: int | None = None,
     subset: int | None = None,
     device: str | None = None,
     track: bool = True,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or resume) one variant into ``models/<name>``, tracked in MLflow."""
-    spec = run_spec(params, name, epochs=epochs, subset=subset)
+    """Train (or resume) one variant with one training seed (None: the first of
+    ``train.seeds``) into ``models/<name>/seed<S>``, tracked in MLflow as its own run."""
+    spec = run_spec(params, name, epochs=epochs, subset=subset, seed=seed)
     dev = resolve_device(device or params.train.device)
     callbacks: list[TrainCallback] = []
     if track:
@@ -69,12 +71,12 @@ def train_variant(
     trainer = Trainer(
         params,
         spec,
-        variant_dir(params, name),
+        variant_dir(params, name, spec.seed),
         dev,
         callbacks,
-        curves_path=curves_path(params, name),
+        curves_path=curves_path(params, name, spec.seed),
         progress=progress,
-        quality_path=quality_path(params, name),
+        quality_path=quality_path(params, name, spec.seed),
     )
     result = trainer.run()
     write_summary(result, spec.as_dict()["hyper"])

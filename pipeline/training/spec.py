@@ -97,7 +97,10 @@ def run_spec(
     epochs: int | None = None,
     subset: int | None = None,
     hyper: Hyper | None = None,
+    seed: int | None = None,
 ) -> RunSpec:
+    """The identity of training ``name`` with training seed ``seed`` (None: the first of
+    ``train.seeds``)."""
     variant = known(name)
     if hyper is None:
         hyper = variant.resolve(params.variants.get(name))
@@ -106,7 +109,7 @@ def run_spec(
     return RunSpec(
         variant=name,
         hyper=hyper,
-        seed=params.train.seed,
+        seed=params.train.first_seed if seed is None else seed,
         batch_size=params.train.batch_size,
         z_dim=params.train.z_dim,
         subset=subset if subset is not None else params.train.subset,
