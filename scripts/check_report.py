@@ -6,7 +6,8 @@
 text: every image decodes (the sample grids, GIFs, plots and model figures are data URIs),
 every model of params.yaml has a row in the score table under a family heading, the
 "Sampling s/1k" column has a value for every model, each model that wrote figures
-(models/<V>/figures/figures.json) has them in the "Model figures" section, and the toy section is
+(models/<V>/seed<S>/figures/figures.json, S the first of train.seeds: the run the page shows)
+has them in the "Model figures" section, and the toy section is
 there when `pipeline toy` ran. Prints one line per finding; exits 1 on any. Without a
 `chromium` on PATH it says so and exits 0 (CI installs one).
 """
@@ -84,6 +85,7 @@ def findings(project: Path, seen: dict) -> list[str]:
     """What is wrong with the rendered report of ``project`` (empty: all is well)."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     models = project / params["train"]["out_dir"]
+    shown = f"seed{params['train'].get('seeds', [0])[0]}"  # the run the report's sections show
     out = []
     if not seen["images"] or seen["bad"]:
         out.append(
@@ -100,7 +102,7 @@ def findings(project: Path, seen: dict) -> list[str]:
             out.append(f"{v}: no row in the score table")
         elif sampling is not None and cells[sampling] in ("", "—", "not computed"):
             out.append(f"{v}: no sampling cost ({cells[sampling]!r})")
-        if (models / v / "figures" / "figures.json").is_file():
+        if (models / v / shown / "figures" / "figures.json").is_file():
             if "figures" not in seen["sections"]:
                 out.append(f"{v} wrote figures but the page has no Model figures section")
             elif not any(v in fid and n for fid, n in seen["figures"].items()):

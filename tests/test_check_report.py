@@ -27,8 +27,9 @@ def _seen(**over: object) -> dict:
 
 def _project(tmp_path: Path) -> Path:
     write_params(tmp_path, variants=["gan", "infogan"])
-    (tmp_path / "models" / "infogan" / "figures").mkdir(parents=True)
-    (tmp_path / "models" / "infogan" / "figures" / "figures.json").write_text("{}")
+    figures = tmp_path / "models" / "infogan" / "seed0" / "figures"  # the first seed's run
+    figures.mkdir(parents=True)
+    (figures / "figures.json").write_text("{}")
     return tmp_path
 
 

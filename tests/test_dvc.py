@@ -241,22 +241,23 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
 
 def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(project: Path) -> None:
     """A kill between writing a temp file and renaming it leaves .<name>.<random>.tmp inside
-    a stage output (models/<V>/ is persistent): DVC must not see the output as changed."""
+    a stage output (models/<V>/seed<S>/ is persistent): DVC must not see the output as changed."""
     planted = [
-        project / "models" / "gan" / ".checkpoint.pt.k3x_9a2q.tmp",
-        project / "models" / "gan" / "grids" / ".epoch_0002.png.abcd1234.tmp",
-        project / "samples" / "gan" / ".samples.pt.zz99zz99.tmp",
+        project / "models" / "gan" / "seed0" / ".checkpoint.pt.k3x_9a2q.tmp",
+        project / "models" / "gan" / "seed1" / "grids" / ".epoch_0002.png.abcd1234.tmp",
+        project / "samples" / "gan" / "seed0" / ".samples.pt.zz99zz99.tmp",
     ]
     for path in planted:
         path.write_bytes(b"half-written")
-    (project / "models" / ".gan.abcdefgh.old").mkdir()
+    old = project / "models" / "gan" / ".seed0.abcdefgh.old"
+    old.mkdir()
     try:
         status = run_dvc(project, "status")
         assert "Data and pipelines are up to date" in status, status
     finally:
         for path in planted:
             path.unlink()
-        (project / "models" / ".gan.abcdefgh.old").rmdir()
+        old.rmdir()
 
 
 def test_changing_one_variant_reruns_only_its_chain_and_the_report(project: Path) -> None:

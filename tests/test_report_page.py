@@ -146,7 +146,7 @@ def test_no_markup_written_outside_the_templates() -> None:
 
 
 def test_model_figures_and_sampling_cost_reach_the_page(tmp_path: Path) -> None:
-    """A model's own figures (models/V/figures/figures.json) get a section with their
+    """A model's own figures (models/V/seedS/figures/figures.json) get a section with their
     captions; the sample stage's cost per 1,000 images shows in the score table."""
     import shutil
 
@@ -170,9 +170,9 @@ def test_model_figures_and_sampling_cost_reach_the_page(tmp_path: Path) -> None:
     md = (root / "reports" / "comparison.md").read_text(encoding="utf-8")
     assert "## Model figures" in md and "code 1 <varied>" in md
     rows = dict(_parse(page).tables["score-table"])
-    sampling = [c[0] for c in rows["seeds-table:wgan"]][-1]
+    sampling = [c[0] for c in rows["variant:wgan"]][-1]
     assert sampling == "1.25"
-    assert [c[0] for c in rows["seeds-table:gan"]][-1] == "—"  # not recorded for that run
+    assert [c[0] for c in rows["variant:gan"]][-1] == "—"  # not recorded for that run
 
 
 def test_seeds_section_aggregates_only_the_seeds_in_params(tmp_path: Path) -> None:
