@@ -169,8 +169,9 @@ def variant_parent(c: MlflowClient, exp_id: str, variant: str) -> str:
 class TrainRecorder:
     """Records a training run in MLflow (a TrainCallback).
 
-    One run per (variant, training seed), named ``<variant>-seed<S>`` and tagged ``variant``
-    and ``seed`` (the UI groups a variant's seeds by the ``variant`` tag): params (flattened resolved config), per-epoch metrics (step = epoch),
+    One run per (variant, training seed), named ``<variant>-seed<S>``, tagged ``variant`` and
+    ``seed`` and nested under the variant's parent run (:func:`variant_parent`): params
+    (flattened resolved config), per-epoch metrics (step = epoch),
     sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
     named ``<variant>-generator``.
     The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.

@@ -53,7 +53,9 @@ def _client(params_path: Path) -> mlflow.MlflowClient:
 def _train_runs(params_path: Path, variant: str) -> list[mlflow.entities.Run]:
     c = _client(params_path)
     exp = c.get_experiment_by_name(load_params(params_path).tracking.experiment)
-    return c.search_runs([exp.experiment_id], filter_string=f"tags.variant = '{variant}'")
+    # the training runs of the variant (its parent run, which nests them, has no stage tag)
+    only = f"tags.variant = '{variant}' and tags.stage = 'train'"
+    return c.search_runs([exp.experiment_id], filter_string=only)
 
 
 def test_a_run_orphaned_before_its_first_checkpoint_is_closed_by_the_rerun(
@@ -63,14 +65,14 @@ def test_a_run_orphaned_before_its_first_checkpoint_is_closed_by_the_rerun(
     assert killed(first), first.stderr
     (orphan,) = _train_runs(params_path, "gan")
     assert orphan.info.status == "RUNNING"
-    assert not (tmp_path / "models" / "gan" / "run_id.txt").exists()
+    assert not (tmp_path / "models" / "gan" / "seed0" / "run_id.txt").exists()
 
     rerun = run_cli(params_path, "train", "gan", "--epochs", "1")
     assert rerun.returncode == 0, rerun.stderr
     assert f"MLflow run {orphan.info.run_id} was left RUNNING" in rerun.stderr
     runs = {r.info.run_id: r for r in _train_runs(params_path, "gan")}
     assert len(runs) == 2
-    new_id = (tmp_path / "models" / "gan" / "run_id.txt").read_text().strip()
+    new_id = (tmp_path / "models" / "gan" / "seed0" / "run_id.txt").read_text().strip()
     assert runs[new_id].info.status == "FINISHED"
     assert runs[orphan.info.run_id].info.status == "KILLED"
     assert "orphaned" in runs[orphan.info.run_id].data.tags["failure"]
@@ -121,7 +123,7 @@ def _stale_temps(folder: Path) -> list[Path]:
 def test_a_kill_during_a_checkpoint_replace_leaves_no_temp_file_after_the_rerun(
     params_path: Path, tmp_path: Path
 ) -> None:
-    run_dir = tmp_path / "models" / "gan"
+    run_dir = tmp_path / "models" / "gan" / "seed0"
     # killed at the second checkpoint's replace: the first checkpoint is there, and the
     # temp file of the second beside it
     first = run_cli(
@@ -153,9 +155,9 @@ def test_a_second_trainer_on_the_same_folder_is_refused_while_the_first_lives(
         assert second.returncode == 1
         errors = [line for line in second.stderr.splitlines() if line.startswith("Error")]
         assert errors == [
-            f"Error: {tmp_path / 'models' / 'gan'}: another trainer is writing to it "
-            f"(pid {first.pid}, lock {tmp_path / 'models' / '.gan.lock'}); wait for it to "
-            "finish or stop it, then rerun"
+            f"Error: {tmp_path / 'models' / 'gan' / 'seed0'}: another trainer is writing to it "
+            f"(pid {first.pid}, lock {tmp_path / 'models' / 'gan' / '.seed0.lock'}); wait for "
+            "it to finish or stop it, then rerun"
         ], second.stderr
     finally:
         first.kill()

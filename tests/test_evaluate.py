@@ -387,7 +387,7 @@ def test_inception_section_with_local_weights(
     assert 'extractor "inception-v3-compat"' in err and 'extractor "vgg16"' in err
     assert "Processing samples" in err and "mnist-classifier" not in err
 
-    assert set(doc) == {"variant", "n_generated", "n_real", "classifier", "inception"}
+    assert set(doc) == {"variant", "seed", "n_generated", "n_real", "classifier", "inception"}
     m = doc["inception"]
     assert set(m) == INCEPTION_KEYS
     assert m["network"] == "inception-v3-compat (FID/IS/KID); VGG16 (precision/recall)"
