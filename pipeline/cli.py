@@ -297,7 +297,10 @@ def toy(
         _echo(f"{r.problem} {r.variant}: {scores} ({r.seconds:.1f} s)")
     for name, why in out.skipped.items():
         _echo(f"not applicable: {name} ({why})")
-    _echo(f"toy: {len(out.results)} runs in {out.seconds:.1f} s -> {out.out_dir}")
+    _echo(
+        f"toy: {len(out.results)} runs in {out.seconds:.1f} s on {out.workers} "
+        f"process{'es' if out.workers > 1 else ''} -> {out.out_dir}"
+    )
 
 
 @command

@@ -343,6 +343,10 @@ class ToyConfig(Strict):
         default=0.002, gt=0, description="Every variant's lr (seconds-long runs); null: its own."
     )
     seed: Int = 0
+    workers: Int | None = Field(
+        default=None, ge=1,
+        description="CPU processes the runs are spread over (null: one per core, at most 8).",
+    )  # fmt: skip
     frames: Int = Field(default=20, ge=1, description="GIF frames (plus the first).")
     n_eval: Int = Field(default=1000, ge=10, description="Generated points scored and drawn.")
     bins: Int = Field(default=50, ge=2, description="1-D histograms (JS divergence) over [0, 8].")

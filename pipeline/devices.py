@@ -63,6 +63,17 @@ def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then put back the process's count."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def use_threads(n: int | None) -> None:
     """``train.threads``: the torch CPU threads of this process (None keeps torch's default,
     one per core). Several torch processes on a small machine (a tuning worker beside a

@@ -196,6 +196,27 @@ def test_pipeline_toy_writes_figures_mlflow_runs_and_the_report_section(tmp_path
     assert (tmp_path / "reports" / "grids" / "toy" / "ring8" / "wgan.gif").is_file()
 
 
+def test_runs_spread_over_worker_processes_match_the_runs_in_one_process(
+    tmp_path: Path,
+) -> None:
+    def scores_and_gifs(workers: int) -> tuple[dict, dict[str, bytes], int]:
+        root = tmp_path / f"w{workers}"
+        toy = {**SMALL, "workers": workers}
+        outcome = run_toy(load_params(write_params(root, {"toy": toy}, variants=["gan", "wgan_gp"])),
+                          track=False)  # fmt: skip
+        summary = json.loads((root / "toy" / "summary.json").read_text())
+        rows = {p: {v: {k: x for k, x in r.items() if k != "seconds"} for v, r in rs.items()}
+                for p, rs in summary["problems"].items()}  # fmt: skip
+        gifs = {str(f.relative_to(root)): f.read_bytes() for f in (root / "toy").rglob("*.gif")}
+        return rows, gifs, outcome.workers
+
+    one, one_gifs, w1 = scores_and_gifs(1)
+    two, two_gifs, w2 = scores_and_gifs(2)
+    assert (w1, w2) == (1, 2)
+    assert one == two and len(one_gifs) == 4 and one_gifs == two_gifs
+    assert list(one["ring8"]) == ["gan", "wgan_gp"]  # the jobs' order, whatever finished first
+
+
 def test_the_cli_runs_one_variant_and_refuses_unknown_names(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"toy": SMALL})
     runner = CliRunner()

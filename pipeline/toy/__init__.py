@@ -13,10 +13,15 @@ One MLflow run per problem and variant, in the experiment named tracking.experim
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +33,10 @@ from pipeline.toy.problems import PROBLEMS, make_problem
 from pipeline.toy.run import ToyResult, not_applicable, train_toy
 from pipeline.variants import Variant, known, registry
 
+if TYPE_CHECKING:
+    from pipeline.config import ToyConfig
+    from pipeline.variants import Hyper
+
 __all__ = ["PROBLEMS", "ToyOutcome", "applicable_variants", "run_toy"]
 
 
@@ -37,6 +46,7 @@ class ToyOutcome:
     results: list[ToyResult]
     skipped: dict[str, str]  # variant -> why it does not apply
     seconds: float
+    workers: int = 1  # processes the runs were spread over
 
 
 def applicable_variants(
@@ -95,7 +105,7 @@ def run_toy(
     track: bool = True,
 ) -> ToyOutcome:
     """Train every chosen variant on every chosen problem; write toy.out_dir in one swap."""
-    from pipeline.devices import resolve_device
+    from pipeline.devices import cpu_threads, resolve_device
 
     cfg = params.toy
     for p in problems or []:
@@ -107,47 +117,78 @@ def run_toy(
         raise PipelineError("toy: no applicable variant (toy.variants / variants:)")
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    results: list[ToyResult] = []
-    summary: dict[str, Any] = {"problems": {}, "not_applicable": skipped, "config": to_plain(cfg)}
-    out = layout.toy_dir(params)
-    # One CPU thread: the toy nets are 64 units wide, where intra-op threads only add
-    # synchronisation; on a loaded 2-core machine torch's default of 2 made each step ~9x
-    # slower (0.23 s vs 0.025 s, measured). Restored afterwards.
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        with atomic_dir(out) as tmp:
-            _run_all(params, chosen, run, dev, track, tmp, results, summary)
-            summary["seconds"] = round(time.perf_counter() - t0, 3)
-            write_json(tmp / layout.TOY_SUMMARY_FILE, summary)
-    finally:
-        torch.set_num_threads(threads)
-    return ToyOutcome(out, results, skipped, time.perf_counter() - t0)
-
-
-def _run_all(
-    params: Params, chosen: list[str], run: list[Variant], dev: torch.device, track: bool,
-    tmp: Path, results: list[ToyResult], summary: dict[str, Any],
-) -> None:  # fmt: skip
-    """Every chosen problem x variant, figures into ``tmp``, rows into ``summary``."""
-    from pipeline.toy.figures import frames, write_figures
-
-    cfg = params.toy
+    summary: dict[str, Any] = {"problems": {n: {} for n in chosen}, "not_applicable": skipped,
+                               "config": to_plain(cfg)}  # fmt: skip
+    jobs = []
     for name in chosen:
-        problem = make_problem(name, cfg.ring_radius, cfg.ring_std)
-        rows = summary["problems"][name] = {}
         for variant in run:
             h = variant.resolve(params.variants.get(variant.name))
             if cfg.lr is not None:
                 h = dataclasses.replace(h, lr=cfg.lr, lr_d=None)
-            result = train_toy(variant, h, problem, cfg, dev)
+            jobs.append(_Job(name, variant.name, h, cfg, str(dev)))
+    workers = min(toy_workers(cfg.workers), len(jobs)) if dev.type == "cpu" else 1
+    results: list[ToyResult] = []
+    out = layout.toy_dir(params)
+    # One CPU thread per run: the toy nets are 64 units wide, where intra-op threads only add
+    # synchronisation; on a loaded 2-core machine torch's default of 2 made each step ~9x
+    # slower (0.23 s vs 0.025 s, measured). The runs are spread over `workers` processes.
+    with atomic_dir(out) as tmp, cpu_threads(1) if dev.type == "cpu" else nullcontext():
+        for job, result in zip(jobs, _map(jobs, tmp, workers), strict=True):
             results.append(result)
-            gif = tmp / name / f"{variant.name}.gif"
-            png = gif.with_suffix(".png")
-            write_figures(frames(result, problem, cfg.bins), gif, png)
+            gif = tmp / job.problem / f"{job.variant}.gif"
             row = {**result.metrics, "steps": result.steps, "g_iters": result.g_iters,
-                   "seconds": round(result.seconds, 3), "lr": h.lr}  # fmt: skip
+                   "seconds": round(result.seconds, 3), "lr": job.hyper.lr}  # fmt: skip
             if track:
-                row["run_id"] = _record(params, result, dataclasses.asdict(h), [gif, png])
-            rows[variant.name] = row
+                files = [gif, gif.with_suffix(".png")]
+                row["run_id"] = _record(params, result, dataclasses.asdict(job.hyper), files)
+            summary["problems"][job.problem][job.variant] = row
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        summary["workers"] = workers
+        write_json(tmp / layout.TOY_SUMMARY_FILE, summary)
+    return ToyOutcome(out, results, skipped, time.perf_counter() - t0, workers)
+
+
+def toy_workers(asked: int | None) -> int:
+    """``toy.workers``: the processes the runs are spread over (None: one per CPU core this
+    process may use, at most 8)."""
+    if asked is not None:
+        return asked
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+@dataclass(frozen=True)
+class _Job:
+    problem: str
+    variant: str
+    hyper: Hyper
+    cfg: ToyConfig
+    device: str
+
+
+def _map(jobs: list[_Job], tmp: Path, workers: int) -> Iterator[ToyResult]:
+    """Each job's result, in the jobs' order: in this process (workers 1) or from a pool of
+    ``workers`` fresh (spawned) processes, one torch thread each. The MLflow records stay in
+    this process (one writer to the SQLite store), made while the pool trains on."""
+    if workers <= 1:
+        yield from (_train_and_draw(job, tmp) for job in jobs)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        yield from pool.map(_train_and_draw, jobs, [tmp] * len(jobs))
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _train_and_draw(job: _Job, tmp: Path) -> ToyResult:
+    """One problem x variant: train, write its GIF and last frame into ``tmp``; the result
+    without its nets (they stay here; a pool sends results back pickled)."""
+    from pipeline.toy.figures import frames, write_figures
+
+    cfg = job.cfg
+    problem = make_problem(job.problem, cfg.ring_radius, cfg.ring_std)
+    result = train_toy(known(job.variant), job.hyper, problem, cfg, torch.device(job.device))
+    gif = tmp / job.problem / f"{job.variant}.gif"
+    write_figures(frames(result, problem, cfg.bins), gif, gif.with_suffix(".png"))
+    return dataclasses.replace(result, nets={})
