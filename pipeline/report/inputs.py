@@ -40,6 +40,7 @@ class VariantData:
     sampling: dict[str, Any] | None = None  # what sampling cost (the sample stage's metrics)
     seed: int = 0  # the run the single-run fields above come from (the first of train.seeds)
     runs: dict[int, MetricsDoc | None] = field(default_factory=dict)  # every seed's scores
+    seed_curves: dict[int, Curves | None] = field(default_factory=dict)  # every seed's curves
 
 
 @dataclass
@@ -165,6 +166,12 @@ def read_inputs(params: Params) -> Inputs:
         data.metrics = data.runs[seed]
         data.summary = reader.json(layout.summary_path(params, name, seed))
         data.curves = reader.curves(layout.curves_path(params, name, seed))
+        # The other seeds' curves feed only the quality section's mean and band (its Seeds
+        # column counts them); a missing one is not a note of its own.
+        data.seed_curves = {seed: data.curves} | {
+            s: reader.curves(path) for s in params.train.seeds
+            if s != seed and (path := layout.curves_path(params, name, s)).is_file()
+        }  # fmt: skip
         data.grid = reader.file(layout.final_grid(params, name, seed))
         data.progress = reader.file(layout.progress_gif(params, name, seed))
         data.samples = reader.file(layout.sample_grid(params, name, seed))
