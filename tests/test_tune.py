@@ -824,7 +824,9 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
 
     from pipeline.faults import KILL_ENV
 
-    path = make_params(tmp_path, {"epochs": 1})
+    # a short heartbeat and grace: the next study waits for the killed trial to go stale
+    # (tune.grace_s, default 120 s) before it runs its own
+    path = make_params(tmp_path, {"epochs": 1, "heartbeat_s": 1, "grace_s": 4})
     args = [sys.executable, "-m", "pipeline", "tune", "gan", "--params", str(path)]
     args += ["--trials", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
