@@ -20,7 +20,7 @@ repro: $(BIN)/.installed
 	dvc repro
 
 test: $(BIN)/.installed
-	pytest -q -n 2 --dist loadfile
+	pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 smoke: $(BIN)/.installed
 	bash scripts/smoke.sh
