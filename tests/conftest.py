@@ -196,13 +196,15 @@ def representative_variants() -> list[str]:
     return sorted(chosen.values())
 
 
-# The files that take minutes, longest first (measured: test_dvc ~7 min, the others 1.5-4 min
-# on the idle 2-core VM). `make test` runs `--dist loadfile --no-loadscope-reorder`, so xdist
-# hands out files in this collection order: the long ones start first, on both workers, and no
-# long file starts near the end to finish alone (xdist's default reorder, by test count, put
-# test_dvc's few tests late).
+# The files that take minutes (measured: test_dvc ~7 min, the others 1.5-4 min on the idle
+# 2-core VM). `make test` runs `--dist loadfile --no-loadscope-reorder`, so xdist hands out
+# files in this collection order: the long ones start first, on both workers, and no long
+# file starts near the end to finish alone (xdist's default reorder, by test count, put
+# test_dvc's few tests late). test_evaluate goes second, so that the other worker builds the
+# session classifier at once while test_dvc (which trains its own) runs: test_classifier,
+# test_quality and the report tests then find it built instead of waiting on its lock.
 LONG_FILES = (
-    "test_dvc.py", "test_tune.py", "test_gpu_check.py", "test_crash.py", "test_evaluate.py",
+    "test_dvc.py", "test_evaluate.py", "test_gpu_check.py", "test_tune.py", "test_crash.py",
     "test_classifier.py", "test_train.py", "test_protocol.py",
 )  # fmt: skip
 
