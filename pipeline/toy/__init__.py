@@ -27,6 +27,7 @@ import torch
 
 from pipeline import layout
 from pipeline.config import Params, to_plain
+from pipeline.devices import cpu_threads, resolve_device, use_threads
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json
 from pipeline.toy.problems import PROBLEMS, make_problem
@@ -105,8 +106,6 @@ def run_toy(
     track: bool = True,
 ) -> ToyOutcome:
     """Train every chosen variant on every chosen problem; write toy.out_dir in one swap."""
-    from pipeline.devices import cpu_threads, resolve_device
-
     cfg = params.toy
     for p in problems or []:
         if p not in PROBLEMS:
@@ -135,11 +134,10 @@ def run_toy(
     with atomic_dir(out) as tmp, cpu_threads(1) if dev.type == "cpu" else nullcontext():
         for job, result in zip(jobs, _map(jobs, tmp, workers), strict=True):
             results.append(result)
-            gif = tmp / job.problem / f"{job.variant}.gif"
             row = {**result.metrics, "steps": result.steps, "g_iters": result.g_iters,
                    "seconds": round(result.seconds, 3), "lr": job.hyper.lr}  # fmt: skip
             if track:
-                files = [gif, gif.with_suffix(".png")]
+                files = list(job.figures(tmp))
                 row["run_id"] = _record(params, result, dataclasses.asdict(job.hyper), files)
             summary["problems"][job.problem][job.variant] = row
         summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -164,6 +162,11 @@ class _Job:
     cfg: ToyConfig
     device: str
 
+    def figures(self, folder: Path) -> tuple[Path, Path]:
+        """Where the run's GIF and its last frame (PNG) go under ``folder``."""
+        gif = folder / self.problem / f"{self.variant}.gif"
+        return gif, gif.with_suffix(".png")
+
 
 def _map(jobs: list[_Job], tmp: Path, workers: int) -> Iterator[ToyResult]:
     """Each job's result, in the jobs' order: in this process (workers 1) or from a pool of
@@ -173,12 +176,10 @@ def _map(jobs: list[_Job], tmp: Path, workers: int) -> Iterator[ToyResult]:
         yield from (_train_and_draw(job, tmp) for job in jobs)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=use_threads, initargs=(1,)
+    ) as pool:
         yield from pool.map(_train_and_draw, jobs, [tmp] * len(jobs))
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
 
 
 def _train_and_draw(job: _Job, tmp: Path) -> ToyResult:
@@ -189,6 +190,5 @@ def _train_and_draw(job: _Job, tmp: Path) -> ToyResult:
     cfg = job.cfg
     problem = make_problem(job.problem, cfg.ring_radius, cfg.ring_std)
     result = train_toy(known(job.variant), job.hyper, problem, cfg, torch.device(job.device))
-    gif = tmp / job.problem / f"{job.variant}.gif"
-    write_figures(frames(result, problem, cfg.bins), gif, gif.with_suffix(".png"))
+    write_figures(frames(result, problem, cfg.bins), *job.figures(tmp))
     return dataclasses.replace(result, nets={})
