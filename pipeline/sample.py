@@ -26,6 +26,7 @@ from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, to_uint8
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, first_line
+from pipeline.grids import save_png
 from pipeline.io import atomic_path, save_torch, write_json
 from pipeline.nets import NetSpec
 from pipeline.variants import Variant, known
@@ -111,8 +112,6 @@ def sample_variant(
     device: str | None = None,
 ) -> SampleResult:
     """Sample the run of ``name`` trained with ``seed`` (None: the first of train.seeds)."""
-    from torchvision.utils import save_image
-
     known(name)
     seed = layout.seed_of(params, seed)
     path = layout.variant_dir(params, name, seed) / ckpt.CHECKPOINT
@@ -140,7 +139,7 @@ def sample_variant(
     path = layout.samples_path(params, name, seed)
     save_torch(data, path)
     with atomic_path(layout.sample_grid(params, name, seed)) as tmp:
-        save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
+        save_png(images[:100].float() / 255, tmp, nrow=10)
     # Beside the samples, not in their folder: timings differ run to run, the samples do not.
     write_json(
         layout.sampling_path(params, name, seed),
