@@ -74,7 +74,7 @@ doc = {"variants": {v: {"epochs": epochs} for v in variants}, "tracking": {"log_
 open(path, "w").write(yaml.safe_dump(doc))
 EOF
 for profile in "$repo/profiles/gpu.yaml" "$work/budget.yaml" ${CHECK_PROFILE:+"$CHECK_PROFILE"}; do
-  "$py" -m pipeline.config merge "$work/params.yaml" "$profile" || exit 2
+  "$py" -m pipeline.cli config merge "$work/params.yaml" "$profile" >/dev/null || exit 2
 done
 export CHECK_PARAMS=$work/params.yaml CHECK_PY=$py CHECK_LIST=${COMPARE_VARIANTS:-$variants}
 # shellcheck disable=SC2016  # expanded by the inner bash (timeout runs a program, not a function)

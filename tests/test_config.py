@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import MIN_EVAL_IMAGES, _main, load_params
+from pipeline.config import MIN_EVAL_IMAGES, load_params
 from pipeline.errors import ConfigError
 from pipeline.variants import registry
 from tests.conftest import REPO, write_params
@@ -179,24 +179,33 @@ def test_profile_merge_cli(tmp_path: Path) -> None:
     target = tmp_path / "params.yaml"
     target.write_text((REPO / "params.yaml").read_text())
     subprocess.run(
-        [sys.executable, "-m", "pipeline.config", "merge", str(target), str(REPO / "profiles/smoke.yaml")],
+        [sys.executable, "-m", "pipeline.cli", "config", "merge", str(target), str(REPO / "profiles/smoke.yaml")],
         check=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     smoke = yaml.safe_load((REPO / "profiles/smoke.yaml").read_text())
     assert load_params(target).evaluate.n_real == smoke["evaluate"]["n_real"]
 
 
-def test_profile_merge_rejects_duplicate_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_profile_merge_rejects_duplicate_keys(tmp_path: Path) -> None:
     target = tmp_path / "params.yaml"
     target.write_text((REPO / "params.yaml").read_text())
     before = target.read_text()
     profile = tmp_path / "profile.yaml"
     profile.write_text("train: {seed: 1}\ntrain: {seed: 2}\n")
-    with pytest.raises(SystemExit) as exc:
-        _main(["merge", str(target), str(profile)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
+    result = CliRunner().invoke(app, ["config", "merge", str(target), str(profile)])
+    assert result.exit_code == 2
+    err = result.output.strip()
     assert str(profile) in err and "duplicate key 'train'" in err and "line 2" in err
     assert target.read_text() == before  # nothing merged
+
+
+def test_a_profile_that_makes_the_params_invalid_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    before = target.read_text()
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("train: {batch_size: -3}\n")
+    result = CliRunner().invoke(app, ["config", "merge", str(target), str(profile)])
+    assert result.exit_code == 2 and "train.batch_size" in result.output
+    assert result.output.strip().count("\n") == 0
+    assert target.read_text() == before
