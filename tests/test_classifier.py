@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from pipeline.cli import app
 from pipeline.config import Params, load_params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError
+from pipeline.faults import AFTER_ENV, KILL_ENV
 from tests.conftest import TINY, deep_update, once_per_run, write_params
 
 # One epoch over the full training set: ~98.5% test accuracy in ~20 s on a 2-core CPU. The
@@ -158,14 +159,12 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     path = write_params(tmp_path / "killed", over)
     cmd = [sys.executable, "-m", "pipeline", "classifier", "--params", str(path)]
     partial = tmp_path / "killed" / "models" / "classifier" / "resume.pt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and _resume_epoch(partial) < 2:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # SIGKILLed while it writes its third resume state (after the write, before the rename)
+    kill = {KILL_ENV: f"replace:{partial.name}", AFTER_ENV: "2"}
+    killed = subprocess.run(cmd, env={**os.environ, **kill}, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     killed_at = _resume_epoch(partial)
-    assert 2 <= killed_at < 5, f"not killed mid-way (resume.pt at epoch {killed_at})"
+    assert killed_at == 2, f"killed with resume.pt at epoch {killed_at}, not 2"
     assert not (partial.parent / "classifier.pt").exists()
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

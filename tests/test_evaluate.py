@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -423,10 +422,9 @@ def test_missing_inception_weights_fail_fast_in_one_line(
     images, _ = load_split(params, "train")
     write_samples(params, "gan", images[:100])
 
-    start = time.perf_counter()
+    # Fails before any feature is extracted (no timing: the cache check below says it).
     with pytest.raises(PipelineError) as info:
         ev.evaluate_variant(params, "gan")
-    assert time.perf_counter() - start < 10
     msg = str(info.value)
     assert "\n" not in msg
     assert "evaluate.inception_weights" in msg and "evaluate.extractors to [classifier]" in msg

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from pipeline.algorithms import Adversarial
 from pipeline.cli import app
 from pipeline.config import Params, TuneConfig, load_params, parse_params
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.faults import KILL_ENV
 from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
@@ -587,10 +587,13 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     procs = []
-    for log in logs:
+    for i, log in enumerate(logs):
+        # The first worker SIGKILLs itself mid-trial: its trial and MLflow run exist, and
+        # its scratch folder is locked (pipeline.faults' "trial-started" point).
+        own = {**env, KILL_ENV: "trial-started"} if i == 0 else env
         with log.open("w") as f:
             procs.append(
-                subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+                subprocess.Popen(cmd, cwd=REPO, env=own, stdout=f, stderr=subprocess.STDOUT)
             )
     victim = procs[0]
 
@@ -599,24 +602,9 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
 
     try:
         storage = tune.open_storage(params, postgres_url)
-        killed = None
-        deadline = time.monotonic() + 120
-        while killed is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            assert victim.poll() is None, show_logs()
-            try:
-                study = optuna.load_study(study_name=study_name, storage=storage)
-            except KeyError:  # not created yet
-                continue
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                # Mid-trial: started by the victim and its MLflow run exists.
-                if t.user_attrs.get(tune.ATTR_PID) == victim.pid and tune.ATTR_RUN in t.user_attrs:
-                    killed = t.number
-        assert killed is not None, "the victim never ran a trial\n" + show_logs()
-        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=150) == -signal.SIGKILL, show_logs()
         for p in procs[1:]:
             assert p.wait(timeout=150) == 0, show_logs()
-        assert victim.wait(timeout=10) == -signal.SIGKILL
     finally:
         for p in procs:
             if p.poll() is None:
@@ -633,6 +621,10 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
         for t in trials
     )
     assert all(t.state in TERMINAL for t in trials), listing + show_logs()
+    # The victim died in its first trial, after the trial and its MLflow run were recorded.
+    victims = [t for t in trials if t.user_attrs.get(tune.ATTR_PID) == victim.pid]
+    assert len(victims) == 1 and tune.ATTR_RUN in victims[0].user_attrs, listing
+    killed = victims[0].number
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     # The study reaches the requested number for all workers together, not per worker
@@ -821,8 +813,6 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     import signal
     import subprocess
     import sys
-
-    from pipeline.faults import KILL_ENV
 
     # a short heartbeat and grace: the next study waits for the killed trial to go stale
     # (tune.grace_s, default 120 s) before it runs its own
