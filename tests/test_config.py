@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import MIN_EVAL_IMAGES, load_params
+from pipeline.config import MIN_EVAL_IMAGES, load_params, parse_params
 from pipeline.errors import ConfigError
 from pipeline.variants import registry
 from tests.conftest import REPO, write_params
@@ -18,10 +18,33 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
     params = load_params(REPO / "params.yaml")
     assert sorted(params.variants) == registry.names()  # every registered variant has a block
     for name, block in params.variants.items():
-        hyper = registry.get(name).resolve(block)
-        # the params file spells out the published defaults: nothing differs from the variant file
-        assert hyper == registry.get(name).resolve(None), name
+        # A block holds only what differs from the published values in the variant's file.
+        published = registry.get(name).resolve(None)
+        for key, value in block.model_dump(exclude_unset=True).items():
+            default = getattr(published, key, None)
+            if key == "options":
+                same = {k for k, v in value.items() if published.options.get(k) == v}
+                assert not same, f"variants.{name}.options restates the published {same}"
+            else:
+                assert value != default, f"variants.{name}.{key} restates the published {default}"
     assert params.path("data") == REPO / "data"
+
+
+def test_an_override_changes_only_what_it_names() -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"]["wgan_gp"] = {"lr": 3e-4, "options": {"penalty_weight": 5.0}}
+    params = parse_params(raw, REPO)
+    published, tuned = (
+        registry.get("wgan_gp").resolve(None),
+        registry.get("wgan_gp").resolve(params.variants["wgan_gp"]),
+    )
+    assert tuned.lr == 3e-4 and tuned.options["penalty_weight"] == 5.0
+    assert (tuned.epochs, tuned.betas, tuned.n_critic) == (
+        published.epochs, published.betas, published.n_critic
+    )  # fmt: skip
+    assert {k: v for k, v in tuned.options.items() if k != "penalty_weight"} == {
+        k: v for k, v in published.options.items() if k != "penalty_weight"
+    }
 
 
 @pytest.mark.parametrize(
