@@ -109,6 +109,57 @@ def once_per_run(
     return folder, json.loads(done.read_text())
 
 
+CACHE_ENV = "PIPELINE_TEST_CACHE"
+
+
+def content_key(*parts: Any, modules: tuple[str, ...] = ()) -> str:
+    """sha256 of ``parts`` (JSON) and of the code of ``modules`` as Python parses it
+    (pipeline.training.spec.source_digest: comments and docstrings do not count), the torch
+    version included: what a cached build depends on."""
+    import hashlib
+    import importlib.util
+    import json
+
+    import torch
+
+    from pipeline.training.spec import source_digest
+
+    h = hashlib.sha256(json.dumps([parts, torch.__version__], sort_keys=True, default=str).encode())
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        h.update(source_digest(Path(spec.origin).read_text()).encode())
+    return h.hexdigest()[:20]
+
+
+def cached_across_runs(
+    key: str, folder: Path, build: Callable[[Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """``build(folder)``, or a copy of an earlier run's result with the same ``key`` from
+    ``$PIPELINE_TEST_CACHE`` (default ~/.cache/pipeline-tests; empty: no cache). The key holds
+    everything the result depends on (see content_key), so a change to any of it builds
+    again. Entries are written whole (a temp folder renamed into place)."""
+    import json
+
+    setting = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "pipeline-tests"))
+    if not setting:
+        return build(folder)
+    entry = Path(setting) / key
+    if (entry / "result.json").is_file():
+        shutil.copytree(entry / "folder", folder, dirs_exist_ok=True)
+        return json.loads((entry / "result.json").read_text())
+    result = build(folder)
+    tmp = entry.with_name(f".{key}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp / "folder")
+    (tmp / "result.json").write_text(json.dumps(result))
+    try:
+        tmp.rename(entry)
+    except OSError:  # another run stored it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
 @pytest.fixture(scope="session")
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
     """MNIST prepared once per test run; tests point data.dir here (read-only use)."""

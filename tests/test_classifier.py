@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +24,17 @@ from pipeline.classifier import (
 )
 from pipeline.cli import app
 from pipeline.config import Params, load_params
-from pipeline.data import load_split
+from pipeline.data import RESOURCES, load_split
 from pipeline.errors import PipelineError
 from pipeline.faults import AFTER_ENV, KILL_ENV
-from tests.conftest import TINY, deep_update, once_per_run, write_params
+from tests.conftest import (
+    TINY,
+    cached_across_runs,
+    content_key,
+    deep_update,
+    once_per_run,
+    write_params,
+)
 
 # One epoch over the full training set: ~98.5% test accuracy in ~20 s on a 2-core CPU. The
 # default budget (4 epochs, >= 99%) is measured in reports/benchmarks/evaluate_cpu.md.
@@ -43,14 +51,26 @@ def train_once(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
     """
     if "dir" not in _trained:
 
-        def build(root: Path) -> dict:
-            out = root / "models" / "classifier"
-            params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": str(out)})
+        def train(root: Path) -> dict:
+            params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": "models/classifier"})
             r = train_classifier(params)
-            return {"path": str(r.path), "test_accuracy": r.test_accuracy, "seconds": r.seconds}
+            return {"path": str(r.path.relative_to(root)), "test_accuracy": r.test_accuracy,
+                    "seconds": r.seconds}  # fmt: skip
+
+        def build(root: Path) -> dict:
+            # Across test runs too: keyed by what the network depends on (its code, the data
+            # code, the budget and the classifier params, the MNIST files' md5s, torch).
+            cfg = _params(root / "_key", prepared_dir, SESSION_BUDGET)
+            key = content_key(
+                "session-classifier", SESSION_BUDGET, cfg.classifier.model_dump(mode="json",
+                exclude={"out_dir"}), RESOURCES,
+                modules=("pipeline.classifier", "pipeline.data", "pipeline.devices"),
+            )  # fmt: skip
+            shutil.rmtree(root / "_key")
+            return cached_across_runs(key, root, train)
 
         root, r = once_per_run(tmp_path_factory, "classifier", build)
-        result = ClassifierResult(Path(r["path"]), r["test_accuracy"], r["seconds"])
+        result = ClassifierResult(root / r["path"], r["test_accuracy"], r["seconds"])
         _trained["dir"] = (root / "models" / "classifier", result)
     return _trained["dir"][0]
 
