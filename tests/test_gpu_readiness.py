@@ -4,6 +4,7 @@ the benchmark, the deterministic/TF32/slope flags' plumbing; CUDA-only checks ar
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -133,3 +134,35 @@ def test_cuda_deterministic_runs_resume_to_the_same_bits(
     resumed = Trainer(params, spec, tmp_path / "cut", dev, progress=False)
     resumed.run()
     _assert_same_run(whole, resumed)
+
+
+def test_cublas_workspace_is_set_at_process_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ATen reads CUBLAS_WORKSPACE_CONFIG once per process: the tests' process has it from
+    conftest (before torch), and `pipeline train` with train.deterministic sets it before
+    anything trains; an explicit setting wins."""
+    from typer.testing import CliRunner
+
+    import pipeline.training
+    from pipeline import devices
+    from pipeline.cli import app
+    from tests.conftest import write_params
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == devices.CUBLAS_WORKSPACE
+    seen: list[str | None] = []
+
+    def spy(*_args: object, **_kwargs: object) -> None:
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline.training, "train_variant", spy)
+    for deterministic in (False, True):
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        path = write_params(tmp_path / str(deterministic), {"train": {
+            "deterministic": deterministic}, "evaluate": {"extractors": ["classifier"]}})  # fmt: skip
+        CliRunner().invoke(app, ["train", "gan", "--params", str(path)])
+    assert seen == [None, devices.CUBLAS_WORKSPACE]
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    devices.deterministic_cublas()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
