@@ -166,3 +166,28 @@ def test_cublas_workspace_is_set_at_process_start(
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     devices.deterministic_cublas()
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_the_classifier_trains_at_the_evaluators_precision(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prepared_dir: Path
+) -> None:
+    """One TF32 rule (issue 27): the evaluator CNN trains and is tested at evaluate.tf32, the
+    precision its features are extracted at (torch's default would be TF32 convs on CUDA);
+    metrics.json records the precision that applied."""
+    import pipeline.classifier as clf
+    from pipeline.devices import numerics
+
+    flags: list[bool] = []
+
+    def spy(tf32: bool, deterministic: bool = False):  # noqa: ANN202
+        flags.append(tf32)
+        return numerics(tf32, deterministic)
+
+    monkeypatch.setattr(clf, "numerics", spy)
+    params = _params(tmp_path, prepared_dir)
+    params = params.with_section("classifier", epochs=1, subset=256, device="cpu")
+    params = params.with_section("evaluate", tf32=True)
+    clf.train_classifier(params)
+    assert flags == [True, True]  # training, then the test-set accuracy
+    doc = json.loads((params.path(params.classifier.out_dir) / "metrics.json").read_text())
+    assert doc["precision"] == "cpu-fp32"
