@@ -199,14 +199,19 @@ def applies(mode: str, name: str) -> bool:
 
 
 def pipeline_steps_per_s(
-    name: str, params_path: Path, device: torch.device, steps: int, mode: str = "fast"
+    name: str,
+    params_path: Path,
+    device: torch.device,
+    steps: int,
+    mode: str = "fast",
+    epochs: int = 3,
 ) -> float:
-    """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up
+    """The pipeline's trainer over ``epochs`` epochs of ``steps`` batches; the first is warm-up
     (and, in mode "graphs", where the CUDA graphs are captured). A failed capture raises
     GraphCaptureError: the caller must stop its CUDA work (see pipeline.graphs)."""
     params = load_params(params_path)
     params = params.with_section("train", score_every=0, **MODES[mode])  # training alone
-    spec = run_spec(params, name, epochs=3, subset=steps * 64)
+    spec = run_spec(params, name, epochs=epochs, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)
         result = trainer.run()
@@ -260,7 +265,7 @@ def run_model(name: str, modes: list[str], args: argparse.Namespace, work: Path)
         elif applies(mode, name):
             try:
                 f = statistics.median(
-                    pipeline_steps_per_s(name, params_path, device, args.steps, mode)
+                    pipeline_steps_per_s(name, params_path, device, args.steps, mode, args.epochs)
                     for _ in range(args.repeats)
                 )
             except GraphCaptureError as exc:
@@ -283,6 +288,7 @@ def _child(name: str, modes: list[str], args: argparse.Namespace, work: Path,
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--work", str(work),
            "--modes", ",".join(modes), "--device", args.device, "--steps", str(args.steps),
            "--classic-steps", str(args.classic_steps), "--warmup", str(args.warmup),
+           "--epochs", str(args.epochs),
            "--repeats", str(args.repeats)]  # fmt: skip
     try:
         done = subprocess.run(cmd, timeout=max(limit, 1), stdout=sys.stdout, stderr=sys.stderr)
@@ -295,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=200, help="Trainer steps per timed epoch.")
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="Trainer epochs of --steps steps; the first is warm-up (and capture).")  # fmt: skip
     ap.add_argument("--classic-steps", type=int, default=100, help="Timed classic-loop steps.")
     ap.add_argument("--warmup", type=int, default=10, help="Classic-loop steps before timing.")
     ap.add_argument("--repeats", type=int, default=1)
