@@ -145,3 +145,41 @@ def test_a_part_past_the_budget_is_listed_as_not_reached(tmp_path: Path) -> None
     tail = summary.split("## Not reached\n\n")[1]
     for part in ("bench", "tests", "probe", "eval", "tune"):
         assert f"- {part}: not reached" in summary and f"- {part}\n" in tail
+
+
+def test_the_study_estimate_adds_rates_and_overheads(tmp_path: Path) -> None:
+    """A probed model: its overhead + epochs x its s/epoch; a benchmarked one: steps per epoch
+    over its steps/s; the rest: the probed median; times the seeds; fixed stages once (the
+    classifier scaled to the study's epochs)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study_estimate
+
+    from pipeline import layout
+    from pipeline.config import load_params
+    from tests.conftest import write_params
+
+    probe = load_params(write_params(tmp_path / "probe", {"classifier": {"epochs": 1},
+                                                          "train": {"seeds": [0]}}))  # fmt: skip
+    study = load_params(
+        write_params(tmp_path / "study", {"evaluate": {"extractors": ["classifier"]}})
+    )
+    summary = layout.summary_path(probe, "gan")
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"epochs": 1, "train_time_s": 10.0}))
+    rows = [("prepare", "-", 2), ("classifier", "-", 8), ("train", "gan", 15),
+            ("sample", "gan", 4), ("evaluate", "gan", 6), ("floor", "-", 3), ("report", "-", 2),
+            ("train", "vae", 1)]  # fmt: skip
+    stages = [{"part": "probe", "stage": s, "variant": v, "seconds": float(w),
+               "exit": int(s == "train" and v == "vae")} for s, v, w in rows]  # fmt: skip
+    bench = {"training": [{"variant": "wgan", "fast_steps_per_s": 93.7}]}
+    est = study_estimate.estimate(stages, probe, study, bench)
+    by = {r["variant"]: r for r in est["rows"]}
+    epochs = {n: study_estimate._epochs(study, n) for n in ("gan", "wgan", "vae")}
+    assert by["gan"]["train_s"] == 5 + epochs["gan"] * 10.0 and by["gan"]["source"] == "probe"
+    assert by["wgan"]["s_per_epoch"] == 10.0 and by["wgan"]["source"] == "benchmark"
+    assert by["vae"]["source"] == "guessed" and by["vae"]["train_s"] == 5 + epochs["vae"] * 10.0
+    assert (by["vae"]["sample_s"], by["vae"]["evaluate_s"]) == (4, 6)
+    assert est["fixed_s"] == 2 + 8 * study.classifier.epochs + 3 + 2
+    total = 3 * sum(r["train_s"] + r["sample_s"] + r["evaluate_s"] for r in est["rows"])
+    assert est["hours"] == round((total + est["fixed_s"]) / 3600, 2)
+    assert study_estimate.lines(est)[0].startswith("- default study (20 models × 3 seeds")
