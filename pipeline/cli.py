@@ -186,11 +186,14 @@ def train(
     device: DeviceOpt = None,
 ) -> None:
     """Train one variant with one seed; resumes from its last checkpoint after an interruption."""
-    from pipeline.devices import use_threads
-    from pipeline.training import train_variant
+    from pipeline.devices import deterministic_cublas, use_threads
 
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
+    if p.train.deterministic:
+        deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
+    from pipeline.training import train_variant
+
     seed = _seed(p, seed)
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
@@ -350,11 +353,14 @@ def tune(
     Run the same command on several machines against one PostgreSQL (or journal) storage to
     share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
-    from pipeline import tune as tuning
-    from pipeline.devices import use_threads
+    from pipeline.devices import deterministic_cublas, use_threads
 
     _at_least_one(trials=trials, epochs=epochs)
     p = _load(params)
+    if p.train.deterministic:
+        deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
+    from pipeline import tune as tuning
+
     use_threads(p.train.threads)  # each worker's trials train with train.threads
     if apply:
         changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)

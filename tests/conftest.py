@@ -18,6 +18,11 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
+# ATen reads CUBLAS_WORKSPACE_CONFIG once per process, at its first cuBLAS call: set here, before
+# torch is imported, so the deterministic CUDA tests hold after any other CUDA test in the
+# same process (pipeline.devices.CUBLAS_WORKSPACE; an explicit setting wins).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 

@@ -547,6 +547,7 @@ def test_noise_stage_rescores_the_best_run_on_fresh_latents(
     doc = json.loads(measure_noise(params).read_text())
     assert (doc["variant"], doc["seed"], doc["picked_by"]) == ("gan", 1, "classifier.fid")
     assert doc["scored"]["classifier"]["fid"] == 5.0
+    assert doc["precision"] == {"sample": "cpu-fp32"}  # the generator ran at train.tf32's
     assert [d["latent_seed"] for d in doc["draws"]] == [
         latent_seed(params.sample.seed, 1, k) for k in (1, 2)
     ]
