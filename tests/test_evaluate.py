@@ -114,7 +114,9 @@ def test_identical_sets_score_zero_and_noise_scores_far(setup: tuple[Params, Pat
     assert far.fid > 100
     assert abs(same.fid) < 1e-6 * far.fid
     assert same.precision == same.recall == 1.0
-    assert far.precision == far.recall == 0.0
+    # Noise lies outside the real manifold: at most a stray image inside one real k-NN ball
+    # (1 of 500 with the classifier trained on an AVX-512 host; none on the AVX2 one).
+    assert far.precision < 0.01 and far.recall == 0.0
     assert far.kid_mean > 100 * abs(same.kid_mean)
     assert far.fid_inf > 100 and abs(same.fid_inf) < 0.05 * far.fid_inf
     # Every real image is its own nearest sample: full coverage; noise is near none of them.
