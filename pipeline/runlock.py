@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,9 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.io import TEMP_NAME
 
 # tempfile.mkstemp/mkdtemp names: prefix + 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_"
-_OUR_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|old)$")
+_OUR_TEMP = TEMP_NAME
 
 _held: dict[Path, tuple[int, int]] = {}  # lock file -> (fd, depth): re-entrant per process
 
