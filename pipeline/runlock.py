@@ -85,6 +85,19 @@ def folder_lock(folder: Path, what: str = "run") -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
+@contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``, waiting for it: for short critical sections
+    that every process must pass through in turn (creating a shared store), not refuse."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (see the module docstring)
+
+
 def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
     """Delete our atomic-write leftovers anywhere under ``folder`` (only those of the file
     ``name`` when given: a shared folder holds other writers' temps); returns what went."""
