@@ -186,16 +186,18 @@ def fidelity(
 
         gen = features_of(generated)
         ref = reference_features(cache, name, extractor, layers, n_real, lambda: features_of(real))
-    out: dict[str, float] = {}
-    if "isc" in layer:
-        out.update(isc_featuresdict_to_metric(gen, layer["isc"], **kwargs))
-    if "fid" in layer:
-        stats = [fid_featuresdict_to_statistics(fd, layer["fid"]) for fd in (gen, ref)]
-        out.update(fid_statistics_to_metric(*stats, verbose))
-    if "kid" in layer:
-        out.update(kid_featuresdict_to_metric(gen, ref, layer["kid"], **kwargs))
-    if "prc" in layer:
-        out.update(prc_featuresdict_to_metric(gen, ref, layer["prc"], **kwargs))
+        # The metrics as calculate_metrics_one_feature_extractor computes them from the two
+        # feature dicts (and under the same device and precision settings it ran in).
+        out: dict[str, float] = {}
+        if "isc" in layer:
+            out.update(isc_featuresdict_to_metric(gen, layer["isc"], **kwargs))
+        if "fid" in layer:
+            stats = [fid_featuresdict_to_statistics(fd, layer["fid"]) for fd in (gen, ref)]
+            out.update(fid_statistics_to_metric(*stats, verbose))
+        if "kid" in layer:
+            out.update(kid_featuresdict_to_metric(gen, ref, layer["kid"], **kwargs))
+        if "prc" in layer:
+            out.update(prc_featuresdict_to_metric(gen, ref, layer["prc"], **kwargs))
     return out
 
 
