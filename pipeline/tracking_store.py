@@ -111,8 +111,9 @@ def _build(db: Path, artifact_uri: str) -> None:
 
 def ensure_sqlite_store(db: Path, artifact_uri: str) -> None:
     """Make ``db`` a complete MLflow store at the schema head, or raise a one-line
-    :class:`StoreError` when it holds runs but is not at the head. Returns at once for a
-    complete store (once per process: one small SQLite read)."""
+    :class:`StoreError` when it is not at the head and holds runs, is at a revision this
+    MLflow does not know, or is no SQLite file. Returns at once for a complete store (once
+    per process: one small SQLite read)."""
     db = db.resolve()
     if db in _ready:
         return
