@@ -78,7 +78,7 @@ SeedOpt = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        min=0,
+        # No ``min=0``: Typer's range check prints a five-line usage box; _seed says it in one.
         help="Training seed of the run (one of train.seeds; default: the first). Each seed is "
         "its own run: models/VARIANT/seedS, samples/VARIANT/seedS, metrics/VARIANT/seedS.json.",
     ),
@@ -100,6 +100,8 @@ def _seed(p: Any, seed: int | None) -> int:
 
     if seed is None:
         return p.train.first_seed
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {seed})")
     if seed not in p.train.seeds:
         seeds = ", ".join(map(str, p.train.seeds))
         raise ConfigError(f"--seed {seed}: not in train.seeds ({seeds}); add it there first")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,9 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.io import TEMP_NAME
 
 # tempfile.mkstemp/mkdtemp names: prefix + 8 characters of "abcdefghijklmnopqrstuvwxyz0123456789_"
-_OUR_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|old)$")
+_OUR_TEMP = TEMP_NAME
 
 _held: dict[Path, tuple[int, int]] = {}  # lock file -> (fd, depth): re-entrant per process
 
@@ -83,6 +83,19 @@ def folder_lock(folder: Path, what: str = "run") -> Iterator[None]:
         else:
             del _held[path]
             os.close(fd)  # releases the lock
+
+
+@contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``, waiting for it: for short critical sections
+    that every process must pass through in turn (creating a shared store), not refuse."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (see the module docstring)
 
 
 def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:

@@ -22,6 +22,7 @@ from pipeline.config import Params
 from pipeline.errors import PipelineError
 from pipeline.faults import kill_point
 from pipeline.tracking_repair import FOLDER_TAG, close_orphans, logged_model_ready, torch_threads
+from pipeline.tracking_store import ensure_sqlite_store, sqlite_file
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,10 +62,24 @@ def study_experiment(params: Params, study_name: str) -> str:
     return f"{params.tracking.experiment}/{study_name}"
 
 
+def ensure_store(params: Params) -> str:
+    """Create the configured SQLite store once, atomically, before any run opens it
+    (pipeline/tracking_store.py): MLflow's own first creation is not atomic, and a kill in it
+    or two processes opening a fresh store at once brick it. A no-op for a tracking server
+    and for a complete store. :func:`setup` calls it; a parent that starts several tracking
+    processes (the grid) calls it once first. Returns the resolved URI."""
+    uri = resolve_uri(params)
+    db = sqlite_file(uri)
+    if db is not None:
+        ensure_sqlite_store(db, params.path(params.tracking.artifacts).resolve().as_uri())
+    return uri
+
+
 def setup(params: Params, experiment: str | None = None) -> str:
     """Point MLflow at the configured store; return the id of ``experiment`` (default
     ``tracking.experiment``, the comparison's), created if needed."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = resolve_uri(params)
     if uri.startswith(("http://", "https://")):
@@ -72,6 +87,7 @@ def setup(params: Params, experiment: str | None = None) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(params.tracking.timeout_s)))
         _check_server(uri, params.tracking.timeout_s)
+    ensure_store(params)
     mlflow.set_tracking_uri(uri)
     name = experiment or params.tracking.experiment
     key = f"{uri}#{name}"
@@ -83,7 +99,14 @@ def setup(params: Params, experiment: str | None = None) -> str:
         location = None
         if not uri.startswith(("http://", "https://")):
             location = params.path(params.tracking.artifacts).resolve().as_uri()
-        exp_id = client.create_experiment(name, artifact_location=location)
+        try:
+            exp_id = client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            # Another process (a grid worker) created it in between: use theirs.
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
     _configured[key] = exp_id

@@ -78,6 +78,7 @@ def test_scoring_leaves_the_weights_and_exact_resume_alone(
     dev = torch.device("cpu")
     whole = Trainer(params, spec, tmp_path / "whole", dev, progress=False)
     whole.run()
+    whole_rng = torch.get_rng_state()
     # Killed at the end of epoch 2 (after its score, before its checkpoint), then resumed.
     cut = Trainer(params, spec, tmp_path / "cut", dev, [StopAt(2)], progress=False)
     with pytest.raises(KeyboardInterrupt):
@@ -85,9 +86,13 @@ def test_scoring_leaves_the_weights_and_exact_resume_alone(
     assert ckpt.load(cut.checkpoint_path)["epoch"] == 1
     resumed = Trainer(params, spec, tmp_path / "cut", dev, progress=False)
     resumed.run()
+    # The global RNG too ends where the uninterrupted run's did (the resumed run loads the
+    # classifier after restoring it: that load must not draw from it).
+    assert torch.equal(torch.get_rng_state(), whole_rng)
     off = params.with_section("train", score_every=0)
     plain = Trainer(off, run_spec(off, "gan", epochs=3), tmp_path / "plain", dev, progress=False)
     plain.run()
+    assert torch.equal(torch.get_rng_state(), whole_rng)  # and a run without the curve's
 
     ref = _weights(whole)
     for other in (resumed, plain):

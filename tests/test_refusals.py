@@ -112,3 +112,12 @@ def test_zero_counts_are_one_line_usage_errors(
     result = CliRunner().invoke(app, [*args, "--params", str(path)])
     assert result.exit_code == 2
     assert _one_line(result.output).startswith(f"Error: {option} must be >= 1")
+
+
+@pytest.mark.parametrize("command", [["train", "gan"], ["sample", "gan"], ["evaluate", "gan"]])
+def test_a_negative_seed_is_a_one_line_usage_error(tmp_path: Path, command: list[str]) -> None:
+    """Not Typer's five-line range box: one line, like every other bad value."""
+    path = write_params(tmp_path)
+    result = CliRunner().invoke(app, [*command, "--seed", "-1", "--params", str(path)])
+    assert result.exit_code == 2
+    assert _one_line(result.output) == "Error: --seed must be >= 0 (got -1)"

@@ -123,6 +123,24 @@ def test_a_plain_state_dict_in_params_is_handed_over_as_a_copy(
     assert list(copy) == ["w"] and torch.equal(copy["w"], torch.arange(4.0))
 
 
+def test_a_crafted_file_at_the_copys_path_is_overwritten_before_it_is_handed_over(
+    tmp_path: Path, prepared_dir: Path, hub: Path
+) -> None:
+    """The copies under <evaluate.cache_dir>/weights/ are a cache too: one planted at the
+    path of the next copy is rewritten from the checked state dict before torch-fidelity
+    (which loads with weights_only=False) gets it."""
+    marker = tmp_path / "code-ran"
+    mine = tmp_path / "my-inception.pth"
+    torch.save({"w": torch.arange(4.0)}, mine)
+    params, _ = params_with(tmp_path, prepared_dir, inception_weights=str(mine))
+    planted = params.path("metrics/.cache/weights") / f"inception_weights-{file_hash(mine)[:16]}.pt"
+    crafted(planted, marker)
+    found = ev.resolve_weights(mine, ew.URL_INCEPTION_V3, "inception_weights", params)
+    assert found.path == planted
+    handed = torch.load(found.path, map_location="cpu", weights_only=False)  # as torch-fidelity
+    assert not marker.exists() and list(handed) == ["w"]
+
+
 def test_missing_inception_weights_stop_train_before_it_trains(
     tmp_path: Path, prepared_dir: Path, hub: Path
 ) -> None:

@@ -14,7 +14,8 @@ Two evaluators, each selectable in ``evaluate.extractors``:
   line saying how to proceed. ~6 img/s on a 2-core CPU: a GPU job.
 
 Reference set: the first ``evaluate.n_real`` MNIST test images. Its features are extracted
-once per extractor and kept in torch-fidelity's cache under ``evaluate.cache_dir``, named after
+once per extractor and kept under ``evaluate.cache_dir`` as plain tensors (read with
+``weights_only=True``; torch-fidelity's own cache, which unpickles anything, is off), named after
 the extractor, ``n_real``, a hash of the weights and where they ran (device type and precision,
 ``evaluate.tf32``), so neither a retrained classifier nor a GPU run reuses stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
 our extractor takes one channel back.

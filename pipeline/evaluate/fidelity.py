@@ -1,10 +1,21 @@
 """torch-fidelity plumbing: our MNIST classifier as a feature extractor, grey images as the
-RGB uint8 datasets torch-fidelity reads, and one call of its public API per extractor."""
+RGB uint8 datasets torch-fidelity reads, and its metrics for one extractor per call.
+
+torch-fidelity's ``calculate_metrics`` caches the reference features and statistics itself
+and reads them back with ``torch.load(weights_only=False)``: a file there is code. So
+:func:`fidelity` composes the same steps from torch-fidelity's own functions (feature
+extractor, feature pass, the per-metric ``*_featuresdict_*`` functions, the same keyword
+arguments) with ``cache=False``, and keeps the reference features in the pipeline's own
+tensors-only cache (pipeline/evaluate/refcache.py). The FID statistics are computed from the
+features each time (one covariance: well under a second for 128-d, seconds for 2048-d), so
+no statistics file is cached or read. The scores are those of ``calculate_metrics`` without a
+cache (tests/test_fidelity_cache.py compares them).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +23,23 @@ import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity import FeatureExtractorBase
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+from torch_fidelity.utils import (
+    create_feature_extractor,
+    get_featuresdict_from_dataset,
+    resolve_feature_layer_for_metric,
+)
 
 from pipeline.classifier import load_checkpoint, model_from_checkpoint
 from pipeline.config import Params
 from pipeline.devices import numerics, precision_tag
 from pipeline.errors import PipelineError
+from pipeline.evaluate.refcache import load_features
 from pipeline.evaluate.weights import Weights
+from pipeline.io import save_torch
 from pipeline.metrics import Section
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
@@ -111,8 +133,9 @@ def _fidelity_kwargs(
         "cuda": dev.type == "cuda",
         "batch_size": params.evaluate.batch_size,
         "verbose": verbose,
-        "cache": True,
-        "cache_root": str(params.path(params.evaluate.cache_dir)),
+        # torch-fidelity's cache unpickles its files with weights_only=False: never use it
+        # (the reference features are cached by reference_features, as plain tensors).
+        "cache": False,
         "isc_splits": min(ISC_SPLITS, n_gen),
         "kid_subset_size": min(params.evaluate.kid_subset_size, n_real, n_gen),
         # No DataLoader worker processes: the images are already in memory, and forking
@@ -131,31 +154,84 @@ def fidelity(
     weights: Weights,
     **metrics: bool,
 ) -> dict[str, float]:
-    """torch-fidelity's ``metrics`` for generated vs real on one feature extractor; the real
-    features are cached under a name keyed by the set size, the extractor, its weights and
-    where they ran (device type and precision: TF32 features differ from float32 ones)."""
+    """torch-fidelity's ``metrics`` (isc, fid, kid, prc) for generated vs real on one feature
+    extractor, as ``calculate_metrics`` computes them; the real features are cached under a
+    name keyed by the set size, the extractor, its weights and where they ran (device type and
+    precision: TF32 features differ from float32 ones)."""
     n_gen, n_real = len(generated), len(real)
     tf32 = params.evaluate.tf32
+    # torch-fidelity's progress bars for the ImageNet nets (Inception-v3 scores ~6 images/s
+    # on 2 CPU cores); the MNIST classifier takes seconds, so stays quiet.
+    verbose = extractor != CLASSIFIER_EXTRACTOR
+    kwargs: dict[str, Any] = {
+        "feature_extractor": extractor,
+        "feature_extractor_weights_path": str(weights.path),
+        **metrics,
+        **_fidelity_kwargs(params, dev, n_gen, n_real, verbose=verbose),
+    }
+    wanted = [m for m in ("isc", "fid", "kid", "prc") if kwargs.get(m)]
+    if not wanted:
+        raise PipelineError("fidelity: no metric asked for")
+    layer = {m: resolve_feature_layer_for_metric(m, **kwargs) for m in wanted}
+    layers = sorted(set(layer.values()))
+    cache = params.path(params.evaluate.cache_dir)
+    name = real_cache_name(n_real, extractor, weights, dev, tf32)
     with _on(dev), numerics(tf32):
-        return torch_fidelity.calculate_metrics(
-            input1=generated,
-            input2=real,
-            input2_cache_name=real_cache_name(n_real, extractor, weights, dev, tf32),
-            feature_extractor=extractor,
-            feature_extractor_weights_path=str(weights.path),
-            **metrics,
-            # torch-fidelity's progress bars for the ImageNet nets (Inception-v3 scores ~6
-            # images/s on 2 CPU cores); the MNIST classifier takes seconds, so stays quiet.
-            **_fidelity_kwargs(
-                params, dev, n_gen, n_real, verbose=extractor != CLASSIFIER_EXTRACTOR
-            ),
-        )
+        fe = create_feature_extractor(extractor, layers, **kwargs)
+
+        def features_of(ds: GreyAsRGB) -> dict[str, torch.Tensor]:
+            return get_featuresdict_from_dataset(
+                ds, fe, kwargs["batch_size"], kwargs["cuda"], kwargs["save_cpu_ram"], verbose
+            )
+
+        gen = features_of(generated)
+        ref = reference_features(cache, name, extractor, layers, n_real, lambda: features_of(real))
+        # The metrics as calculate_metrics_one_feature_extractor computes them from the two
+        # feature dicts (and under the same device and precision settings it ran in).
+        out: dict[str, float] = {}
+        if "isc" in layer:
+            out.update(isc_featuresdict_to_metric(gen, layer["isc"], **kwargs))
+        if "fid" in layer:
+            stats = [fid_featuresdict_to_statistics(fd, layer["fid"]) for fd in (gen, ref)]
+            out.update(fid_statistics_to_metric(*stats, verbose))
+        if "kid" in layer:
+            out.update(kid_featuresdict_to_metric(gen, ref, layer["kid"], **kwargs))
+        if "prc" in layer:
+            out.update(prc_featuresdict_to_metric(gen, ref, layer["prc"], **kwargs))
+    return out
+
+
+def feature_cache_path(cache: Path, name: str, extractor: str, layer: str) -> Path:
+    """The reference features of one layer: ``<cache>/<name>-<extractor>-features-<layer>.pt``
+    (torch-fidelity's own naming; the file holds one plain tensor, which is also what
+    torch-fidelity wrote there, so an existing cache of its features is reused)."""
+    return cache / f"{name}-{extractor}-features-{layer}.pt"
+
+
+def reference_features(
+    cache: Path,
+    name: str,
+    extractor: str,
+    layers: list[str],
+    n: int,
+    extract: Callable[[], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """The reference set's features {layer: float [n, d]} from the cache, or extracted (all
+    layers, when any is missing or unusable) and cached as plain tensors."""
+    paths = {lay: feature_cache_path(cache, name, extractor, lay) for lay in layers}
+    found = {lay: load_features(path, n) for lay, path in paths.items()}
+    if all(feats is not None for feats in found.values()):
+        return {lay: feats for lay, feats in found.items() if feats is not None}
+    feats = extract()
+    for lay, path in paths.items():
+        save_torch(feats[lay], path)
+    return {lay: feats[lay] for lay in layers}
 
 
 def real_cache_name(
     n_real: int, extractor: str, weights: Weights, dev: torch.device, tf32: bool
 ) -> str:
-    """torch-fidelity's cache name for the real set's features."""
+    """The cache name of the real set's features (our cache, not torch-fidelity's)."""
     where = precision_tag(dev, tf32)
     return f"mnist-test-n{n_real}-{extractor}-{weights.digest}-{where}"
 

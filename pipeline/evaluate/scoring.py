@@ -3,9 +3,9 @@ IS, class coverage, label accuracy) and the Inception section, as a typed metric
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from pipeline.evaluate.fidelity import (
     register,
     renamed,
 )
+from pipeline.evaluate.refcache import load_features
 from pipeline.evaluate.weights import Weights, bad_weights_as_error, inception_weights
 from pipeline.io import file_hash, save_torch
 from pipeline.metrics import EXTRACTORS, ClassifierScores, InceptionScores, MetricsDoc
@@ -71,18 +72,22 @@ def real_features(
     params: Params, model: torch.nn.Module, real: torch.Tensor, weights: Weights, dev: torch.device
 ) -> fx.Reference:
     """The reference set's classifier features, extracted once per classifier and kept beside
-    torch-fidelity's cache (same key: set size, weights, device type and precision)."""
+    the fidelity features (same key: set size, weights, device type and precision); a cache
+    file that is not a plain tensor of the set's size is named in one line and replaced."""
     name = real_cache_name(len(real), CLASSIFIER_EXTRACTOR, weights, dev, params.evaluate.tf32)
-    path = params.path(params.evaluate.cache_dir) / f"{name}-penultimate.pt"
-    feats = None
-    if path.is_file():
-        with contextlib.suppress(Exception):  # unreadable: only a cache, extract again
-            feats = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(feats, torch.Tensor) or tuple(feats.shape[:1]) != (len(real),):
+    path = real_features_path(params, name)
+    feats = load_features(path, len(real))
+    if feats is None:
         with numerics(params.evaluate.tf32):
             feats = fx.extract(model, real).feats
         save_torch(feats, path)
     return fx.Reference.of(feats)
+
+
+def real_features_path(params: Params, name: str) -> Path:
+    """Where :func:`real_features` keeps the classifier's penultimate features of the
+    reference set named ``name`` (:func:`pipeline.evaluate.fidelity.real_cache_name`)."""
+    return params.path(params.evaluate.cache_dir) / f"{name}-penultimate.pt"
 
 
 def _classifier_scores(

@@ -11,7 +11,7 @@ not include them: it stays the training time.
 
 The scoring changes nothing the training depends on: the nets are sampled in eval mode and
 put back, the latents come from their own generator, and the global RNG state is forked
-around it, so a run with curves ends with the same weights as one without, and an
+around it and around loading the classifier, so a run with curves ends with the same weights as one without, and an
 interrupted run resumes bit for bit (``score_every`` is not part of the run's identity).
 
 Without the classifier checkpoint (``pipeline classifier`` not run yet) the run trains
@@ -95,12 +95,21 @@ class QualityCurve:
         from pipeline.io import file_hash
 
         path = layout.classifier_checkpoint(self.params)
-        self.model = load_classifier(self.params, self.device)
-        # The evaluate stage's cached reference features (extracted once per classifier,
-        # device type and precision): after the first run, starting the curve is instant.
-        weights = Weights(path, file_hash(path)[:16])
-        real = real_reference(self.params)
-        self.ref = real_features(self.params, self.model, real, weights, self.device)
+        # Building the classifier initialises its layers from the global RNG before its
+        # weights are loaded. start() runs after a resume has restored that RNG (and at the
+        # start of an uninterrupted run): without the fork the two would go on from
+        # different states. Training draws from its own generators, so the weights agreed
+        # anyway, but anything reading the global RNG later (a variant with dropout, say)
+        # would not; tests/test_quality.py compares the states.
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            self.model = load_classifier(self.params, self.device)
+            # The evaluate stage's cached reference features (extracted once per
+            # classifier, device type and precision): after the first run, starting the
+            # curve is instant.
+            weights = Weights(path, file_hash(path)[:16])
+            real = real_reference(self.params)
+            self.ref = real_features(self.params, self.model, real, weights, self.device)
 
     def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
         """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
