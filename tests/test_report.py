@@ -71,7 +71,7 @@ def _metrics(name: str, s: dict[str, float], conditional: bool = False) -> dict[
             "is_std": 0.05,
             "histogram": histogram,
             "coverage": sum(h > 0 for h in histogram),
-            "kl_uniform": round(s["clf_fid"] / 100, 4),
+            "kl_test_labels": round(s["clf_fid"] / 100, 4),
             "label_accuracy": 0.973 if conditional else None,
             "fid_inf": round(s["clf_fid"] * 0.9, 3),
             "density": round(1.02 - s["clf_fid"] / 20, 3),

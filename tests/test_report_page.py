@@ -82,7 +82,7 @@ def test_only_computed_extractors_get_columns(tmp_path: Path) -> None:
 def test_not_computed_differs_from_missing(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path)
     doc = json.loads((tmp_path / "metrics" / "gan" / "seed0.json").read_text())
-    del doc["inception"], doc["classifier"]["kl_uniform"]  # an older file without a newer key
+    del doc["inception"], doc["classifier"]["kl_test_labels"]  # an older file without a newer key
     (tmp_path / "metrics" / "gan" / "seed0.json").write_text(json.dumps(doc))
     (tmp_path / "metrics" / "wgan" / "seed0.json").unlink()
     cells = dict(_parse(build_report(params).read_text(encoding="utf-8")).tables["score-table"])
@@ -205,3 +205,21 @@ def test_a_reference_outside_params_is_said_plainly(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path, {"report": {"reference": "lsgan"}})
     page = build_report(params).read_text(encoding="utf-8")
     assert "paired-table" not in page and "not among the variants in params.yaml" in page
+
+
+def test_seeds_section_names_its_interval_signs_and_ranked_metrics(tmp_path: Path) -> None:
+    """Three seeds: the interval is named as Student's t; wgan's coverage is 9/10 against
+    gan's 10/10 on every seed (identical differences: no t-test), so its cell says what the
+    seeds show; the rank names its declared metrics."""
+    page = build_report(make_stage_outputs(tmp_path)).read_text(encoding="utf-8")
+    assert "interval of the mean by Student's t (mean ± t₀.₉₇₅,ₙ₋₁ · s / √n)" in page
+    assert "from 20 seeds the percentile bootstrap" in page
+    paired = dict(_parse(page).tables["paired-table"])
+    coverage = 8  # the five Inception columns, then classifier FID, IS, FID∞, coverage
+    assert paired["paired-table:wgan"][coverage][0] == (
+        "3/3 seeds worse, all by Δ -1.0 (no spread: no t-test; sign test p ≥ 0.25)"
+    )
+    assert paired["paired-table:dcgan"][coverage][0].endswith("equal on 3/3 seeds)")
+    assert "no test on signs reaches 0.05 below 6 seeds" in page
+    assert "Only metrics every variant has are ranked (7 of 7)" in page
+    assert "Classifier KL to test labels ↓; not Inception KID" in page
