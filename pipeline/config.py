@@ -266,6 +266,13 @@ class TuneConfig(Strict):
     sample_n: Int = Field(
         default=2000, ge=MIN_EVAL_IMAGES, description="Samples scored per trial and epoch."
     )
+    # Trials are scored against held-out *training* images, never the test set the final
+    # scores use (pipeline.tune.holdout); trials train on the other 60,000 - holdout.
+    holdout: Int = Field(
+        default=10_000, ge=MIN_EVAL_IMAGES, le=50_000,
+        description="MNIST training images held out as the trials' reference.",
+    )  # fmt: skip
+    holdout_seed: Int = Field(default=0, ge=0, description="Seed of the held-out slice.")
     storage: str = Field(
         default="sqlite:///optuna.db",
         description="Optuna storage URL: sqlite:///rel.db (one worker), postgresql://..., "

@@ -114,10 +114,12 @@ def _classifier_scores(
     generated: torch.Tensor,
     requested: torch.Tensor | None,
     real: torch.Tensor,
+    shares: torch.Tensor,
     full: bool = True,
 ) -> ClassifierScores:
-    """Classifier section for generated uint8 [N, 1, 28, 28] vs real uint8 [M, 28, 28];
-    without ``full``, no FID-infinity, density or coverage (seconds saved per call)."""
+    """Classifier section for generated uint8 [N, 1, 28, 28] vs real uint8 [M, 28, 28] whose
+    digits come in float [10] ``shares``; without ``full``, no FID-infinity, density or
+    coverage (seconds saved per call)."""
     start = time.perf_counter()
     ckpt_file = checkpoint_path(params)
     ckpt = load_checkpoint(ckpt_file)
@@ -140,7 +142,7 @@ def _classifier_scores(
         **renamed(ClassifierScores, m),
         **fx.kid(gen.feats, ref, subset),
         **(extra if full else {}),
-        **class_coverage(gen.predicted, requested, reference_label_shares(params)),
+        **class_coverage(gen.predicted, requested, shares),
         seconds=round(time.perf_counter() - start, 3),
     )
 
@@ -191,8 +193,14 @@ def score(
     device: str | None = None,
     extractors: Sequence[str] | None = None,
     full: bool = True,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> MetricsDoc:
     """All metrics of generated uint8 [N, 1, 28, 28] vs the test reference; writes nothing.
+
+    ``reference``: (uint8 [M, 28, 28] images, int64 [M] labels) to score against instead of
+    the test set: tuning's held-out training images (pipeline.tune.holdout). Its feature
+    caches are keyed by set size, not content: give such a reference its own
+    ``evaluate.cache_dir``.
 
     ``requested``: int64 [N] digits asked of a conditional generator (label accuracy), or
     None. ``extractors`` overrides ``evaluate.extractors`` (e.g. ``["classifier"]`` for a
@@ -210,12 +218,15 @@ def score(
         raise PipelineError(f"{name}: requested labels must be int64 [N] matching the images")
     dev = resolve_device(device or params.evaluate.device)
     weights = check_inputs_up_front(params, extractors)
-    real = real_reference(params)
+    if reference is None:
+        real, shares = real_reference(params), reference_label_shares(params)
+    else:
+        real, shares = reference[0], label_shares(reference[1])
     sections: dict[str, Any] = {}
     try:
         if "classifier" in extractors:
             sections["classifier"] = _classifier_scores(
-                params, dev, generated, requested, real, full
+                params, dev, generated, requested, real, shares, full
             )
         if weights is not None:
             sections["inception"] = _inception_scores(params, dev, generated, real, weights)

@@ -156,8 +156,13 @@ class Trainer:
         curves_path: Path | None = None,
         progress: bool = True,
         quality_path: Path | None = None,
+        indices: torch.Tensor | None = None,
     ) -> None:
+        """``indices``: int64 rows of the training set to train on (tuning leaves its held-out
+        reference out, pipeline.tune.holdout); None: all of it. Not part of the run's
+        identity: only tuning's throw-away scratch runs pass it."""
         self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
+        self.indices = indices
         self.callbacks = list(callbacks)
         self.curves_path = curves_path
         self.quality_path = quality_path
@@ -324,6 +329,8 @@ class Trainer:
 
     def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_split(self.params, "train")
+        if self.indices is not None:
+            images, labels = images[self.indices], labels[self.indices]
         if self.spec.subset is not None:
             images, labels = images[: self.spec.subset], labels[: self.spec.subset]
         if len(labels) < self.spec.batch_size:
