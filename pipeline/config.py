@@ -141,6 +141,22 @@ class TrainConfig(Strict):
     )
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     out_dir: Path = Path("models")
+    # What a comparison holds equal: each variant's epochs, or generator updates (n_critic = 5
+    # models make 1/5 of the generator updates per epoch of n_critic = 1 models).
+    budget: Literal["epochs", "g_updates"] = Field(
+        default="epochs",
+        description="Match runs by epochs (each variant's `epochs`) or by generator updates "
+        "(train.g_updates: every run trains the fewest whole epochs that reach it).",
+    )
+    g_updates: Int | None = Field(
+        default=None, ge=1, description="Generator updates per run when budget is g_updates."
+    )
+
+    @model_validator(mode="after")
+    def _budget_has_a_target(self) -> TrainConfig:
+        if self.budget == "g_updates" and self.g_updates is None:
+            raise ValueError("budget g_updates needs train.g_updates (a count of updates)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

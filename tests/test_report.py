@@ -179,6 +179,10 @@ def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> P
             "variant": name,
             "epochs": 6,
             "steps": 6 * 938,
+            # n_critic = 5: schedule d, d, d, d, dg over 5,628 steps -> 1,125 G updates
+            "g_iters": 6 * 938 // 5 if name in CRITIC else 6 * 938,
+            "d_iters": 6 * 938,
+            "images_seen": 6 * 938 * 64,
             "train_time_s": 37.5 + i,
             "steps_per_s": 150.0 - 10 * i,
             "device": "cpu",
