@@ -387,6 +387,10 @@ def test_scores_csv_for_dvc_plots(built: tuple[Params, Path]) -> None:
     assert float(rows["wgan_gp"]["inception_fid"]) == pytest.approx(wgan_gp * (1 + spread))
     assert rows["gan"]["classifier_label_accuracy"] == ""  # null for unconditional variants
     assert rows[FLOOR_CSV_NAME]["train_time_s"] == ""
+    # each run's budget: wgan_gp (n_critic 5) a fifth of the generator updates
+    budget = ("g_iters", "d_iters", "images_seen")
+    assert [float(rows["wgan_gp"][k]) for k in budget] == [1125, 5628, 360_192]
+    assert [float(rows["gan"][k]) for k in budget] == [5628, 5628, 360_192]
 
 
 def test_same_inputs_give_identical_bytes(built: tuple[Params, Path]) -> None:
