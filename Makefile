@@ -39,5 +39,5 @@ bench: $(BIN)/.installed
 # One worker: MLflow's default of 4 uvicorn workers is a lot for a 2-core machine.
 MLFLOW_PORT ?= 5000
 mlflow-ui: $(BIN)/.installed
-	-python -m pipeline.mlflow_ui --base http://127.0.0.1:$(MLFLOW_PORT)
+	-python -m pipeline.cli mlflow-links --base http://127.0.0.1:$(MLFLOW_PORT)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(MLFLOW_PORT) --workers 1

@@ -1,35 +1,52 @@
-"""Training speed: the classic PyTorch GAN loop vs the pipeline's trainer, per variant.
+"""Training speed: each model's classic PyTorch loop vs the pipeline's trainer.
 
 Usage (from the repo root; MNIST from $PIPELINE_MNIST_MIRROR or ../shared/data/mnist):
 
-    python benchmarks/train_speed.py [--device auto] [--steps 300] [--repeats 3] [--variants gan,...]
+    python benchmarks/train_speed.py [--device auto] [--variants gan,...] [--limit SECONDS]
 
-Both loops run in this process, on the same device, with the same models, optimisers,
-batch size (64) and updates. The reference is written here, deliberately in the style of the
-classic write-ups (torchvision MNIST + ToTensor/Normalize, a DataLoader, ``.to(device)`` per
-batch, ``.item()`` per step for logging). Writes ``reports/benchmarks/train_speed_<device>.json``
-and ``.md`` (steps/s, s/epoch at 60k images, ratio) plus evaluation throughput (images/s of
-the classifier extractor; Inception too on CUDA when its weights are available).
+Per model, in a process of its own (a failed CUDA graph capture costs that model's graphs
+cell only), its verdict first: the classic loop (100 steps), the trainer with CUDA graphs,
+the trainer's fast path; then, on a few representative models (--slope-variants), the eager
+trainer and the fast path with plain LeakyReLUs. The classic loops are written in the style
+of each model's reference code (benchmarks/classic_loops.py; the GAN loop here): torchvision
+MNIST + ToTensor/Normalize, a DataLoader, ``.to(device)`` per batch, ``.item()`` per step.
+Numerics: the trainer runs with train.tf32 off (float32 matmuls and convolutions); the classic
+loop keeps torch's defaults (cuDNN convolutions may use TF32 on Ampere and later), a bias in
+the classic loop's favour for conv models, so a ratio is conservative there.
+Writes ``train_speed_<device>.json`` and ``.md`` under --out after every model, with a
+"≥ 25×: yes/no" line per model and the models not reached within --limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from speed_report import _round, device_name, write_report  # noqa: E402
+from classic_loops import STEPS  # noqa: E402
+from speed_report import (  # noqa: E402
+    NUMERICS,
+    TARGET_RATIO,
+    _round,
+    device_name,
+    verdict_of,
+    write_report,
+)
 
 from pipeline.algorithms import Adversarial  # noqa: E402
 from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
@@ -81,28 +98,75 @@ def classic_optimizer(hyper, module: torch.nn.Module) -> torch.optim.Optimizer:
     return OPTIMIZERS[hyper.optimizer](module.parameters(), **kwargs)
 
 
-def classic_steps_per_s(
-    name: str, loader, device: torch.device, steps: int, warmup: int
-) -> float | None:
-    """The classic loop: one D step per batch, a G step every n_critic batches (the plain GAN
-    losses; None for another family or a structured GAN, whose D has extra heads or whose
-    step has extra terms: their classic loop is not written here)."""
-    variant = registry.get(name)
+def adversarial_step(nets: dict[str, torch.nn.Module], variant: Any, hyper: Any, z_dim: int,
+                     device: torch.device, optim: Callable) -> Callable | None:  # fmt: skip
+    """The classic GAN loop (PyTorch-GAN's gan.py / wgan.py / wgan_gp.py): one D step per
+    batch, a G step every n_critic batches, the variant's loss pair, penalty and clipping.
+    None for a D with extra outputs (its family has its loop in classic_loops)."""
     alg = variant.algorithm
-    if type(alg) is not Adversarial:
-        return None
-    params = load_params(REPO / "params.yaml")
-    spec = run_spec(params, name)
-    nets = build_nets(variant, spec, device)
     g, d = nets["generator"], nets["discriminator"]
     probe = torch.zeros(2, *IMG_SHAPE, device=device)
     probe_y = torch.zeros(2, dtype=torch.long, device=device) if variant.conditional else None
     if not isinstance(d(probe, probe_y), torch.Tensor):
-        return None  # a D with extra outputs (ACGAN's class head)
-    hyper = spec.hyper
-    opt_g, opt_d = classic_optimizer(hyper, g), classic_optimizer(hyper, d)
+        return None
+    opt_g, opt_d = optim(g), optim(d)
     obj, opts = alg.objective, hyper.options
     w = opts.get("penalty_weight", 0.0)
+
+    def step(real: torch.Tensor, labels: torch.Tensor, i: int) -> dict[str, float]:
+        y = labels if variant.conditional else None
+        z = torch.randn(real.shape[0], z_dim, device=device)
+        fake = g(z, y)
+        opt_d.zero_grad()
+        out_real = d(real, y)
+        s = Scores(out_real, d(fake.detach(), y), labels=y, options=opts)
+        loss_d = obj.d_loss(s)
+        if alg.penalty is not None:
+            loss_d = loss_d + w * alg.penalty(d, real, fake.detach(), y, opts)
+        loss_d.backward()
+        opt_d.step()
+        if alg.after_d_step is not None:
+            alg.after_d_step(d, opts)
+        log = {"d": loss_d.item()}
+        if i % hyper.n_critic == 0:
+            opt_g.zero_grad()
+            real_g = d(real, y) if obj.g_needs_real else out_real
+            loss_g = obj.g_loss(Scores(real_g, d(fake, y), labels=y, options=opts))
+            loss_g.backward()
+            opt_g.step()
+            log["g"] = loss_g.item()
+        return log
+
+    return step
+
+
+def classic_steps_per_s(
+    name: str,
+    loader,  # noqa: ANN001 -- a DataLoader of (images, labels)
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    params_path: Path = REPO / "params.yaml",
+) -> float | None:
+    """The model's classic loop (classic_loops.STEPS, or the GAN loop above) over the
+    DataLoader, ``.to(device)`` per batch; steps/s over ``steps`` after ``warmup`` steps.
+    None where no classic loop is written for the model."""
+    variant = registry.get(name)
+    spec = run_spec(load_params(params_path), name)  # the nets the trainer is timed with
+    nets = build_nets(variant, spec, device)
+    hyper = spec.hyper
+
+    def optim(module: torch.nn.Module) -> torch.optim.Optimizer:
+        return classic_optimizer(hyper, module)
+
+    if name in STEPS:
+        step = STEPS[name](nets, hyper, spec.z_dim, device, optim)
+    elif type(variant.algorithm) is Adversarial:
+        step = adversarial_step(nets, variant, hyper, spec.z_dim, device, optim)
+    else:
+        step = None
+    if step is None:
+        return None
     done, t0 = 0, 0.0
     while done < steps + warmup:
         for i, (imgs, labels) in enumerate(loader):
@@ -111,28 +175,7 @@ def classic_steps_per_s(
                 t0 = time.perf_counter()
             if done == steps + warmup:
                 break
-            real = imgs.to(device)
-            y = labels.to(device) if variant.conditional else None
-            z = torch.randn(imgs.shape[0], spec.z_dim, device=device)
-            fake = g(z, y)
-            opt_d.zero_grad()
-            out_real = d(real, y)
-            s = Scores(out_real, d(fake.detach(), y), labels=y, options=opts)
-            loss_d = obj.d_loss(s)
-            if alg.penalty is not None:
-                loss_d = loss_d + w * alg.penalty(d, real, fake.detach(), y, opts)
-            loss_d.backward()
-            opt_d.step()
-            if alg.after_d_step is not None:
-                alg.after_d_step(d, opts)
-            log = {"d": loss_d.item()}
-            if i % hyper.n_critic == 0:
-                opt_g.zero_grad()
-                real_g = d(real, y) if obj.g_needs_real else out_real
-                loss_g = obj.g_loss(Scores(real_g, d(fake, y), labels=y, options=opts))
-                loss_g.backward()
-                opt_g.step()
-                log["g"] = loss_g.item()
+            step(imgs.to(device), labels.to(device), i)
             done += 1
     _sync(device)
     return steps / (time.perf_counter() - t0)
@@ -156,138 +199,195 @@ def applies(mode: str, name: str) -> bool:
 
 
 def pipeline_steps_per_s(
-    name: str, params_path: Path, device: torch.device, steps: int, mode: str = "fast"
+    name: str,
+    params_path: Path,
+    device: torch.device,
+    steps: int,
+    mode: str = "fast",
+    epochs: int = 3,
 ) -> float:
-    """The pipeline's trainer over epochs of ``steps`` batches; the first epoch is warm-up
+    """The pipeline's trainer over ``epochs`` epochs of ``steps`` batches; the first is warm-up
     (and, in mode "graphs", where the CUDA graphs are captured). A failed capture raises
     GraphCaptureError: the caller must stop its CUDA work (see pipeline.graphs)."""
     params = load_params(params_path)
     params = params.with_section("train", score_every=0, **MODES[mode])  # training alone
-    spec = run_spec(params, name, epochs=3, subset=steps * 64)
+    spec = run_spec(params, name, epochs=epochs, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(params, spec, Path(out), device, progress=False)
         result = trainer.run()
     return statistics.median(h["steps_per_s"] for h in result.history[1:])
 
 
-def eval_throughput(params_path: Path, device: torch.device, n: int) -> dict[str, float]:
-    """Images/s of the classifier feature extractor through torch-fidelity (fresh, uncached)."""
-    out: dict[str, float] = {}
-    try:
-        from pipeline.classifier import checkpoint_path, train_classifier
-        from pipeline.evaluate import score
-    except ImportError:
-        return out
-    params = load_params(params_path)
-    if not checkpoint_path(params).is_file():
-        train_classifier(params)
-    from pipeline.data import load_split
+# ---------------------------------------------------------------------------------------------
+# One process per model (a failed CUDA graph capture leaves its process's CUDA state unsafe:
+# it costs that model's graphs cell, nothing else), the verdict modes first for every model,
+# then the slope modes on a few representative ones.
 
-    images = load_split(params, "train")[0][:n].unsqueeze(1)
-    p = params.with_section("evaluate", extractors=["classifier"], n_real=min(n, 10_000))
-    t0 = time.perf_counter()
-    score(p, "bench", images, None, device=str(device))
-    # generated + real features are extracted (the real ones are cached after the first call)
-    out["classifier_metrics_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    score(p, "bench", images, None, device=str(device))
-    out["classifier_metrics_cached_real_s"] = time.perf_counter() - t0
-    out["classifier_images_per_s"] = n / out["classifier_metrics_cached_real_s"]
-    return out
+VERDICT_MODES = ("classic", "graphs", "fast")
+SLOPE_MODES = ("eager", "plain_slopes")
+REPRESENTATIVE = ("gan", "wgan_gp", "dcgan")
+FIRST = ("gan", "wgan_gp", "dcgan", "vae", "ddpm")  # the probe's models, measured first
+FAIL_CAPTURE_ENV = "TRAIN_SPEED_FAIL_CAPTURE"  # test hook: models whose capture is refused
+
+
+def _row(path: Path, name: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"variant": name, "reference_steps_per_s": None}
+
+
+def run_model(name: str, modes: list[str], args: argparse.Namespace, work: Path) -> int:
+    """Child: measure ``modes`` of one model in this process, updating its row file after each
+    mode (a time limit keeps what was measured). Exit 3 after a failed capture."""
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = True  # the classic loop's usual setting
+    if name in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
+        import pipeline.training.loop as loop
+
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("operation not permitted when stream is capturing (test hook)")
+
+        loop.StepGraphs = refuse  # type: ignore[assignment,misc]
+    path = work / f"{name}.json"
+    row = _row(path, name)
+    params_path = work / "params.yaml"
+    for mode in modes:
+        if mode == "classic":
+            loader = classic_loader(work / "torchvision", Path(os.environ[MIRROR_ENV]))
+            cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+            row["classic_numerics"] = (f"torch defaults: cudnn.allow_tf32={cudnn.allow_tf32}, "
+                                       f"matmul.allow_tf32={matmul.allow_tf32}")  # fmt: skip
+            ref = classic_steps_per_s(
+                name, loader, device, args.classic_steps, args.warmup, params_path
+            )
+            row["reference_steps_per_s"] = _round(ref, 1)
+        elif applies(mode, name):
+            try:
+                f = statistics.median(
+                    pipeline_steps_per_s(name, params_path, device, args.steps, mode, args.epochs)
+                    for _ in range(args.repeats)
+                )
+            except GraphCaptureError as exc:
+                row["graphs_error"] = first_line(exc)[:300]
+                path.write_text(json.dumps(row))
+                print(f"train_speed: {name}: {row['graphs_error']}", file=sys.stderr)
+                return 3
+            r = row.get("reference_steps_per_s")
+            row[f"{mode}_steps_per_s"] = round(f, 1)
+            row[f"{mode}_ratio"] = _round(r and f / r, 2)
+            if mode == "fast":
+                row["fast_g_iters_per_s"] = round(f * g_share(name), 1)
+        path.write_text(json.dumps(row))
+    return 0
+
+
+def _child(name: str, modes: list[str], args: argparse.Namespace, work: Path,
+           limit: float) -> str | None:  # fmt: skip
+    """Run ``modes`` of ``name`` in a fresh process under ``limit`` seconds; None or why not."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--work", str(work),
+           "--modes", ",".join(modes), "--device", args.device, "--steps", str(args.steps),
+           "--classic-steps", str(args.classic_steps), "--warmup", str(args.warmup),
+           "--epochs", str(args.epochs),
+           "--repeats", str(args.repeats)]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, timeout=max(limit, 1), stdout=sys.stdout, stderr=sys.stderr)
+    except subprocess.TimeoutExpired:
+        return f"stopped at its {limit:.0f} s limit"
+    return None if done.returncode in (0, 3) else f"exit {done.returncode}"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=300, help="Measured steps per repeat.")
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=200, help="Trainer steps per timed epoch.")
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="Trainer epochs of --steps steps; the first is warm-up (and capture).")  # fmt: skip
+    ap.add_argument("--classic-steps", type=int, default=100, help="Timed classic-loop steps.")
+    ap.add_argument("--warmup", type=int, default=10, help="Classic-loop steps before timing.")
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--variants", default=",".join(registry.names()))
-    ap.add_argument("--eval-images", type=int, default=10_000, help="0: skip evaluation.")
-    ap.add_argument(
-        "--modes", default="auto",
-        help=f"Comma-separated trainer modes out of {','.join(MODES)} (auto: fast and "
-        "plain_slopes, plus graphs on CUDA). The classic loop is always timed.",
-    )  # fmt: skip
+    ap.add_argument("--slope-variants", default=",".join(REPRESENTATIVE),
+                    help="Models also timed eager and with plain LeakyReLUs.")  # fmt: skip
+    ap.add_argument("--modes", default="auto", help="Comma-separated out of classic,"
+                    f"{','.join(MODES)} (auto: all, graphs on CUDA only).")  # fmt: skip
+    ap.add_argument("--model-limit", type=float, default=60.0, help="Seconds per model process.")
+    ap.add_argument("--limit", type=float, default=None,
+                    help="Seconds in all: no model process starts after them (listed as not "
+                    "reached).")  # fmt: skip
+    ap.add_argument("--eval-images", type=int, default=0,
+                    help="Also benchmarks/eval_speed.py on this many images (0: not).")  # fmt: skip
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # child: one model
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
-    device = resolve_device(args.device)
+    t_start = time.monotonic()
+    known = ("classic", *MODES)
     if args.modes == "auto":
-        modes = ["fast", "plain_slopes"] + (["graphs"] if device.type == "cuda" else [])
+        modes = [m for m in known if m != "graphs" or resolve_device(args.device).type == "cuda"]
     else:
         modes = args.modes.split(",")
-        if unknown := set(modes) - set(MODES):
-            raise SystemExit(
-                f"train_speed: unknown mode(s) {sorted(unknown)}; known: {list(MODES)}"
-            )
-    torch.backends.cudnn.benchmark = True
+        if unknown := set(modes) - set(known):
+            raise SystemExit(f"train_speed: unknown mode(s) {sorted(unknown)}; known: {known}")
+    if args.one:
+        raise SystemExit(run_model(args.one, modes, args, args.work))
+
+    device = resolve_device(args.device)
     mirror = Path(os.environ.get(MIRROR_ENV) or REPO.parent / "shared" / "data" / "mnist")
     os.environ[MIRROR_ENV] = str(mirror)
-    doc = {
+    names = args.variants.split(",")
+    names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
+    verdict = [m for m in VERDICT_MODES if m in modes]
+    slopes = [m for m in SLOPE_MODES if m in modes]
+    doc: dict[str, Any] = {
         "device": device_name(device), "torch": torch.__version__, "steps": args.steps,
-        "repeats": args.repeats, "batch_size": 64, "modes": modes,
+        "classic_steps": args.classic_steps, "repeats": args.repeats, "batch_size": 64,
+        "modes": [m for m in modes if m != "classic"], "target_ratio": TARGET_RATIO,
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
-        "training": [], "evaluation": {},
+        "numerics": NUMERICS, "training": [], "not_reached": [],
     }  # fmt: skip
-    rows: dict[str, dict] = {}
     work = Path(tempfile.mkdtemp(prefix="bench."))
     try:
         import yaml
 
         base = yaml.safe_load((REPO / "params.yaml").read_text())
-        cfg = merge_overrides(base, {"train": {"device": str(device), "log_every": 10_000},
-                                     "classifier": {"device": str(device), "epochs": 1},
-                                     "evaluate": {"device": str(device)}})  # fmt: skip
-        params_path = work / "params.yaml"
-        params_path.write_text(yaml.safe_dump(cfg))
-        prepare(load_params(params_path))
-        loader = classic_loader(work / "torchvision", mirror)
+        cfg = merge_overrides(base, {"train": {"device": str(device), "log_every": 10_000}})
+        (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+        prepare(load_params(work / "params.yaml"))
 
-        def measure(name: str, mode: str) -> None:
-            f = statistics.median(
-                pipeline_steps_per_s(name, params_path, device, args.steps, mode)
-                for _ in range(args.repeats)
-            )
-            row, r = rows[name], rows[name]["reference_steps_per_s"]
-            row[f"{mode}_steps_per_s"] = round(f, 1)
-            row[f"{mode}_ratio"] = _round(r and f / r, 2)
-            if mode == "fast":
-                row["fast_g_iters_per_s"] = round(f * g_share(name), 1)
+        def left() -> float:
+            return math.inf if args.limit is None else args.limit - (time.monotonic() - t_start)
 
-        # Every eager figure first, CUDA graphs last: a failed capture ends the CUDA work of
-        # this process (its state is not safe to go on in) and loses graph figures only.
-        for name in args.variants.split(","):
-            ref = [
-                classic_steps_per_s(name, loader, device, args.steps, args.warmup)
-                for _ in range(args.repeats)
-            ]
-            rows[name] = {"variant": name, "reference_steps_per_s": _round(
-                None if ref[0] is None else statistics.median(ref), 1)}  # fmt: skip
-            doc["training"] = list(rows.values())
-            for mode in modes:
-                if mode != "graphs" and applies(mode, name):
-                    measure(name, mode)
-            print(json.dumps(rows[name]), flush=True)
-            write_report(doc, args.out, device.type)  # as it goes: a timeout keeps the rest
-        if "graphs" in modes:
-            for name in rows:
-                try:
-                    measure(name, "graphs")
-                except GraphCaptureError as exc:
-                    rows[name]["graphs_error"] = first_line(exc)[:300]
-                    write_report(doc, args.out, device.type)
-                    raise SystemExit(
-                        f"train_speed: {exc} -- stopped here (this process's CUDA state is not "
-                        f"safe after a failed capture); figures so far in {args.out}; rerun "
-                        f"without graphs: --modes {','.join(m for m in modes if m != 'graphs')}"
-                    ) from None
-                print(json.dumps(rows[name]), flush=True)
-                write_report(doc, args.out, device.type)
-        if args.eval_images:
-            doc["evaluation"] = eval_throughput(params_path, device, args.eval_images)
+        def publish() -> None:
+            doc["training"] = [verdict_of(_row(work / f"{n}.json", n)) for n in names
+                               if (work / f"{n}.json").is_file()]  # fmt: skip
+            write_report(doc, args.out, device.type)
+
+        passes = [(n, verdict) for n in names] + [
+            (n, slopes) for n in args.slope_variants.split(",") if n in names and slopes
+        ]
+        for name, these in passes:
+            if left() < 5:
+                doc["not_reached"].append(f"{name}: {','.join(these)}")
+                continue
+            why = _child(name, these, args, work, min(args.model_limit, left()))
+            row = _row(work / f"{name}.json", name)
+            if why is None and "graphs_error" in row and these is verdict:
+                rest = [m for m in these if m not in ("classic", "graphs")]
+                why = rest and _child(name, rest, args, work, min(args.model_limit, left()))
+            if why:
+                row.setdefault("errors", []).append(f"{','.join(these)}: {why}")
+                (work / f"{name}.json").write_text(json.dumps(row))
+            publish()
+            print(json.dumps(_row(work / f"{name}.json", name)), flush=True)
+        publish()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.eval_images:
+        import eval_speed
+
+        eval_speed.main(["--device", args.device, "--images", str(args.eval_images),
+                         "--out", str(args.out)])  # fmt: skip
     print(write_report(doc, args.out, device.type))
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from pipeline import layout
 from pipeline.config import Params
 from pipeline.data import N_CLASSES, load_split, to_model_range
-from pipeline.devices import resolve_device
+from pipeline.devices import numerics, precision_tag, resolve_device
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import save_torch, write_json
 
@@ -131,6 +131,57 @@ def _resume_state(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None
     return state
 
 
+def _fit(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    epochs: int,
+    done: int,
+    steps_per_epoch: int,
+    identity: dict[str, Any],
+    resume_path: Path,
+    start: float,
+    dev: torch.device,
+) -> None:
+    """Epochs ``done`` .. ``epochs`` of train_classifier, saving the resume state after each."""
+    n = len(images)
+    model.train()
+    # Redraw at most every 10 s when stderr is a log (dvc repro), not a terminal.
+    every = 0.5 if sys.stderr.isatty() else 10.0
+    with tqdm(
+        total=epochs * steps_per_epoch,
+        initial=done * steps_per_epoch,
+        desc="classifier",
+        unit="step",
+        mininterval=every,
+    ) as bar:
+        for epoch in range(done, epochs):
+            perm = torch.randperm(n, generator=gen).to(dev)
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                x, y = to_model_range(images[idx]), labels[idx]
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update(1)
+            # One host sync per epoch only; the loss shown is the last batch's.
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+            if epoch + 1 < epochs:
+                rng = {"shuffle": gen.get_state(), "torch": torch.get_rng_state()}
+                if dev.type == "cuda":
+                    rng["cuda"] = torch.cuda.get_rng_state(dev)
+                save_torch({"identity": identity, "epoch": epoch + 1,
+                            "train_seconds": time.perf_counter() - start,
+                            "model": model.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "rng": rng}, resume_path)  # fmt: skip
+
+
 def train_classifier(
     params: Params, epochs: int | None = None, device: str | None = None
 ) -> ClassifierResult:
@@ -184,41 +235,16 @@ def train_classifier(
         print(f"classifier: resuming from epoch {done} ({resume_path})", file=sys.stderr)
 
     start = time.perf_counter() - seconds
-    model.train()
-    # Redraw at most every 10 s when stderr is a log (dvc repro), not a terminal.
-    every = 0.5 if sys.stderr.isatty() else 10.0
-    with tqdm(
-        total=epochs * steps_per_epoch,
-        initial=done * steps_per_epoch,
-        desc="classifier",
-        unit="step",
-        mininterval=every,
-    ) as bar:
-        for epoch in range(done, epochs):
-            perm = torch.randperm(n, generator=gen).to(dev)
-            for i in range(0, n, cfg.batch_size):
-                idx = perm[i : i + cfg.batch_size]
-                x, y = to_model_range(images[idx]), labels[idx]
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update(1)
-            # One host sync per epoch only; the loss shown is the last batch's.
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-            if epoch + 1 < epochs:
-                rng = {"shuffle": gen.get_state(), "torch": torch.get_rng_state()}
-                if dev.type == "cuda":
-                    rng["cuda"] = torch.cuda.get_rng_state(dev)
-                save_torch({"identity": identity, "epoch": epoch + 1,
-                            "train_seconds": time.perf_counter() - start,
-                            "model": model.state_dict(), "opt": opt.state_dict(),
-                            "sched": sched.state_dict(), "rng": rng}, resume_path)  # fmt: skip
+    # The evaluator trains at the precision its features are extracted at (evaluate.tf32):
+    # one TF32 rule for the classifier, as for the generators (train.tf32).
+    with numerics(params.evaluate.tf32):
+        _fit(model, opt, sched, gen, images, labels, cfg.batch_size, epochs, done, steps_per_epoch,
+             identity, resume_path, start, dev)  # fmt: skip
     seconds = time.perf_counter() - start
 
     model.eval()
-    test_acc = accuracy(model, test_images, test_labels)
+    with numerics(params.evaluate.tf32):
+        test_acc = accuracy(model, test_images, test_labels)
 
     meta: dict[str, Any] = {
         "arch": ARCH,
@@ -242,6 +268,7 @@ def train_classifier(
             "train_images": n,
             "train_seconds": round(seconds, 2),
             "device": str(dev),
+            "precision": precision_tag(dev, params.evaluate.tf32),
         },
     )
     resume_path.unlink(missing_ok=True)

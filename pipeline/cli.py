@@ -118,8 +118,11 @@ def _at_least_one(**options: int | float | None) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1 (got {value:g})")
 
 
-def command(fn: Callable[..., None]) -> Callable[..., None]:
-    """Register ``fn`` as a command whose PipelineErrors become one line + exit code."""
+def command(fn: Callable[..., None] | None = None, *, group: typer.Typer | None = None) -> Any:
+    """Register ``fn`` as a command (of ``app``, or of the sub-command ``group``) whose
+    PipelineErrors become one line + exit code."""
+    if fn is None:
+        return functools.partial(command, group=group)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -139,7 +142,7 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
             typer.echo(f"Error: {describe(err)} (PIPELINE_DEBUG=1 shows the traceback)", err=True)
             raise typer.Exit(1) from None
 
-    return app.command(cls=_Command)(wrapper)
+    return (group or app).command(cls=_Command)(wrapper)
 
 
 @command
@@ -183,11 +186,14 @@ def train(
     device: DeviceOpt = None,
 ) -> None:
     """Train one variant with one seed; resumes from its last checkpoint after an interruption."""
-    from pipeline.devices import use_threads
-    from pipeline.training import train_variant
+    from pipeline.devices import deterministic_cublas, use_threads
 
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
+    if p.train.deterministic:
+        deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
+    from pipeline.training import train_variant
+
     seed = _seed(p, seed)
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
@@ -347,11 +353,14 @@ def tune(
     Run the same command on several machines against one PostgreSQL (or journal) storage to
     share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
-    from pipeline import tune as tuning
-    from pipeline.devices import use_threads
+    from pipeline.devices import deterministic_cublas, use_threads
 
     _at_least_one(trials=trials, epochs=epochs)
     p = _load(params)
+    if p.train.deterministic:
+        deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
+    from pipeline import tune as tuning
+
     use_threads(p.train.threads)  # each worker's trials train with train.threads
     if apply:
         changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
@@ -370,6 +379,68 @@ def tune(
         params_path=params,
     )
     _echo(summary)
+
+
+config_app = typer.Typer(
+    cls=_Group, help="The params file: merge a profile into it.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+
+@command(group=config_app)
+def merge(
+    target: Annotated[Path, typer.Argument(help="The params file, rewritten in place.")],
+    profile: Annotated[Path, typer.Argument(help="The overrides, e.g. profiles/smoke.yaml.")],
+) -> None:
+    """Merge a profile into a params file (mappings key by key, anything else replaced) and
+    validate the result; an invalid result writes nothing."""
+    from pipeline.config import merge_profile
+
+    merge_profile(target, profile)
+    _echo(f"{target}: merged with {profile}")
+
+
+@command
+def results(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="The snapshot folder (replaced as a whole).")] = Path(
+        "reports/results"
+    ),
+    run_command: Annotated[
+        str, typer.Option("--command", help="The command that produced the chain.")
+    ] = "make results",
+    commit: Annotated[str, typer.Option(help="The commit the chain ran at.")] = "unknown",
+    profile: Annotated[str, typer.Option(help="The profile merged into params.yaml.")] = "",
+    wall_time: Annotated[float | None, typer.Option(help="Seconds the chain took, in all.")] = None,
+    attempts: Annotated[int, typer.Option(help="How many runs it took (resumes).")] = 1,
+) -> None:
+    """Write the results snapshot (reports/results/: README, results.json, one grid per
+    model) from a finished chain; `make results` runs the chain and then this."""
+    from pipeline.results import write_snapshot
+
+    dest = write_snapshot(
+        _load(params), out, command=run_command, commit=commit, profile=profile,
+        wall_time_s=wall_time, attempts=attempts,
+    )  # fmt: skip
+    _echo(f"results snapshot -> {dest}")
+
+
+@command
+def mlflow_links(
+    params: ParamsOpt = Path("params.yaml"),
+    base: Annotated[str, typer.Option(help="Where the MLflow UI listens.")] = (
+        "http://127.0.0.1:5000"
+    ),
+) -> None:
+    """Print the MLflow UI's direct links to this project's runs (the comparison's run list,
+    one per tuning study); `make mlflow-ui` prints them before it starts the UI."""
+    from pipeline.mlflow_ui import experiment_links
+
+    links = experiment_links(_load(params), base)
+    if not links:
+        _echo("MLflow: no runs yet (run `make repro`, or open the store of ./smoke/ instead)")
+    for name, url in links:
+        _echo(f"MLflow runs of {name}: {url}")
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ a ``variants.<name>`` block in params.yaml overrides them.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -590,28 +589,16 @@ def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _main(argv: list[str]) -> None:
-    """``python -m pipeline.config merge PARAMS OVERRIDES``: merge a profile into a params
-    file in place (used by scripts/smoke.sh), then validate the result."""
-    if len(argv) != 3 or argv[0] != "merge":
-        raise SystemExit("usage: python -m pipeline.config merge PARAMS.yaml OVERRIDES.yaml")
-    target, profile = Path(argv[1]), Path(argv[2])
-    try:
-        base, over = read_yaml(target) or {}, read_yaml(profile) or {}
-        if not isinstance(base, dict) or not isinstance(over, dict):
-            raise ConfigError(
-                f"{target if not isinstance(base, dict) else profile}: "
-                "the top level must be a mapping of sections"
-            )
-        merged = merge_overrides(base, over)
-        target.write_text(
-            f"# params.yaml merged with {profile}\n" + yaml.safe_dump(merged, sort_keys=False)
+def merge_profile(target: Path, profile: Path) -> None:
+    """Merge the profile ``profile`` into the params file ``target`` in place (scripts/smoke.sh,
+    `make results`), then validate the result; on a ConfigError nothing is written."""
+    base, over = read_yaml(target) or {}, read_yaml(profile) or {}
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        raise ConfigError(
+            f"{target if not isinstance(base, dict) else profile}: "
+            "the top level must be a mapping of sections"
         )
-        load_params(target)
-    except ConfigError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])
+    merged = merge_overrides(base, over)
+    text = f"# params.yaml merged with {profile}\n" + yaml.safe_dump(merged, sort_keys=False)
+    parse_params(merged, target.resolve().parent, source=target.name)
+    target.write_text(text)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import torch
 
 from pipeline.errors import PipelineError
+
+# cuBLAS's deterministic workspace setting. ATen reads CUBLAS_WORKSPACE_CONFIG once per
+# process, when cuBLAS first runs: set it at process start (deterministic_cublas), not when
+# deterministic mode is entered after other CUDA work.
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,6 +40,13 @@ def precision_tag(device: torch.device, tf32: bool) -> str:
     return f"{device.type}-{'tf32' if tf32 and device.type == 'cuda' else 'fp32'}"
 
 
+def deterministic_cublas() -> None:
+    """Set CUBLAS_WORKSPACE_CONFIG (unless set) for deterministic cuBLAS. Call at process
+    start, before the first CUDA matmul: the CLI's train and tune commands do when
+    train.deterministic is on, the tests' conftest and scripts/gpu_check.sh always."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 @contextlib.contextmanager
 def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
     """Run the block with an explicit float32 precision and determinism, then put back the
@@ -43,8 +56,9 @@ def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
     (torch leaves convolutions on TF32 by default and matmuls off; here both follow the flag).
     ``deterministic``: cudnn.deterministic, cudnn.benchmark off and
     torch.use_deterministic_algorithms (an op without a deterministic kernel raises), so that
-    a CUDA run repeats bit for bit; cuBLAS then needs CUBLAS_WORKSPACE_CONFIG, set here when
-    it is unset (it must be set before cuBLAS first runs in the process)."""
+    a CUDA run repeats bit for bit; cuBLAS then needs CUBLAS_WORKSPACE_CONFIG, which ATen
+    reads once per process: deterministic_cublas() at process start. Set here too when unset,
+    which is only in time where CUDA has not run yet (a warning says so otherwise)."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = (
         matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark,
@@ -53,7 +67,13 @@ def numerics(tf32: bool, deterministic: bool = False) -> Iterator[None]:
     )  # fmt: skip
     matmul.allow_tf32 = cudnn.allow_tf32 = tf32
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.cuda.is_initialized():
+            warnings.warn(
+                "deterministic mode entered after CUDA started without CUBLAS_WORKSPACE_CONFIG: "
+                "cuBLAS may not be deterministic in this process (set it at process start)",
+                stacklevel=3,
+            )
+        deterministic_cublas()
         cudnn.deterministic, cudnn.benchmark = True, False
         torch.use_deterministic_algorithms(True)
     try:

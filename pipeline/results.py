@@ -10,17 +10,15 @@ replaced in one step (atomic_dir): a failed run leaves the previous snapshot as 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from pipeline import layout, metrics
-from pipeline.config import Params, load_params
+from pipeline.config import Params
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
 
@@ -237,30 +235,3 @@ def write_snapshot(
                 f"the snapshot is {total / 1e6:.2f} MB, over {MAX_BYTES / 1e6:.0f} MB"
             )
     return dest
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m pipeline.results", description="Write the results snapshot."
-    )
-    ap.add_argument("--params", type=Path, required=True, help="params.yaml of the finished chain")
-    ap.add_argument("--out", type=Path, required=True, help="snapshot folder (replaced)")
-    ap.add_argument("--command", required=True, help="the command that produced the chain")
-    ap.add_argument("--commit", required=True)
-    ap.add_argument("--profile", required=True)
-    ap.add_argument("--wall-time", type=float, default=None, help="seconds of dvc repro")
-    ap.add_argument("--attempts", type=int, default=1)
-    args = ap.parse_args(argv)
-    try:
-        out = write_snapshot(
-            load_params(args.params), args.out, command=args.command, commit=args.commit,
-            profile=args.profile, wall_time_s=args.wall_time, attempts=args.attempts,
-        )  # fmt: skip
-    except PipelineError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-    print(f"results snapshot -> {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -24,8 +24,9 @@ from pipeline import checkpoint as ckpt
 from pipeline import layout
 from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, to_uint8
-from pipeline.devices import resolve_device
+from pipeline.devices import numerics, precision_tag, resolve_device
 from pipeline.errors import PipelineError, first_line
+from pipeline.grids import save_png
 from pipeline.io import atomic_path, save_torch, write_json
 from pipeline.nets import NetSpec
 from pipeline.variants import Variant, known
@@ -111,8 +112,6 @@ def sample_variant(
     device: str | None = None,
 ) -> SampleResult:
     """Sample the run of ``name`` trained with ``seed`` (None: the first of train.seeds)."""
-    from torchvision.utils import save_image
-
     known(name)
     seed = layout.seed_of(params, seed)
     path = layout.variant_dir(params, name, seed) / ckpt.CHECKPOINT
@@ -128,10 +127,12 @@ def sample_variant(
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
-    images, labels = generate(
-        variant, nets, n, cfg["z_dim"], latent_seed(params.sample.seed, seed),
-        params.sample.batch_size, dev,
-    )  # fmt: skip
+    # The generator runs at the precision it was trained at (train.tf32), as in noise's redraws.
+    with numerics(params.train.tf32):
+        images, labels = generate(
+            variant, nets, n, cfg["z_dim"], latent_seed(params.sample.seed, seed),
+            params.sample.batch_size, dev,
+        )  # fmt: skip
     sync()
     seconds = time.perf_counter() - t0
     data = {"images": images}
@@ -140,7 +141,7 @@ def sample_variant(
     path = layout.samples_path(params, name, seed)
     save_torch(data, path)
     with atomic_path(layout.sample_grid(params, name, seed)) as tmp:
-        save_image(images[:100].float() / 255, tmp, format="png", nrow=10, padding=2)
+        save_png(images[:100].float() / 255, tmp, nrow=10)
     # Beside the samples, not in their folder: timings differ run to run, the samples do not.
     write_json(
         layout.sampling_path(params, name, seed),
@@ -149,6 +150,7 @@ def sample_variant(
             "seconds": round(seconds, 6),
             "seconds_per_1000": round(1000 * seconds / n, 6),
             "device": str(dev),
+            "precision": precision_tag(dev, params.train.tf32),
             "batch_size": params.sample.batch_size,
             "options": variant.algorithm.sampling_options(cfg["hyper"]["options"]),
         },

@@ -19,7 +19,7 @@ rm -rf "$dest" && mkdir -p "$dest"
   | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
   | xargs -0 cp --parents -t "$dest")
 cd "$dest"
-python -m pipeline.config merge params.yaml "$profile"
+python -m pipeline.cli config merge params.yaml "$profile" >/dev/null
 rm -rf .git .dvc/tmp .dvc/cache
 [ -f .dvc/config ] || dvc init -q
 dvc config core.analytics false

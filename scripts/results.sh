@@ -37,6 +37,6 @@ echo "$(( $(date +%s) - start ))" >> .results-wall
 wall=$(awk '{s += $1} END {print s}' .results-wall)
 attempts=$(wc -l < .results-wall)
 echo "results: dvc repro took ${wall} s in all (${attempts} attempt(s))"
-python -m pipeline.results --params params.yaml --out "$repo/reports/results" \
+python -m pipeline.cli results --params params.yaml --out "$repo/reports/results" \
   --command "make results" --commit "$commit" --profile "$profile" \
   --wall-time "$wall" --attempts "$attempts"

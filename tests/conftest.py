@@ -18,6 +18,11 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
+# ATen reads CUBLAS_WORKSPACE_CONFIG once per process, at its first cuBLAS call: set here, before
+# torch is imported, so the deterministic CUDA tests hold after any other CUDA test in the
+# same process (pipeline.devices.CUBLAS_WORKSPACE; an explicit setting wins).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
@@ -107,6 +112,57 @@ def once_per_run(
             folder.mkdir()
             done.write_text(json.dumps(build(folder)))
     return folder, json.loads(done.read_text())
+
+
+CACHE_ENV = "PIPELINE_TEST_CACHE"
+
+
+def content_key(*parts: Any, modules: tuple[str, ...] = ()) -> str:
+    """sha256 of ``parts`` (JSON) and of the code of ``modules`` as Python parses it
+    (pipeline.training.spec.source_digest: comments and docstrings do not count), the torch
+    version included: what a cached build depends on."""
+    import hashlib
+    import importlib.util
+    import json
+
+    import torch
+
+    from pipeline.training.spec import source_digest
+
+    h = hashlib.sha256(json.dumps([parts, torch.__version__], sort_keys=True, default=str).encode())
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        h.update(source_digest(Path(spec.origin).read_text()).encode())
+    return h.hexdigest()[:20]
+
+
+def cached_across_runs(
+    key: str, folder: Path, build: Callable[[Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """``build(folder)``, or a copy of an earlier run's result with the same ``key`` from
+    ``$PIPELINE_TEST_CACHE`` (default ~/.cache/pipeline-tests; empty: no cache). The key holds
+    everything the result depends on (see content_key), so a change to any of it builds
+    again. Entries are written whole (a temp folder renamed into place)."""
+    import json
+
+    setting = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "pipeline-tests"))
+    if not setting:
+        return build(folder)
+    entry = Path(setting) / key
+    if (entry / "result.json").is_file():
+        shutil.copytree(entry / "folder", folder, dirs_exist_ok=True)
+        return json.loads((entry / "result.json").read_text())
+    result = build(folder)
+    tmp = entry.with_name(f".{key}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp / "folder")
+    (tmp / "result.json").write_text(json.dumps(result))
+    try:
+        tmp.rename(entry)
+    except OSError:  # another run stored it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,17 @@ from pipeline.classifier import (
 )
 from pipeline.cli import app
 from pipeline.config import Params, load_params
-from pipeline.data import load_split
+from pipeline.data import RESOURCES, load_split
 from pipeline.errors import PipelineError
-from tests.conftest import TINY, deep_update, once_per_run, write_params
+from pipeline.faults import AFTER_ENV, KILL_ENV
+from tests.conftest import (
+    TINY,
+    cached_across_runs,
+    content_key,
+    deep_update,
+    once_per_run,
+    write_params,
+)
 
 # One epoch over the full training set: ~98.5% test accuracy in ~20 s on a 2-core CPU. The
 # default budget (4 epochs, >= 99%) is measured in reports/benchmarks/evaluate_cpu.md.
@@ -42,14 +51,26 @@ def train_once(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
     """
     if "dir" not in _trained:
 
-        def build(root: Path) -> dict:
-            out = root / "models" / "classifier"
-            params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": str(out)})
+        def train(root: Path) -> dict:
+            params = _params(root, prepared_dir, {**SESSION_BUDGET, "out_dir": "models/classifier"})
             r = train_classifier(params)
-            return {"path": str(r.path), "test_accuracy": r.test_accuracy, "seconds": r.seconds}
+            return {"path": str(r.path.relative_to(root)), "test_accuracy": r.test_accuracy,
+                    "seconds": r.seconds}  # fmt: skip
+
+        def build(root: Path) -> dict:
+            # Across test runs too: keyed by what the network depends on (its code, the data
+            # code, the budget and the classifier params, the MNIST files' md5s, torch).
+            cfg = _params(root / "_key", prepared_dir, SESSION_BUDGET)
+            key = content_key(
+                "session-classifier", SESSION_BUDGET, cfg.classifier.model_dump(mode="json",
+                exclude={"out_dir"}), RESOURCES,
+                modules=("pipeline.classifier", "pipeline.data", "pipeline.devices"),
+            )  # fmt: skip
+            shutil.rmtree(root / "_key")
+            return cached_across_runs(key, root, train)
 
         root, r = once_per_run(tmp_path_factory, "classifier", build)
-        result = ClassifierResult(Path(r["path"]), r["test_accuracy"], r["seconds"])
+        result = ClassifierResult(root / r["path"], r["test_accuracy"], r["seconds"])
         _trained["dir"] = (root / "models" / "classifier", result)
     return _trained["dir"][0]
 
@@ -158,14 +179,12 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, prepared_dir: Pa
     path = write_params(tmp_path / "killed", over)
     cmd = [sys.executable, "-m", "pipeline", "classifier", "--params", str(path)]
     partial = tmp_path / "killed" / "models" / "classifier" / "resume.pt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and _resume_epoch(partial) < 2:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # SIGKILLed while it writes its third resume state (after the write, before the rename)
+    kill = {KILL_ENV: f"replace:{partial.name}", AFTER_ENV: "2"}
+    killed = subprocess.run(cmd, env={**os.environ, **kill}, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     killed_at = _resume_epoch(partial)
-    assert 2 <= killed_at < 5, f"not killed mid-way (resume.pt at epoch {killed_at})"
+    assert killed_at == 2, f"killed with resume.pt at epoch {killed_at}, not 2"
     assert not (partial.parent / "classifier.pt").exists()
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import MIN_EVAL_IMAGES, _main, load_params
+from pipeline.config import MIN_EVAL_IMAGES, load_params, parse_params
 from pipeline.errors import ConfigError
 from pipeline.variants import registry
 from tests.conftest import REPO, write_params
@@ -18,10 +18,33 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
     params = load_params(REPO / "params.yaml")
     assert sorted(params.variants) == registry.names()  # every registered variant has a block
     for name, block in params.variants.items():
-        hyper = registry.get(name).resolve(block)
-        # the params file spells out the published defaults: nothing differs from the variant file
-        assert hyper == registry.get(name).resolve(None), name
+        # A block holds only what differs from the published values in the variant's file.
+        published = registry.get(name).resolve(None)
+        for key, value in block.model_dump(exclude_unset=True).items():
+            default = getattr(published, key, None)
+            if key == "options":
+                same = {k for k, v in value.items() if published.options.get(k) == v}
+                assert not same, f"variants.{name}.options restates the published {same}"
+            else:
+                assert value != default, f"variants.{name}.{key} restates the published {default}"
     assert params.path("data") == REPO / "data"
+
+
+def test_an_override_changes_only_what_it_names() -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["variants"]["wgan_gp"] = {"lr": 3e-4, "options": {"penalty_weight": 5.0}}
+    params = parse_params(raw, REPO)
+    published, tuned = (
+        registry.get("wgan_gp").resolve(None),
+        registry.get("wgan_gp").resolve(params.variants["wgan_gp"]),
+    )
+    assert tuned.lr == 3e-4 and tuned.options["penalty_weight"] == 5.0
+    assert (tuned.epochs, tuned.betas, tuned.n_critic) == (
+        published.epochs, published.betas, published.n_critic
+    )  # fmt: skip
+    assert {k: v for k, v in tuned.options.items() if k != "penalty_weight"} == {
+        k: v for k, v in published.options.items() if k != "penalty_weight"
+    }
 
 
 @pytest.mark.parametrize(
@@ -179,24 +202,33 @@ def test_profile_merge_cli(tmp_path: Path) -> None:
     target = tmp_path / "params.yaml"
     target.write_text((REPO / "params.yaml").read_text())
     subprocess.run(
-        [sys.executable, "-m", "pipeline.config", "merge", str(target), str(REPO / "profiles/smoke.yaml")],
+        [sys.executable, "-m", "pipeline.cli", "config", "merge", str(target), str(REPO / "profiles/smoke.yaml")],
         check=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     smoke = yaml.safe_load((REPO / "profiles/smoke.yaml").read_text())
     assert load_params(target).evaluate.n_real == smoke["evaluate"]["n_real"]
 
 
-def test_profile_merge_rejects_duplicate_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_profile_merge_rejects_duplicate_keys(tmp_path: Path) -> None:
     target = tmp_path / "params.yaml"
     target.write_text((REPO / "params.yaml").read_text())
     before = target.read_text()
     profile = tmp_path / "profile.yaml"
     profile.write_text("train: {seed: 1}\ntrain: {seed: 2}\n")
-    with pytest.raises(SystemExit) as exc:
-        _main(["merge", str(target), str(profile)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
+    result = CliRunner().invoke(app, ["config", "merge", str(target), str(profile)])
+    assert result.exit_code == 2
+    err = result.output.strip()
     assert str(profile) in err and "duplicate key 'train'" in err and "line 2" in err
     assert target.read_text() == before  # nothing merged
+
+
+def test_a_profile_that_makes_the_params_invalid_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    before = target.read_text()
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("train: {batch_size: -3}\n")
+    result = CliRunner().invoke(app, ["config", "merge", str(target), str(profile)])
+    assert result.exit_code == 2 and "train.batch_size" in result.output
+    assert result.output.strip().count("\n") == 0
+    assert target.read_text() == before

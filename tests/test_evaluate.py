@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -459,10 +458,9 @@ def test_missing_inception_weights_fail_fast_in_one_line(
     images, _ = load_split(params, "train")
     write_samples(params, "gan", images[:100])
 
-    start = time.perf_counter()
+    # Fails before any feature is extracted (no timing: the cache check below says it).
     with pytest.raises(PipelineError) as info:
         ev.evaluate_variant(params, "gan")
-    assert time.perf_counter() - start < 10
     msg = str(info.value)
     assert "\n" not in msg
     assert "evaluate.inception_weights" in msg and "evaluate.extractors to [classifier]" in msg
@@ -585,6 +583,7 @@ def test_noise_stage_rescores_the_best_run_on_fresh_latents(
     doc = json.loads(measure_noise(params).read_text())
     assert (doc["variant"], doc["seed"], doc["picked_by"]) == ("gan", 1, "classifier.fid")
     assert doc["scored"]["classifier"]["fid"] == 5.0
+    assert doc["precision"] == {"sample": "cpu-fp32"}  # the generator ran at train.tf32's
     assert [d["latent_seed"] for d in doc["draws"]] == [
         latent_seed(params.sample.seed, 1, k) for k in (1, 2)
     ]

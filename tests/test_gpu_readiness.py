@@ -4,6 +4,7 @@ the benchmark, the deterministic/TF32/slope flags' plumbing; CUDA-only checks ar
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,32 +35,84 @@ def test_the_benchmarks_reference_loop_uses_the_optimiser_defaults(name: str) ->
     assert opt.defaults.get("foreach") is None and not opt.defaults.get("fused")
 
 
-def test_a_failed_capture_stops_the_benchmark_with_its_figures_so_far(
+def test_a_failed_capture_ends_only_its_models_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_dir: Path
 ) -> None:
-    """After a failed capture the process's CUDA state is not safe: the benchmark stops (no
-    further CUDA work), keeps the figures measured before and says how to go on."""
-    import pipeline.training.loop as loop
+    """After a failed capture the process's CUDA state is not safe: the model's process (one
+    per model) records the error in its row and exits 3 before any further work; the parent
+    (dry-run in tests/test_gpu_check.py) goes on with the next model."""
+    import shutil
 
-    def refuse(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("operation not permitted when stream is capturing")
+    import yaml
 
-    monkeypatch.setattr(loop, "StepGraphs", refuse)
-    out = tmp_path / "bench"
-    args = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--repeats", "1",
-            "--variants", "gan,wgan", "--modes", "fast,graphs", "--eval-images", "0",
-            "--out", str(out)]  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg["data"]["dir"] = str(prepared_dir)
+    (work / "params.yaml").write_text(yaml.safe_dump(cfg))
+    (work / "gan.json").write_text(json.dumps({"variant": "gan", "reference_steps_per_s": 10.0}))
+    monkeypatch.setenv(train_speed.FAIL_CAPTURE_ENV, "gan")
+    args = ["--one", "gan", "--work", str(work), "--device", "cpu", "--steps", "2",
+            "--modes", "graphs,fast"]  # fmt: skip
     with pytest.raises(SystemExit) as info:
         train_speed.main(args)
-    msg = str(info.value.code)
-    assert "\n" not in msg and "CUDA graph capture failed" in msg
-    assert msg.endswith("rerun without graphs: --modes fast")
-    doc = json.loads((out / "train_speed_cpu.json").read_text())
-    gan, wgan = doc["training"]
-    assert gan["fast_steps_per_s"] > 0 and wgan["fast_steps_per_s"] > 0
-    assert "CUDA graph capture failed" in gan["graphs_error"]
-    assert "graphs_error" not in wgan and "graphs_steps_per_s" not in wgan  # never tried
-    assert "failed: gan: CUDA graph capture failed" in (out / "train_speed_cpu.md").read_text()
+    assert info.value.code == 3
+    row = json.loads((work / "gan.json").read_text())
+    assert row["reference_steps_per_s"] == 10.0  # what an earlier process measured stays
+    assert "CUDA graph capture failed" in row["graphs_error"] and "\n" not in row["graphs_error"]
+    assert "fast_steps_per_s" not in row  # nothing ran after the failed capture
+    shutil.rmtree(work)
+
+
+def test_the_verdict_line_per_model() -> None:
+    """summary.md's "≥ 25×: yes/no" lines: the best of graphs and fast over the classic loop."""
+    from speed_report import verdict_lines, verdict_of
+
+    rows = [
+        {"variant": "gan", "reference_steps_per_s": 40.0, "graphs_ratio": 30.0, "fast_ratio": 9.0},
+        {"variant": "vae", "reference_steps_per_s": 80.0, "fast_ratio": 12.5,
+         "graphs_error": "x", "errors": ["classic,graphs,fast: exit 1"]},
+        {"variant": "bgan", "reference_steps_per_s": None, "fast_ratio": None},
+    ]  # fmt: skip
+    doc = {"training": [verdict_of(r) for r in rows], "not_reached": ["ddpm: classic,graphs,fast"]}
+    assert verdict_lines(doc) == [
+        "- gan: ≥ 25×: yes (fast + CUDA graphs, 30.0× the classic loop)",
+        "- vae: ≥ 25×: no (fast, 12.5× the classic loop)",
+        "  - classic,graphs,fast: exit 1",
+        "- bgan: ≥ 25×: n/a (no classic loop)",
+        "- not reached: ddpm: classic,graphs,fast",
+    ]
+
+
+@pytest.fixture(scope="module")
+def classic_loader(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path):  # type: ignore[no-untyped-def]
+    return train_speed.classic_loader(tmp_path_factory.mktemp("tv"), mnist_mirror)
+
+
+def test_every_model_has_a_classic_reference_loop() -> None:
+    """The six models outside the plain GAN loop have theirs in benchmarks/classic_loops.py;
+    every other one is a plain Adversarial whose D returns one tensor (the GAN loop)."""
+    from pipeline.training import build_nets
+
+    params = train_speed.load_params(REPO / "params.yaml")
+    cpu = torch.device("cpu")
+    assert set(train_speed.STEPS) == {"acgan", "infogan", "began", "ebgan", "vae", "ddpm"}
+    for name in set(registry.names()) - set(train_speed.STEPS):
+        variant, spec = registry.get(name), train_speed.run_spec(params, name)
+        assert type(variant.algorithm) is train_speed.Adversarial, name
+        step = train_speed.adversarial_step(build_nets(variant, spec, cpu), variant, spec.hyper,
+                                            spec.z_dim, cpu, lambda m: torch.optim.Adam(m.parameters()))  # fmt: skip
+        assert step is not None, name
+
+
+@pytest.mark.parametrize("name", [*train_speed.STEPS, "wgan_gp"])
+def test_the_classic_loops_train(name: str, classic_loader, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each classic loop runs its steps on the DataLoader's batches (timed: steps/s > 0)."""
+    from tests.conftest import write_params
+
+    path = write_params(tmp_path)  # the test-size nets (ddpm's width 8)
+    rate = train_speed.classic_steps_per_s(name, classic_loader, torch.device("cpu"), 2, 1, path)
+    assert rate is not None and rate > 0
 
 
 class Flags:
@@ -133,3 +186,60 @@ def test_cuda_deterministic_runs_resume_to_the_same_bits(
     resumed = Trainer(params, spec, tmp_path / "cut", dev, progress=False)
     resumed.run()
     _assert_same_run(whole, resumed)
+
+
+def test_cublas_workspace_is_set_at_process_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ATen reads CUBLAS_WORKSPACE_CONFIG once per process: the tests' process has it from
+    conftest (before torch), and `pipeline train` with train.deterministic sets it before
+    anything trains; an explicit setting wins."""
+    from typer.testing import CliRunner
+
+    import pipeline.training
+    from pipeline import devices
+    from pipeline.cli import app
+    from tests.conftest import write_params
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == devices.CUBLAS_WORKSPACE
+    seen: list[str | None] = []
+
+    def spy(*_args: object, **_kwargs: object) -> None:
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline.training, "train_variant", spy)
+    for deterministic in (False, True):
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        path = write_params(tmp_path / str(deterministic), {"train": {
+            "deterministic": deterministic}, "evaluate": {"extractors": ["classifier"]}})  # fmt: skip
+        CliRunner().invoke(app, ["train", "gan", "--params", str(path)])
+    assert seen == [None, devices.CUBLAS_WORKSPACE]
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    devices.deterministic_cublas()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_the_classifier_trains_at_the_evaluators_precision(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prepared_dir: Path
+) -> None:
+    """One TF32 rule (issue 27): the evaluator CNN trains and is tested at evaluate.tf32, the
+    precision its features are extracted at (torch's default would be TF32 convs on CUDA);
+    metrics.json records the precision that applied."""
+    import pipeline.classifier as clf
+    from pipeline.devices import numerics
+
+    flags: list[bool] = []
+
+    def spy(tf32: bool, deterministic: bool = False):  # noqa: ANN202
+        flags.append(tf32)
+        return numerics(tf32, deterministic)
+
+    monkeypatch.setattr(clf, "numerics", spy)
+    params = _params(tmp_path, prepared_dir)
+    params = params.with_section("classifier", epochs=1, subset=256, device="cpu")
+    params = params.with_section("evaluate", tf32=True)
+    clf.train_classifier(params)
+    assert flags == [True, True]  # training, then the test-set accuracy
+    doc = json.loads((params.path(params.classifier.out_dir) / "metrics.json").read_text())
+    assert doc["precision"] == "cpu-fp32"

@@ -9,7 +9,7 @@ import mlflow
 from pipeline.config import load_params
 from pipeline.mlflow_ui import experiment_links, run_url
 from pipeline.tracking import resolve_uri, setup, study_experiment
-from tests.conftest import write_params
+from tests.conftest import REPO, write_params
 
 
 def test_links_list_the_comparison_then_its_studies_with_their_ids(tmp_path: Path) -> None:
@@ -33,3 +33,14 @@ def test_the_urls_follow_the_installed_mlflow_uis_routes() -> None:
     bundle = "".join(p.read_text(errors="ignore") for p in build.glob("main.*.js"))
     assert "experiments/:experimentId/runs/:runUuid" in bundle
     assert run_url("http://h:1", "7", "abc") == "http://h:1/#/experiments/7/runs/abc"
+
+
+def test_the_links_command_without_a_store_says_so_and_creates_none(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = CliRunner().invoke(app, ["mlflow-links", "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 0 and "MLflow: no runs yet" in result.output
+    assert not (tmp_path / "mlflow.db").exists()

@@ -258,16 +258,31 @@ def test_a_variant_with_helper_modules_hashes_them(throwaway: str) -> None:
     assert "algorithms/adversarial.py" not in code_files(outside)
 
 
-def test_sampling_records_its_cost_beside_the_samples(tiny_params_path: Path) -> None:
+def test_sampling_records_its_cost_beside_the_samples(
+    tiny_params_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Seconds per 1,000 images go to metrics/sampling/<V>.json (the sample stage's metrics),
     outside samples/<V>, whose bytes stay the same from run to run."""
+    import pipeline.sample
     from pipeline import layout
+    from pipeline.devices import numerics
     from pipeline.sample import sample_variant
 
     params = load_params(tiny_params_path)
     train_variant(params, "gan", epochs=1, track=False, progress=False)
-    sample_variant(params, "gan")
+    flags: list[bool] = []
+
+    def spy(tf32: bool, deterministic: bool = False):  # noqa: ANN202
+        flags.append(tf32)
+        return numerics(tf32, deterministic)
+
+    # One TF32 rule (issue 27): the generator samples at train.tf32, as it trained; the
+    # precision that applied is recorded (a CPU never uses TF32).
+    monkeypatch.setattr(pipeline.sample, "numerics", spy)
+    sample_variant(params.with_section("train", tf32=True), "gan")
+    assert flags == [True]
     cost = json.loads(layout.sampling_path(params, "gan").read_text())
+    assert cost["precision"] == "cpu-fp32"
     assert cost["n"] == params.sample.n and cost["device"] == "cpu"
     assert cost["seconds"] > 0
     assert cost["seconds_per_1000"] == pytest.approx(1000 * cost["seconds"] / cost["n"], rel=1e-3)

@@ -34,7 +34,7 @@ def test_a_chain_without_outputs_is_a_one_line_error_and_writes_nothing(tmp_path
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     out = tmp_path / "snapshot"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.results", "--params", str(tmp_path / "params.yaml"),
+        [sys.executable, "-m", "pipeline.cli", "results", "--params", str(tmp_path / "params.yaml"),
          "--out", str(out), "--command", "make results", "--commit", "abc", "--profile", "p"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

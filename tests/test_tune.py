@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from pipeline.algorithms import Adversarial
 from pipeline.cli import app
 from pipeline.config import Params, TuneConfig, load_params, parse_params
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.faults import KILL_ENV
 from pipeline.losses import OBJECTIVES
 from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
@@ -494,21 +494,23 @@ def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: P
 
     after = load_params(path)
     gan = after.variants["gan"]
-    assert (gan.lr, gan.betas, gan.n_critic) == (3.3e-4, (0.25, 0.97), 1)
+    # The block holds the override; what it does not name stays published (n_critic 1, epochs).
+    assert (gan.lr, gan.betas, gan.n_critic, gan.epochs) == (3.3e-4, (0.25, 0.97), None, None)
+    resolved = registry.get("gan").resolve(gan)
+    assert (resolved.n_critic, resolved.epochs) == (1, registry.get("gan").resolve(None).epochs)
     wgan = after.variants["wgan"]
     assert (wgan.lr, wgan.n_critic, wgan.options, wgan.betas) == (1.23e-5, 3, {"clip": 0.02}, None)
     assert after.variants["cgan"] == params.variants["cgan"]
-    assert after.variants["gan"].epochs == params.variants["gan"].epochs
-    # Only the tuned lines changed: comments, layout and every other line are kept.
+    # Only the tuned blocks changed: comments, layout and every other line are kept.
     text = path.read_text()
-    # (a line count, not difflib: its autojunk heuristic misaligns files over 200 lines, where
-    # "    epochs: 200" is frequent enough to count as junk)
+    # (line counts, not difflib: its autojunk heuristic misaligns files over 200 lines)
     removed = Counter(original.splitlines()) - Counter(text.splitlines())
-    assert removed == Counter([
-        "  gan:", "    lr: 0.0002", "    betas: [0.5, 0.999]",
-        "  wgan:", "    lr: 0.00005", "    n_critic: 5", "    options: {clip: 0.01}",
+    added = Counter(text.splitlines()) - Counter(original.splitlines())
+    assert removed == Counter(["  gan: {}", "  wgan: {}"])
+    assert sorted(line.split("#")[0].rstrip() for line in added) == sorted([
+        "  gan:", "    lr: 0.00033", "    betas: [0.25, 0.97]",
+        "  wgan:", "    lr: 1.23e-05", "    n_critic: 3", "    options: {clip: 0.02}",
     ])  # fmt: skip
-    assert len(text.splitlines()) == len(original.splitlines())
     assert "  gan:  # tuned: tune-gan trial 1, FID 30.00 (defaults 40.00)" in text
     applied = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "applied.json").read_text())
     assert applied["previous_block"] == params.variants["gan"].model_dump(
@@ -588,10 +590,13 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     procs = []
-    for log in logs:
+    for i, log in enumerate(logs):
+        # The first worker SIGKILLs itself mid-trial: its trial and MLflow run exist, and
+        # its scratch folder is locked (pipeline.faults' "trial-started" point).
+        own = {**env, KILL_ENV: "trial-started"} if i == 0 else env
         with log.open("w") as f:
             procs.append(
-                subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+                subprocess.Popen(cmd, cwd=REPO, env=own, stdout=f, stderr=subprocess.STDOUT)
             )
     victim = procs[0]
 
@@ -600,24 +605,9 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
 
     try:
         storage = tune.open_storage(params, postgres_url)
-        killed = None
-        deadline = time.monotonic() + 120
-        while killed is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            assert victim.poll() is None, show_logs()
-            try:
-                study = optuna.load_study(study_name=study_name, storage=storage)
-            except KeyError:  # not created yet
-                continue
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                # Mid-trial: started by the victim and its MLflow run exists.
-                if t.user_attrs.get(tune.ATTR_PID) == victim.pid and tune.ATTR_RUN in t.user_attrs:
-                    killed = t.number
-        assert killed is not None, "the victim never ran a trial\n" + show_logs()
-        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=150) == -signal.SIGKILL, show_logs()
         for p in procs[1:]:
             assert p.wait(timeout=150) == 0, show_logs()
-        assert victim.wait(timeout=10) == -signal.SIGKILL
     finally:
         for p in procs:
             if p.poll() is None:
@@ -634,6 +624,10 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
         for t in trials
     )
     assert all(t.state in TERMINAL for t in trials), listing + show_logs()
+    # The victim died in its first trial, after the trial and its MLflow run were recorded.
+    victims = [t for t in trials if t.user_attrs.get(tune.ATTR_PID) == victim.pid]
+    assert len(victims) == 1 and tune.ATTR_RUN in victims[0].user_attrs, listing
+    killed = victims[0].number
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     # The study reaches the requested number for all workers together, not per worker
@@ -822,8 +816,6 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
     import signal
     import subprocess
     import sys
-
-    from pipeline.faults import KILL_ENV
 
     # a short heartbeat and grace: the next study waits for the killed trial to go stale
     # (tune.grace_s, default 120 s) before it runs its own

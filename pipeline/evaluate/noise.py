@@ -44,7 +44,7 @@ def best_run(params: Params) -> tuple[str, int, MetricsDoc, str] | None:
 
 def measure_noise(params: Params, device: str | None = None) -> Path:
     """Re-sample and re-score the best run ``evaluate.noise_draws`` times -> noise.json."""
-    from pipeline.devices import resolve_device
+    from pipeline.devices import numerics, precision_tag, resolve_device
     from pipeline.evaluate.scoring import score
     from pipeline.sample import generate, latent_seed, load_nets
 
@@ -61,11 +61,15 @@ def measure_noise(params: Params, device: str | None = None) -> Path:
         dev = resolve_device(device or params.sample.device)
         variant, nets, cfg = load_nets(path, dev)
         out.update(variant=name, seed=seed, picked_by=picked_by, scored=doc.to_json())
+        # One TF32 rule: generators at train.tf32 (as sample), features at evaluate.tf32.
+        out["precision"] = {"sample": precision_tag(dev, params.train.tf32)}
         for draw in range(1, k + 1):
             z_seed = latent_seed(params.sample.seed, seed, draw)
-            images, labels = generate(
-                variant, nets, params.sample.n, cfg["z_dim"], z_seed, params.sample.batch_size, dev
-            )
+            with numerics(params.train.tf32):
+                images, labels = generate(
+                    variant, nets, params.sample.n, cfg["z_dim"], z_seed,
+                    params.sample.batch_size, dev,
+                )  # fmt: skip
             d = score(params, name, images, labels, device)
             out["draws"].append({"draw": draw, "latent_seed": z_seed, **d.to_json()})
     target = layout.noise_path(params)

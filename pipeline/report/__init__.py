@@ -12,35 +12,51 @@ bytes: there is no timestamp, and the PNGs carry no version metadata.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pipeline import layout
-from pipeline.config import Params
-from pipeline.report.fmt import MISSING, NOT_APPLICABLE, NOT_COMPUTED
-from pipeline.report.inputs import Inputs, read_inputs
-from pipeline.report.render import FLOOR_CSV_NAME, render_html, render_markdown, scores_csv, write
-from pipeline.report.view import FLOOR_LABEL, build_page
+if TYPE_CHECKING:
+    from pipeline.config import Params
+    from pipeline.report.inputs import Inputs
 
-__all__ = [
-    "FLOOR_CSV_NAME",
-    "FLOOR_LABEL",
-    "MISSING",
-    "NOT_APPLICABLE",
-    "NOT_COMPUTED",
-    "build_report",
-    "read_inputs",
-    "render_files",
-]
+# Importing the package imports nothing heavy (matplotlib, scipy, jinja2 come with the modules
+# that use them): the trainer and the CLI's --help import from beside it. These names resolve
+# on first use (PEP 562).
+_LAZY = {
+    "FLOOR_CSV_NAME": "pipeline.report.render",
+    "FLOOR_LABEL": "pipeline.report.view",
+    "MISSING": "pipeline.report.fmt",
+    "NOT_APPLICABLE": "pipeline.report.fmt",
+    "NOT_COMPUTED": "pipeline.report.fmt",
+    "read_inputs": "pipeline.report.inputs",
+}
+
+__all__ = [*_LAZY, "build_report", "render_files"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render_files(inputs: Inputs) -> tuple[str, str, str]:
     """(index.html, comparison.md, scores.csv) as text, in memory."""
+    from pipeline.report.render import render_html, render_markdown, scores_csv
+    from pipeline.report.view import build_page
+
     page = build_page(inputs)
     return render_html(page), render_markdown(page), scores_csv(inputs)
 
 
 def build_report(params: Params) -> Path:
     """Read every stage's outputs and write the report; returns the path of index.html."""
+    from pipeline import layout
+    from pipeline.report.inputs import read_inputs
+    from pipeline.report.render import render_html, render_markdown, scores_csv, write
+    from pipeline.report.view import build_page
+
     inputs = read_inputs(params)
     page = build_page(inputs)
     return write(

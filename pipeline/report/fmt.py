@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline.units import duration
+
+__all__ = ["duration"]  # the report's modules call fmt.duration
+
 MISSING = "—"
 """Shown where an input that should exist is absent or unreadable."""
 NOT_APPLICABLE = "n/a"
@@ -55,17 +59,6 @@ def plus_minus(mean: float | None, std: float | None, digits: int) -> str | None
 
 def integer(value: float | None) -> str | None:
     return None if value is None else f"{int(value):,}"
-
-
-def duration(seconds: float | None) -> str | None:
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    s = round(seconds)
-    if s < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def sci(value: Any) -> str:

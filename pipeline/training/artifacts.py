@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pipeline.data import N_CLASSES
+from pipeline.grids import save_png
 from pipeline.io import atomic_path, write_json
 from pipeline.layout import FIGURES_INDEX, SUMMARY_FILE, read_run_id
 from pipeline.nets import NetSpec
@@ -77,11 +78,8 @@ def render_grid(
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = GRID_ROWS) -> None:
     """images: float [N, C, H, W] in [-1, 1] -> one PNG, ``nrow`` per row."""
-    from torchvision.utils import save_image
-
     with atomic_path(path) as tmp:
-        save_image(images, tmp, format="png", nrow=nrow, normalize=True,
-                   value_range=(-1, 1), padding=2)  # fmt: skip
+        save_png(images, tmp, nrow=nrow, value_range=(-1.0, 1.0))
 
 
 def write_figures(

@@ -416,7 +416,7 @@ class Trainer:
         first epoch includes warm-up, so this errs long, not short)."""
         from tqdm.auto import tqdm
 
-        from pipeline.report.fmt import duration
+        from pipeline.units import duration
 
         rate = steps_per_epoch / elapsed if elapsed > 0 else float("inf")
         left = (epochs - self.epoch) * steps_per_epoch

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,15 +81,70 @@ def code_files(variant: Variant) -> list[str]:
     return sorted(p.relative_to(PACKAGE).as_posix() for p in found if p.is_file())
 
 
-def code_hash(name: str) -> str:
-    """sha256 prefix of the sources that define a run's math (the trainer, the algorithm,
-    nets, losses and hooks the variant uses, data scaling, the variant's file). Part of the
-    run identity: with ``persist: true`` in dvc.yaml a code change must retrain, not reuse
-    the old checkpoint."""
+def _drop_docstring(body: list[ast.stmt]) -> None:
+    first = body[0] if body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        # Removed, not replaced: adding a docstring where there was none changes nothing.
+        del body[0]
+        if not body:
+            body.append(ast.Pass())
+
+
+class _Normalise(ast.NodeTransformer):
+    """Strips what cannot change a run's math: docstrings, and where a module imports from
+    inside this package (a move renames ``pipeline.nets`` to ``pipeline.core.nets``; the
+    names imported and their aliases stay in the hash, so swapping ``bce`` for ``hinge``
+    still counts). Comments and layout are gone already: the AST has neither."""
+
+    def _body(self, node: ast.AST) -> ast.AST:
+        _drop_docstring(node.body)  # type: ignore[attr-defined]
+        return self.generic_visit(node)
+
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _body
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+        if node.level or (node.module or "").split(".")[0] == PACKAGE.name:
+            return ast.ImportFrom(module=None, names=node.names, level=0)
+        return node
+
+    def visit_Import(self, node: ast.Import) -> ast.AST:
+        # ``import pipeline.x as y``: keep the alias, drop the package path behind it.
+        names = [
+            ast.alias(name="" if a.name.split(".")[0] == PACKAGE.name else a.name, asname=a.asname)
+            for a in node.names
+        ]
+        return ast.Import(names=names)
+
+
+def source_digest(source: str) -> str:
+    """sha256 of a module's code as Python sees it: its AST without docstrings, line numbers
+    or the locations of in-package imports, so comments, docstrings, formatting and moves
+    leave it unchanged, while any changed expression changes it."""
+    tree = _Normalise().visit(ast.parse(source))
+    dumped = ast.dump(tree, annotate_fields=False, include_attributes=False)
+    return hashlib.sha256(dumped.encode()).hexdigest()
+
+
+def hash_sources(paths: Iterable[Path]) -> str:
+    """One digest of a set of modules, independent of their paths and of their order: moving
+    or renaming a module keeps it, editing one's code does not."""
     h = hashlib.sha256()
-    for rel in code_files(known(name)):
-        h.update(rel.encode() + b"\0" + (PACKAGE / rel).read_bytes())
+    for digest in sorted(source_digest(Path(p).read_text()) for p in paths):
+        h.update(digest.encode())
     return h.hexdigest()[:16]
+
+
+def code_hash(name: str) -> str:
+    """Digest of the sources that define a run's math (the trainer, the algorithm, nets,
+    losses and hooks the variant uses, data scaling, the variant's file; see
+    :func:`hash_sources`). Part of the run identity: with ``persist: true`` in dvc.yaml a code
+    change must retrain, not reuse the old checkpoint, while a docstring, a comment or a
+    module move must not retrain anything."""
+    return hash_sources(PACKAGE / rel for rel in code_files(known(name)))
 
 
 def _epochs_for_budget(params: Params, variant: Variant, hyper: Hyper, subset: int | None) -> int:

@@ -68,6 +68,8 @@ def _edit_params_text(text: str, variant: str, updates: dict[str, Any], comment:
     block = variants.get(variant)
     if block is None:
         block = variants[variant] = CommentedMap()
+    if not block:  # `gan: {}` (the published defaults): the tuned keys go one per line
+        block.fa.set_block_style()
     for key, value in updates.items():
         if key == "betas":
             seq = block.get("betas")
