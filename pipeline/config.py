@@ -140,6 +140,22 @@ class TrainConfig(Strict):
     )
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     out_dir: Path = Path("models")
+    # What a comparison holds equal: each variant's epochs, or generator updates (n_critic = 5
+    # models make 1/5 of the generator updates per epoch of n_critic = 1 models).
+    budget: Literal["epochs", "g_updates"] = Field(
+        default="epochs",
+        description="Match runs by epochs (each variant's `epochs`) or by generator updates "
+        "(train.g_updates: every run trains the fewest whole epochs that reach it).",
+    )
+    g_updates: Int | None = Field(
+        default=None, ge=1, description="Generator updates per run when budget is g_updates."
+    )
+
+    @model_validator(mode="after")
+    def _budget_has_a_target(self) -> TrainConfig:
+        if self.budget == "g_updates" and self.g_updates is None:
+            raise ValueError("budget g_updates needs train.g_updates (a count of updates)")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -265,6 +281,13 @@ class TuneConfig(Strict):
     sample_n: Int = Field(
         default=2000, ge=MIN_EVAL_IMAGES, description="Samples scored per trial and epoch."
     )
+    # Trials are scored against held-out *training* images, never the test set the final
+    # scores use (pipeline.tune.holdout); trials train on the other 60,000 - holdout.
+    holdout: Int = Field(
+        default=10_000, ge=MIN_EVAL_IMAGES, le=50_000,
+        description="MNIST training images held out as the trials' reference.",
+    )  # fmt: skip
+    holdout_seed: Int = Field(default=0, ge=0, description="Seed of the held-out slice.")
     storage: str = Field(
         default="sqlite:///optuna.db",
         description="Optuna storage URL: sqlite:///rel.db (one worker), postgresql://..., "

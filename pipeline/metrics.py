@@ -138,7 +138,11 @@ class ClassifierScores(FidelityScores):
                   "(Chong & Forsyth 2020): without FID's bias for the sample size")
     ] = None  # fmt: skip
     coverage: Annotated[int | None, Show("Coverage", "higher", fmt="of10")] = None
-    kl_uniform: Annotated[Num, Show("KL to uniform", "lower", 4)] = None
+    kl_test_labels: Annotated[
+        Num, Show("KL to test labels", "lower", 4, title="KL(samples' digit shares || the "
+                  "MNIST test set's label shares), nats: 0 when digits come as often as in "
+                  "the test set (not uniform: MNIST's classes are not balanced)")
+    ] = None  # fmt: skip
     label_accuracy: Annotated[Num, Show("Label acc.", "higher", fmt="percent")] = None
     kid_mean: Annotated[
         Num,

@@ -193,6 +193,7 @@ TINY: dict[str, Any] = {
         "batch_size": 250,
     },
     "tracking": {"log_model": True},
+    "tune": {"holdout": 500},  # the tuning reference: as small as the test reference above
 }
 
 

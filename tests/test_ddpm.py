@@ -8,18 +8,25 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline import checkpoint as ckpt
+from pipeline.config import load_params
 from pipeline.nets import NetSpec
+from pipeline.training.loop import Trainer
+from pipeline.training.spec import run_spec
 from pipeline.variants.ddpm import (
     BETA_1,
     BETA_T,
     DDPM,
+    EMA_UPDATES,
     DDPMOptions,
     T,
     alpha_bars,
     ddim_update,
+    ema_decay,
     q_sample,
     sampling_timesteps,
 )
+from tests.conftest import write_params
 from tests.test_baselines import _trained
 
 
@@ -72,7 +79,9 @@ def test_sampling_timesteps() -> None:
 def test_the_unet_stays_small_and_its_width_is_an_option() -> None:
     nets = DDPM().build_with(NetSpec(), DDPMOptions().model_dump())
     n = sum(p.numel() for p in nets["model"].parameters())
-    assert 1e6 < n < 3e6  # a few million at most (width 64)
+    assert n == 1_931_713  # the 1.93M _unet.py's docstring states (width 64)
+    half = DDPM().build_with(NetSpec(), DDPMOptions(width=32).model_dump())["model"]
+    assert sum(p.numel() for p in half.parameters()) == 484_577  # 0.48M at width 32
     small = DDPM().build_with(NetSpec(), DDPMOptions(width=8).model_dump())["model"]
     assert sum(p.numel() for p in small.parameters()) < 50_000
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([0, 999])
@@ -80,16 +89,80 @@ def test_the_unet_stays_small_and_its_width_is_an_option() -> None:
     assert torch.equal(nets["ema"].state_dict()["inc.weight"], nets["model"].inc.weight)
 
 
+def test_the_ema_decay_warms_up() -> None:
+    # min(beta, (1 + n) / (10 + n)) by hand: n = 0 -> 1/10, 1 -> 2/11, 8 -> 9/18 = 0.5,
+    # 90 -> 91/100; with beta = 0.5 the ratio passes beta at n = 8 and stays capped.
+    got = [ema_decay(0.9999, torch.tensor(float(n))).item() for n in (0, 1, 8, 90)]
+    assert got == pytest.approx([0.1, 2 / 11, 0.5, 0.91])
+    assert [ema_decay(0.5, torch.tensor(float(n))).item() for n in (7, 8, 100)] == pytest.approx(
+        [8 / 17, 0.5, 0.5]
+    )
+    # The paper's 0.9999 is reached at n = 89,991: (1 + n) / (10 + n) >= 0.9999.
+    assert ema_decay(0.9999, torch.tensor(89_990.0)).item() < 0.9999
+    assert ema_decay(0.9999, torch.tensor(89_991.0)).item() == pytest.approx(0.9999)
+    # The initial weights' share after k updates is the product of the first k decays; for
+    # k = 3: 0.1 · 2/11 · 3/12 = 1/220 (without the warm-up: 0.9999^3 = 0.9997).
+    share = math.prod(ema_decay(0.9999, torch.tensor(float(n))).item() for n in range(3))
+    assert share == pytest.approx(1 / 220)
+
+
 def test_the_ema_is_the_lerp_of_its_old_weights_and_the_trained_ones(
     tmp_path: Path, prepared_dir: Path
 ) -> None:
-    """With decay 0.5, one step: ema = (initial + trained) / 2; no optimiser owns it."""
+    """With decay 0.5, one step: the warm-up's first decay is min(0.5, 1/10) = 0.1, so
+    ema = 0.1 initial + 0.9 trained; the update count is state; no optimiser owns it."""
     trainer, before = _trained("ddpm", tmp_path, prepared_dir, steps=1, options={"ema_decay": 0.5})
     assert "ema" not in {n for nets in trainer.algorithm.owners().values() for n in nets}
+    assert trainer.state[EMA_UPDATES].item() == 1.0
     model, ema = trainer.nets["model"].state_dict(), trainer.nets["ema"].state_dict()
     for key, value in ema.items():
-        expected = torch.lerp(before["ema"][key], model[key], 0.5)
-        assert torch.allclose(value, expected, atol=1e-7), key
+        expected = 0.1 * before["ema"][key] + 0.9 * model[key]
+        assert torch.allclose(value, expected, atol=1e-6), key
         assert not torch.equal(value, before["ema"][key]), key
     assert not any(p.requires_grad for p in trainer.nets["ema"].parameters())
     assert math.isfinite(trainer.ctx.read()["loss"])
+
+
+class _KillAtEpoch:
+    """A callback that stops the run at the end of ``epoch``, before its checkpoint (as a
+    kill would): the folder keeps the previous epoch's checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_start(self, *args: object) -> None: ...
+    def on_end(self, *args: object) -> None: ...
+    def on_failure(self, *args: object) -> None: ...
+    def on_already_complete(self, *args: object) -> None: ...
+
+    def on_epoch_end(self, event: object) -> None:
+        if event.epoch == self.epoch:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_continues_the_ema_warm_up_exactly(
+    tmp_path: Path, prepared_dir: Path
+) -> None:
+    """Two epochs of 2 steps straight through, and the same run stopped after epoch 1 and
+    resumed from its checkpoint: the same EMA weights and update count, bit for bit (the
+    count is checkpointed state; were it restarted at 0 the resumed EMA would weigh the
+    model 0.9 again at step 3 and differ)."""
+    over = {"data": {"dir": str(prepared_dir)}, "train": {"subset": 128, "checkpoint_every": 1},
+            "variants": {"ddpm": {"epochs": 2, "options": {"width": 8}}}}  # fmt: skip
+
+    def trainer(root: Path, callbacks: list) -> Trainer:
+        params = load_params(write_params(root, over))
+        spec = run_spec(params, "ddpm")
+        return Trainer(params, spec, root / "run", torch.device("cpu"), callbacks,
+                       progress=False)  # fmt: skip
+
+    straight = trainer(tmp_path / "a", []).run()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "b", [_KillAtEpoch(2)]).run()
+    assert ckpt.load(tmp_path / "b" / "run" / "checkpoint.pt")["epoch"] == 1
+    resumed = trainer(tmp_path / "b", []).run()
+    a, b = ckpt.load(straight.checkpoint), ckpt.load(resumed.checkpoint)
+    assert a["step"] == b["step"] == 4
+    assert a["state"][EMA_UPDATES].item() == b["state"][EMA_UPDATES].item() == 4.0
+    for key, value in a["nets"]["ema"].items():
+        assert torch.equal(value, b["nets"]["ema"][key]), key

@@ -36,7 +36,7 @@ CLASSIFIER_KEYS = {
     "is_std",
     "histogram",
     "coverage",
-    "kl_uniform",
+    "kl_test_labels",
     "label_accuracy",
     "seconds",
     "fid_inf",
@@ -134,15 +134,17 @@ def test_one_digit_generator_has_coverage_one(setup: tuple[Params, Path]) -> Non
     m = ev.score(params, "threes", threes).classifier
     assert m.coverage == 1
     assert m.histogram[3] > 0.97
-    # Each 1% of threes read as another digit lowers the KL by ~0.07 nats, so real threes land
-    # a little below log 10; a collapsed generator repeating one image hits it exactly.
-    assert m.kl_uniform == pytest.approx(math.log(10), abs=0.15)
+    # Against the reference's label shares: all threes give KL = -log(share of threes among
+    # the first n_real test labels); a few threes read as another digit move it a little, a
+    # collapsed generator repeating one image hits it exactly.
+    share3 = float((labels[: params.evaluate.n_real] == 3).double().mean())
+    assert m.kl_test_labels == pytest.approx(-math.log(share3), abs=0.15)
     assert m.recall < 0.3  # the other nine digits are missed
     assert m.label_accuracy is None
     collapsed = threes[:1].expand(200, -1, -1, -1)
     m = ev.score(params, "collapsed", collapsed).classifier
     assert m.coverage == 1
-    assert m.kl_uniform == pytest.approx(math.log(10), abs=1e-9)
+    assert m.kl_test_labels == pytest.approx(-math.log(share3), abs=1e-9)
     assert m.is_mean == pytest.approx(1.0, abs=1e-3)
 
 
@@ -150,7 +152,7 @@ def test_class_coverage_definition() -> None:
     balanced = torch.arange(1000) % 10
     cov = ev.class_coverage(balanced, balanced)
     assert cov["coverage"] == 10
-    assert cov["kl_uniform"] == pytest.approx(0.0, abs=1e-12)
+    assert cov["kl_test_labels"] == pytest.approx(0.0, abs=1e-12)  # uniform reference
     assert cov["histogram"] == [0.1] * 10
     assert cov["label_accuracy"] == 1.0
     # 4% of a digit is below the 5% threshold; 6% is above.
@@ -158,7 +160,41 @@ def test_class_coverage_definition() -> None:
     cov = ev.class_coverage(skewed, torch.zeros(100, dtype=torch.long))
     assert cov["coverage"] == 2
     assert cov["label_accuracy"] == pytest.approx(0.9)
-    assert ev.class_coverage(torch.full((7,), 5))["kl_uniform"] == pytest.approx(math.log(10))
+    assert ev.class_coverage(torch.full((7,), 5))["kl_test_labels"] == pytest.approx(math.log(10))
+
+
+# The MNIST test set's label counts, digits 0-9 (10,000 images).
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_kl_is_to_the_reference_label_shares_not_to_uniform() -> None:
+    # Half zeros, half ones against shares 0.2, 0.2 and 0.075 for each of the rest:
+    # KL = 2 · 0.5 · log(0.5 / 0.2) = log 2.5.
+    predicted = torch.tensor([0, 1] * 50)
+    ref = torch.tensor([0.2, 0.2] + [0.075] * 8, dtype=torch.float64)
+    assert ev.class_coverage(predicted, reference=ref)["kl_test_labels"] == pytest.approx(
+        math.log(2.5)
+    )
+    # Digits drawn exactly in the test set's proportions: KL 0. A uniform sampler (cGAN's
+    # labels): KL(uniform || test) = sum 0.1 · log(0.1 / (c / 10,000)) = 0.001725 nats by hand,
+    # where the old KL to uniform would have scored the uniform sampler 0 and real data worse.
+    test = ev.label_shares(
+        torch.cat([torch.full((c,), d) for d, c in enumerate(MNIST_TEST_COUNTS)])
+    )
+    assert test.tolist() == pytest.approx([c / 10_000 for c in MNIST_TEST_COUNTS])
+    like_test = torch.cat([torch.full((c,), d) for d, c in enumerate(MNIST_TEST_COUNTS)])
+    assert ev.class_coverage(like_test, reference=test)["kl_test_labels"] == pytest.approx(
+        0.0, abs=1e-12
+    )
+    uniform = ev.class_coverage(torch.arange(10_000) % 10, reference=test)["kl_test_labels"]
+    assert uniform == pytest.approx(
+        sum(0.1 * math.log(0.1 / (c / 10_000)) for c in MNIST_TEST_COUNTS)
+    )
+    assert uniform == pytest.approx(0.001725, abs=5e-7)
+    # One digit only: -log of that digit's share (fives: -log 0.0892).
+    assert ev.class_coverage(torch.full((7,), 5), reference=test)[
+        "kl_test_labels"
+    ] == pytest.approx(-math.log(0.0892))
 
 
 def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> None:
@@ -299,7 +335,7 @@ def test_floor_scores_train_images_against_test(setup: tuple[Params, Path]) -> N
     assert (doc["variant"], doc["n_generated"], doc["n_real"]) == ("floor", 500, 500)
     m = doc["classifier"]
     assert m["label_accuracy"] is None
-    assert m["coverage"] == 10 and m["kl_uniform"] < 0.05
+    assert m["coverage"] == 10 and m["kl_test_labels"] < 0.05
     assert m["precision"] > 0.7 and m["recall"] > 0.7
 
 

@@ -71,7 +71,7 @@ def _metrics(name: str, s: dict[str, float], conditional: bool = False) -> dict[
             "is_std": 0.05,
             "histogram": histogram,
             "coverage": sum(h > 0 for h in histogram),
-            "kl_uniform": round(s["clf_fid"] / 100, 4),
+            "kl_test_labels": round(s["clf_fid"] / 100, 4),
             "label_accuracy": 0.973 if conditional else None,
             "fid_inf": round(s["clf_fid"] * 0.9, 3),
             "density": round(1.02 - s["clf_fid"] / 20, 3),
@@ -179,6 +179,10 @@ def make_stage_outputs(root: Path, overrides: dict[str, Any] | None = None) -> P
             "variant": name,
             "epochs": 6,
             "steps": 6 * 938,
+            # n_critic = 5: schedule d, d, d, d, dg over 5,628 steps -> 1,125 G updates
+            "g_iters": 6 * 938 // 5 if name in CRITIC else 6 * 938,
+            "d_iters": 6 * 938,
+            "images_seen": 6 * 938 * 64,
             "train_time_s": 37.5 + i,
             "steps_per_s": 150.0 - 10 * i,
             "device": "cpu",
@@ -383,6 +387,10 @@ def test_scores_csv_for_dvc_plots(built: tuple[Params, Path]) -> None:
     assert float(rows["wgan_gp"]["inception_fid"]) == pytest.approx(wgan_gp * (1 + spread))
     assert rows["gan"]["classifier_label_accuracy"] == ""  # null for unconditional variants
     assert rows[FLOOR_CSV_NAME]["train_time_s"] == ""
+    # each run's budget: wgan_gp (n_critic 5) a fifth of the generator updates
+    budget = ("g_iters", "d_iters", "images_seen")
+    assert [float(rows["wgan_gp"][k]) for k in budget] == [1125, 5628, 360_192]
+    assert [float(rows["gan"][k]) for k in budget] == [5628, 5628, 360_192]
 
 
 def test_same_inputs_give_identical_bytes(built: tuple[Params, Path]) -> None:

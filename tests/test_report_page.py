@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import layout
 from pipeline.config import load_params
 from pipeline.report import NOT_COMPUTED, build_report
 from pipeline.report.inputs import _Reader
@@ -82,7 +83,7 @@ def test_only_computed_extractors_get_columns(tmp_path: Path) -> None:
 def test_not_computed_differs_from_missing(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path)
     doc = json.loads((tmp_path / "metrics" / "gan" / "seed0.json").read_text())
-    del doc["inception"], doc["classifier"]["kl_uniform"]  # an older file without a newer key
+    del doc["inception"], doc["classifier"]["kl_test_labels"]  # an older file without a newer key
     (tmp_path / "metrics" / "gan" / "seed0.json").write_text(json.dumps(doc))
     (tmp_path / "metrics" / "wgan" / "seed0.json").unlink()
     cells = dict(_parse(build_report(params).read_text(encoding="utf-8")).tables["score-table"])
@@ -205,3 +206,48 @@ def test_a_reference_outside_params_is_said_plainly(tmp_path: Path) -> None:
     params = make_stage_outputs(tmp_path, {"report": {"reference": "lsgan"}})
     page = build_report(params).read_text(encoding="utf-8")
     assert "paired-table" not in page and "not among the variants in params.yaml" in page
+
+
+def test_seeds_section_names_its_interval_signs_and_ranked_metrics(tmp_path: Path) -> None:
+    """Three seeds: the interval is named as Student's t; wgan's coverage is 9/10 against
+    gan's 10/10 on every seed (identical differences: no t-test), so its cell says what the
+    seeds show; the rank names its declared metrics."""
+    page = build_report(make_stage_outputs(tmp_path)).read_text(encoding="utf-8")
+    assert "interval of the mean by Student's t (mean ± t₀.₉₇₅,ₙ₋₁ · s / √n)" in page
+    assert "from 20 seeds the percentile bootstrap" in page
+    paired = dict(_parse(page).tables["paired-table"])
+    coverage = 8  # the five Inception columns, then classifier FID, IS, FID∞, coverage
+    assert paired["paired-table:wgan"][coverage][0] == (
+        "3/3 seeds worse, all by Δ -1.0 (no spread: no t-test; sign test p ≥ 0.25)"
+    )
+    assert paired["paired-table:dcgan"][coverage][0].endswith("equal on 3/3 seeds)")
+    assert "no test on signs reaches 0.05 below 6 seeds" in page
+    assert "Only metrics every variant has are ranked (7 of 7)" in page
+    assert "Classifier KL to test labels ↓; not Inception KID" in page
+
+
+def test_main_table_states_each_runs_budget(tmp_path: Path) -> None:
+    """G and D updates, images seen and wall time per row, read from summary.json (wgan and
+    wgan_gp: n_critic 5, a fifth of the generator updates); the page says the budget."""
+    root = tmp_path / "project"
+    page = build_report(make_stage_outputs(root)).read_text(encoding="utf-8")
+    table = _parse(page).tables["score-table"]
+    header = page[page.index('<table id="score-table">') : page.index("</thead>")]
+    assert "G updates" in header and "D updates" in header and "Images seen" in header
+    rows = {k: [c[0] for c in cells] for k, cells in table}
+    # the last six cells: G updates, D updates, images seen, time, steps/s, sampling s/1k
+    assert rows["variant:wgan"][-6:-2] == ["1,125", "5,628", "360,192", "40 s"]
+    assert rows["variant:gan"][-6:-3] == ["5,628", "5,628", "360,192"]
+    assert "Budget: matched in epochs" in page
+    # A summary without a critic says so (n/a), one from before the counts shows "—".
+    summary = layout.variant_dir(load_params(root / "params.yaml"), "gan") / "summary.json"
+    doc = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**doc, "d_iters": None}))
+    dc = layout.variant_dir(load_params(root / "params.yaml"), "dcgan") / "summary.json"
+    old = json.loads(dc.read_text())
+    del old["images_seen"], old["d_iters"]
+    dc.write_text(json.dumps(old))
+    page = build_report(load_params(root / "params.yaml")).read_text(encoding="utf-8")
+    rows = {k: [c[0] for c in cells] for k, cells in _parse(page).tables["score-table"]}
+    assert rows["variant:gan"][-5] == "n/a"
+    assert rows["variant:dcgan"][-5:-3] == ["—", "—"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pwd
 import re
@@ -846,3 +847,68 @@ def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, make_params)
     assert defaults.state == TrialState.COMPLETE  # the published lr trains normally
     assert diverged.state == TrialState.PRUNED and diverged.params["lr"] == 1e6
     assert "beyond train.divergence.max_loss" in diverged.user_attrs[tune.ATTR_PRUNE]
+
+
+def _digests(images: torch.Tensor) -> set[str]:
+    """One digest per uint8 [N, 28, 28] image (MNIST has no two identical images within or
+    across its train and test sets, so equal digests mean the same image)."""
+    import hashlib
+
+    flat = images.reshape(len(images), -1).contiguous().numpy()
+    return {hashlib.sha1(row.tobytes()).hexdigest() for row in flat}
+
+
+def test_tuning_scores_against_held_out_training_images_never_trained_on(
+    tmp_path: Path, make_params
+) -> None:
+    """The tuning reference is a seeded slice of the training set: disjoint from the images
+    a trial's trainer loads and from the test set the final scores use."""
+    from pipeline.data import load_split, to_uint8
+    from pipeline.evaluate import score
+    from pipeline.training import run_spec
+    from pipeline.tune.holdout import split_indices
+    from pipeline.tune.objective import _Objective
+
+    path = make_params(tmp_path)
+    over = yaml.safe_load(path.read_text())
+    over["train"]["subset"] = None  # the whole training set less the slice
+    path.write_text(yaml.safe_dump(over))
+    params = load_params(path)
+    variant = registry.get("gan")
+    obj = _Objective(params, variant, variant.resolve(params.variants["gan"]), 1,
+                     torch.device("cpu"), tracker=None)  # type: ignore[arg-type]  # fmt: skip
+    ref = obj.reference
+    assert len(ref.indices) == params.tune.holdout == 500
+    rest, held = split_indices(60_000, 500, params.tune.holdout_seed)
+    assert torch.equal(ref.indices, held) and torch.equal(ref.train_indices, rest)
+    assert len(set(rest.tolist()) | set(held.tolist())) == 60_000  # disjoint, all covered
+    assert not torch.equal(split_indices(60_000, 500, 1)[1], held)  # the seed decides
+    train_images, train_labels = load_split(params, "train")
+    assert torch.equal(ref.images, train_images[held])
+    assert torch.equal(ref.labels, train_labels[held])
+
+    # What a trial trains on: the trainer the objective builds, its data as loaded.
+    spec = run_spec(obj.train_params, "gan", epochs=1)
+    x, _ = obj.trainer(spec, tmp_path / "trial", [])._load_data()
+    trained = _digests(to_uint8(x)[:, 0])
+    reference = _digests(ref.images)
+    assert len(trained) == 60_000 - 500 and len(reference) == 500
+    assert not trained & reference
+    test_images, _ = load_split(params, "test")
+    assert not reference & _digests(test_images)
+
+    # The objective's scoring: against the slice (500 images, its own feature cache).
+    assert obj.eval_params.path(obj.eval_params.evaluate.cache_dir).name == "holdout-500-seed0"
+    doc = score(obj.eval_params, "gan", to_uint8(x[:200]), full=False,
+                reference=(ref.images, ref.labels))  # fmt: skip
+    assert doc.n_real == 500
+    # The KL's reference shares are the slice's labels, not the test set's.
+    hist = doc.classifier.histogram
+    shares = [float((ref.labels == d).double().mean()) for d in range(10)]
+    expected = sum(h * math.log(h / r) for h, r in zip(hist, shares, strict=True) if h > 0)
+    assert doc.classifier.kl_test_labels == pytest.approx(expected)
+    _, test_labels = load_split(params, "test")
+    test_shares = [float((test_labels[:500] == d).double().mean()) for d in range(10)]
+    assert doc.classifier.kl_test_labels != pytest.approx(
+        sum(h * math.log(h / r) for h, r in zip(hist, test_shares, strict=True) if h > 0)
+    )

@@ -44,6 +44,7 @@ class Adversarial(Algorithm):
     init: Callable[[nn.Module], None] | None = None
 
     kinds = {"d": ("d",), "dg": ("d", "g")}
+    critics = ("d",)
     losses = ("d_loss", "g_loss")
 
     def check(self, variant: Variant) -> None:

@@ -47,6 +47,9 @@ class Algorithm(ABC):
     kinds: Mapping[str, tuple[str, ...]] = {}
     metrics: tuple[str, ...] = ()  # logged means per epoch: curve columns and MLflow keys
     losses: tuple[str, ...] = ()  # the metrics that must stay finite (NaN/inf stops a run)
+    # The optimisers of critics/discriminators: their steps are the run's critic updates,
+    # every other optimiser's the generator updates (a budget's units; none for VAE, DDPM).
+    critics: tuple[str, ...] = ()
 
     @abstractmethod
     def build(self, spec: NetSpec) -> dict[str, nn.Module]:

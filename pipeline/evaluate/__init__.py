@@ -36,7 +36,7 @@ from pipeline import layout
 from pipeline.config import Params
 from pipeline.data import load_split
 from pipeline.errors import PipelineError, first_line
-from pipeline.evaluate.scoring import class_coverage, real_reference, score
+from pipeline.evaluate.scoring import class_coverage, label_shares, real_reference, score
 from pipeline.evaluate.weights import (
     URL_INCEPTION_V3,
     VGG16_URL,
@@ -55,6 +55,7 @@ __all__ = [
     "VGG16_URL",
     "check_inception_weights",
     "class_coverage",
+    "label_shares",
     "evaluate_floor",
     "evaluate_variant",
     "hub_file",

@@ -44,26 +44,49 @@ def real_reference(params: Params) -> torch.Tensor:
     return images[: params.evaluate.n_real]
 
 
+def reference_label_shares(params: Params) -> torch.Tensor:
+    """Share of each digit among the reference set's true labels, float64 [10]: what a
+    generator that draws digits like MNIST's test set shows (not uniform: 892 fives vs
+    1,135 ones in the 10k test images)."""
+    _, labels = load_split(params, "test")
+    return label_shares(labels[: params.evaluate.n_real])
+
+
+def label_shares(labels: torch.Tensor) -> torch.Tensor:
+    """Share of each digit among int64 [N] labels, float64 [10]."""
+    counts = torch.bincount(labels.cpu(), minlength=N_CLASSES).double()
+    return counts / counts.sum()
+
+
 def class_coverage(
-    predicted: torch.Tensor, requested: torch.Tensor | None = None
+    predicted: torch.Tensor,
+    requested: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Class statistics of predicted digits (int64 [N]).
 
     ``histogram``: fraction per digit; ``coverage``: digits with >= 5% of the mass;
-    ``kl_uniform``: KL(histogram || uniform) in nats (0 for balanced, log 10 for one class);
-    ``label_accuracy``: fraction predicted == requested (None without requested labels).
+    ``kl_test_labels``: KL(histogram || reference) in nats, ``reference`` the float [10]
+    shares of the reference set's labels (uniform when None): 0 when the samples' digits are
+    drawn like the test set's, so a uniform label sampler (cGAN, ACGAN) does not beat real
+    data by construction; ``label_accuracy``: fraction predicted == requested (None without
+    requested labels).
     """
-    counts = torch.bincount(predicted.cpu(), minlength=N_CLASSES).double()
-    hist = counts / counts.sum()
-    nz = hist[hist > 0]
-    kl = float((nz * (nz * N_CLASSES).log()).sum())
+    hist = label_shares(predicted)
+    ref = (
+        torch.full((N_CLASSES,), 1 / N_CLASSES, dtype=torch.float64)
+        if reference is None
+        else reference.double().cpu()
+    )
+    mask = hist > 0  # 0 · log 0 = 0; a digit absent from the reference makes KL infinite
+    kl = float((hist[mask] * (hist[mask] / ref[mask]).log()).sum())
     label_acc = None
     if requested is not None:
         label_acc = float((predicted.cpu() == requested.cpu()).double().mean())
     return {
         "histogram": [float(h) for h in hist],
         "coverage": int((hist >= COVERAGE_MIN_MASS).sum()),
-        "kl_uniform": kl,
+        "kl_test_labels": kl,
         "label_accuracy": label_acc,
     }
 
@@ -96,10 +119,12 @@ def _classifier_scores(
     generated: torch.Tensor,
     requested: torch.Tensor | None,
     real: torch.Tensor,
+    shares: torch.Tensor,
     full: bool = True,
 ) -> ClassifierScores:
-    """Classifier section for generated uint8 [N, 1, 28, 28] vs real uint8 [M, 28, 28];
-    without ``full``, no FID-infinity, density or coverage (seconds saved per call)."""
+    """Classifier section for generated uint8 [N, 1, 28, 28] vs real uint8 [M, 28, 28] whose
+    digits come in float [10] ``shares``; without ``full``, no FID-infinity, density or
+    coverage (seconds saved per call)."""
     start = time.perf_counter()
     ckpt_file = checkpoint_path(params)
     ckpt = load_checkpoint(ckpt_file)
@@ -122,7 +147,7 @@ def _classifier_scores(
         **renamed(ClassifierScores, m),
         **fx.kid(gen.feats, ref, subset),
         **(extra if full else {}),
-        **class_coverage(gen.predicted, requested),
+        **class_coverage(gen.predicted, requested, shares),
         seconds=round(time.perf_counter() - start, 3),
     )
 
@@ -173,8 +198,14 @@ def score(
     device: str | None = None,
     extractors: Sequence[str] | None = None,
     full: bool = True,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> MetricsDoc:
     """All metrics of generated uint8 [N, 1, 28, 28] vs the test reference; writes nothing.
+
+    ``reference``: (uint8 [M, 28, 28] images, int64 [M] labels) to score against instead of
+    the test set: tuning's held-out training images (pipeline.tune.holdout). Its feature
+    caches are keyed by set size, not content: give such a reference its own
+    ``evaluate.cache_dir``.
 
     ``requested``: int64 [N] digits asked of a conditional generator (label accuracy), or
     None. ``extractors`` overrides ``evaluate.extractors`` (e.g. ``["classifier"]`` for a
@@ -192,12 +223,15 @@ def score(
         raise PipelineError(f"{name}: requested labels must be int64 [N] matching the images")
     dev = resolve_device(device or params.evaluate.device)
     weights = check_inputs_up_front(params, extractors)
-    real = real_reference(params)
+    if reference is None:
+        real, shares = real_reference(params), reference_label_shares(params)
+    else:
+        real, shares = reference[0], label_shares(reference[1])
     sections: dict[str, Any] = {}
     try:
         if "classifier" in extractors:
             sections["classifier"] = _classifier_scores(
-                params, dev, generated, requested, real, full
+                params, dev, generated, requested, real, shares, full
             )
         if weights is not None:
             sections["inception"] = _inception_scores(params, dev, generated, real, weights)

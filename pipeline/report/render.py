@@ -73,14 +73,15 @@ def scores_csv(inputs: Inputs) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     columns = csv_columns()
-    writer.writerow(["variant", "n_seeds", *(name for name, _, _ in columns),
-                     "train_time_s", "steps_per_s"])  # fmt: skip
+    # The training figures, budget included (g_iters, d_iters, images_seen), from summary.json.
+    training = ("train_time_s", "steps_per_s", "g_iters", "d_iters", "images_seen")
+    writer.writerow(["variant", "n_seeds", *(name for name, _, _ in columns), *training])
     rows = [(v.name, [d for d in v.runs.values() if d is not None], v.summary)
             for v in inputs.variants]  # fmt: skip
     rows.append((FLOOR_CSV_NAME, [inputs.floor] if inputs.floor else [], None))
     for name, docs, summary in rows:
         values = [_mean([value(d, extractor, f) for d in docs]) for _, extractor, f in columns]
-        values += [fmt.num(summary, "train_time_s"), fmt.num(summary, "steps_per_s")]
+        values += [fmt.num(summary, key) for key in training]
         n_seeds = "" if name == FLOOR_CSV_NAME else str(len(docs))
         writer.writerow([name, n_seeds, *("" if v is None else repr(v) for v in values)])
     return buf.getvalue()

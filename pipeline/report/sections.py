@@ -109,7 +109,10 @@ def _tuning(inputs: Inputs, out_dir: Path) -> Section:
         "same objective with the published defaults (lower is better for the default "
         "objective, the MNIST-classifier FID). Apply a best trial with `pipeline tune VARIANT "
         "--apply`, then `dvc repro`. Study outputs live in "
-        f"`{rel(layout.tuning_dir(params), params.root)}/`."
+        f"`{rel(layout.tuning_dir(params), params.root)}/`. Trials are scored against "
+        f"{params.tune.holdout:,} MNIST *training* images held out by a fixed seed "
+        f"(`tune.holdout`, `tune.holdout_seed` = {params.tune.holdout_seed}) and train on "
+        "the rest: tuning never selects on the test images the scores above use."
     )
     blocks = [
         prose(intro),

@@ -1,6 +1,7 @@
-"""The seeds section: every variant's scores over its training seeds (mean ± std, bootstrap
-interval, each seed's value), paired tests against the reference variant with Holm's
-correction, and the average rank across metrics. The numbers come from pipeline.report.stats."""
+"""The seeds section: every variant's scores over its training seeds (mean ± std, the
+interval of the mean, each seed's value), paired tests against the reference variant with
+Holm's correction and each difference's sign per seed, and the average rank across a declared
+set of non-redundant metrics (:data:`RANKED`). The numbers come from pipeline.report.stats."""
 
 from __future__ import annotations
 
@@ -14,6 +15,21 @@ from pipeline.report.inputs import Inputs, VariantData
 from pipeline.report.page import Block, Section, footnotes, md_text, plot, prose, table
 from pipeline.report.plots import seeds_plot
 from pipeline.report.tables import SHORT_GROUP, Cell, plain_table
+
+RANKED: tuple[tuple[str, str], ...] = (
+    ("inception", "fid"),
+    ("inception", "is_mean"),
+    ("inception", "precision"),
+    ("inception", "recall"),
+    ("classifier", "fid"),
+    ("classifier", "is_mean"),
+    ("classifier", "kl_test_labels"),
+)
+"""(extractor, field) of the scores the average rank counts, one per thing measured, so no
+property is counted twice. Left out: Inception KID (it ranks like Inception FID on the same
+features), classifier FID∞ (classifier FID extrapolated in the sample count: at the same 10k
+samples per variant it ranks alike), class coverage (a coarser reading of the digit histogram
+the KL already scores) and label accuracy (conditional variants only)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,15 @@ def metrics(shown: list[str]) -> list[Metric]:
     ]
 
 
+def _methods(summaries: dict[str, list[stats.Summary | None]]) -> str:
+    """The interval methods the table's cells used, named for the page."""
+    used = {s.method for per in summaries.values() for s in per if s and s.method}
+    if not used:
+        return "no interval (one seed)"
+    named = [stats.METHOD_NAMES[m] for m in ("t", "bootstrap") if m in used]
+    return " or ".join(named)
+
+
 def _interval_cell(m: Metric, s: stats.Summary | None) -> Cell:
     if s is None:
         return Cell(fmt.MISSING, state="missing")
@@ -70,11 +95,26 @@ def _interval_cell(m: Metric, s: stats.Summary | None) -> Cell:
     return Cell(text)
 
 
+def _signs(m: Metric, c: stats.Comparison) -> str:
+    """How many seeds put the variant ahead, as the seeds show it ("3/3 seeds better")."""
+    ahead, behind = (c.below, c.above) if m.lower else (c.above, c.below)
+    if ahead == behind == 0:
+        return f"equal on {c.n}/{c.n} seeds"
+    if ahead >= behind:
+        return f"{ahead}/{c.n} seeds better"
+    return f"{behind}/{c.n} seeds worse"
+
+
 def _compare_cell(m: Metric, c: stats.Comparison) -> Cell:
     if c.verdict == "cannot be tested":
         return Cell(f"cannot be tested (n = {c.n})", state="not-computed")
+    delta = m.text(c.diff, sign=True)
+    if c.verdict == "same sign":
+        # Identical differences: the t-test has no spread (p undefined), but the sign is data.
+        return Cell(f"{_signs(m, c)}, all by Δ {delta} (no spread: no t-test; sign test "
+                    f"p ≥ {stats.sign_test_min_p(c.n):.3g})")  # fmt: skip
     p = "n/a" if math.isnan(c.p_holm) else f"{c.p_holm:.3f}"
-    return Cell(f"{c.verdict} (Δ {m.text(c.diff, sign=True)}, p_Holm {p})",
+    return Cell(f"{c.verdict} (Δ {delta}, p_Holm {p}; {_signs(m, c)})",
                 warn=c.verdict == "worse")  # fmt: skip
 
 
@@ -103,8 +143,13 @@ def seeds_section(inputs: Inputs, shown: list[str]) -> tuple[Section, list[Asset
             f"{len(seeds)} run{'s' if len(seeds) != 1 else ''} per variant), with the same "
             "seeds for every variant and, for each seed, the same sampling latents, so "
             "variants can be compared seed by seed. Cells: mean ± standard deviation over "
-            f"the seeds, then the {stats.CONFIDENCE:.0%} bootstrap interval of the mean "
-            f"(percentile method, {stats.RESAMPLES:,} resamples, seeded). KID is ×10³."
+            f"the seeds, then the {stats.CONFIDENCE:.0%} interval of the mean by "
+            f"{_methods(summaries)}. Below {stats.BOOTSTRAP_MIN_N} seeds the interval is "
+            "Student's t: a percentile bootstrap of a few seeds is just their [min, max] and "
+            f"covers the mean far less often than {stats.CONFIDENCE:.0%} (on normal data "
+            f"{stats.bootstrap_coverage(3):.0%} at 3 seeds, "
+            f"{stats.bootstrap_coverage(10):.0%} at 10); from {stats.BOOTSTRAP_MIN_N} seeds "
+            f"the percentile bootstrap ({stats.RESAMPLES:,} resamples, seeded). KID is ×10³."
         )
     ]
     rows = []
@@ -123,7 +168,7 @@ def seeds_section(inputs: Inputs, shown: list[str]) -> tuple[Section, list[Asset
     if png is not None:
         assets.append(Asset("plots/seeds.png", png))
         blocks.append(plot(assets[-1], "Each seed's score (dots), the mean (bar) and its "
-                                       "bootstrap interval (line) per variant and metric"))  # fmt: skip
+                                       "interval of the mean (line) per variant and metric"))  # fmt: skip
     blocks += _paired(inputs, ms, values)
     blocks += _ranks(variants, ms, summaries)
     blocks += _noise(inputs, ms, summaries)
@@ -151,7 +196,10 @@ def _paired(
             "t-test over the seeds both have, two-sided; Holm's correction over the variants "
             f"compared on each metric; *better* / *worse* when the adjusted p is below "
             f"{stats.ALPHA}, else *not distinguishable at this budget*. Δ is the mean "
-            "difference (variant − reference)."
+            "difference (variant − reference); *k/n seeds better* counts the seeds on which "
+            "the variant beats the reference. When every seed's difference is the same "
+            "number the t-test has no spread to work with (p undefined): the cell says what "
+            "the seeds show instead, the same sign on all of them."
         ),
         table(
             plain_table(
@@ -165,7 +213,10 @@ def _paired(
             f"With {n} seed{'s' if n != 1 else ''} the tests have little power: only large, "
             "consistent differences come out as better or worse, and *not distinguishable* "
             "is not evidence that two variants are equal. A t-test needs at least 2 seeds; "
-            "5–10 seeds make moderate differences detectable.",
+            "5–10 seeds make moderate differences detectable. By signs alone, the same sign "
+            f"on all {n} seed{'s' if n != 1 else ''} gives at best a two-sided sign-test p of "
+            f"{stats.sign_test_min_p(n):.3g}: no test on signs reaches {stats.ALPHA} below "
+            f"{stats.min_seeds_for_sign_test()} seeds.",
             "callout",
         ),
     ]
@@ -174,17 +225,23 @@ def _paired(
 def _ranks(
     variants: list[VariantData], ms: list[Metric], summaries: dict[str, list[stats.Summary | None]]
 ) -> list[Block]:
-    means = {v.name: [s.mean if s else None for s in summaries[v.name]] for v in variants}
-    ranks = stats.average_ranks(means, [m.lower for m in ms])
+    keep = [j for j, m in enumerate(ms) if (m.extractor, m.field) in RANKED]
+    means = {v.name: [s.mean if (s := summaries[v.name][j]) else None for j in keep]
+             for v in variants}  # fmt: skip
+    ranks = stats.average_ranks(means, [ms[j].lower for j in keep])
     ranked = sorted(ranks.items(), key=lambda kv: kv[1][0])
     rows = [[name, f"{r:.2f}", f"{sd:.2f}", str(k)] for name, (r, sd, k) in ranked]
     used = next((k for _, (_, _, k) in ranked), 0)
+    names = ", ".join(ms[j].label for j in keep) or "none shown"
     blocks: list[Block] = [
         prose(
-            "**Average rank** across metrics (1 = best on a metric; ties share the average "
-            "rank), from each variant's mean over seeds; the spread is the standard deviation "
+            "**Average rank** across a declared set of non-redundant metrics, one per "
+            f"property ({names}; not Inception KID beside Inception FID, nor classifier FID∞ "
+            "beside classifier FID, nor class coverage beside the KL: near-duplicates would "
+            "count one property twice), 1 = best on a metric, ties share the average "
+            "rank, from each variant's mean over seeds; the spread is the standard deviation "
             "of its ranks across the metrics. Only metrics every variant has are ranked"
-            f" ({used} of {len(ms)})."
+            f" ({used} of {len(keep)})."
         ),
         table(
             plain_table(

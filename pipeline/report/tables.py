@@ -224,8 +224,35 @@ SAMPLES = ScoreColumn(
     "", "Samples (gen / real)", None, _samples, kinds=("variant", "floor", "published"),
     title="Images scored: generated (or MNIST train for the floor) / MNIST test",
 )  # fmt: skip
+
+
+def _critic_updates(s: Subject) -> Cell:
+    """Critic/discriminator updates: n/a for a model without a critic (the summary says
+    null), "—" for a summary from before the count was recorded."""
+    if s.summary is not None and "d_iters" in s.summary and s.summary["d_iters"] is None:
+        return Cell(fmt.NOT_APPLICABLE)
+    return _summary("d_iters", fmt.integer)(s)
+
+
 TRAINING_COLUMNS = [
-    ScoreColumn(TRAINING, "Time", None, _summary("train_time_s", fmt.duration), kinds=("variant",)),
+    # The budget each row trained with, read from the run's summary.json (the trainer's
+    # counts, not recomputed here): what "matched by epochs" leaves unequal.
+    ScoreColumn(
+        TRAINING, "G updates", None, _summary("g_iters", fmt.integer), kinds=("variant",),
+        title="Generator updates (steps that step a non-critic optimiser)",
+    ),
+    ScoreColumn(
+        TRAINING, "D updates", None, _critic_updates, kinds=("variant",),
+        title="Critic/discriminator updates (n/a: the model has no critic)",
+    ),
+    ScoreColumn(
+        TRAINING, "Images seen", None, _summary("images_seen", fmt.integer),
+        kinds=("variant",), title="Real training images consumed: steps × batch size",
+    ),
+    ScoreColumn(
+        TRAINING, "Time", None, _summary("train_time_s", fmt.duration), kinds=("variant",),
+        title="Wall-clock training time (sampling and scoring not included)",
+    ),
     ScoreColumn(
         TRAINING, "Steps/s", None, _summary("steps_per_s", lambda v: fmt.fixed(v, 1)),
         kinds=("variant",),

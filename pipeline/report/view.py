@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.config import Params
 from pipeline.metrics import EXTRACTORS
 from pipeline.report import fmt, sections
 from pipeline.report.assets import Asset, Picture, copy_asset, gif_asset
@@ -53,6 +54,26 @@ def shown_extractors(inputs: Inputs) -> list[str]:
     return [e for e in EXTRACTORS if e in wanted]
 
 
+def budget_text(params: Params) -> str:
+    """Which budget the comparison holds equal (train.budget), for the scores section."""
+    t = params.train
+    if t.budget == "g_updates":
+        return (
+            f"**Budget: matched in generator updates** (`train.budget: g_updates`): every "
+            f"run trains the fewest whole epochs that give it {t.g_updates:,} generator "
+            "updates, so critic models (n_critic > 1) see more epochs and images than the "
+            "others. The Training columns give each run's actual counts and wall time."
+        )
+    return (
+        "**Budget: matched in epochs** (`train.budget: epochs`): every variant trains its "
+        "own `epochs`, so generator updates differ: a model with n_critic = 5 makes one "
+        "generator update per 5 critic updates, a fifth of an n_critic = 1 model's over "
+        "the same epochs. The Training columns give each run's generator and critic "
+        "updates, images seen and wall time; `train.budget: g_updates` matches generator "
+        "updates instead."
+    )
+
+
 def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, list[Asset]]:
     params = inputs.params
     columns = [SAMPLES] + [c for e in shown for c in schema_columns(e, "score")]
@@ -79,7 +100,9 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
             "MNIST-classifier scores use the penultimate features of the evaluator CNN (IS on "
             "its softmax, at most 10); coverage counts the digits that get at least "
             f"{COVERAGE_MIN_SHARE:.0%} of the samples, KL is the divergence (nats) of the "
-            f"predicted-class histogram from uniform. Evaluator test accuracy: {acc_text}. "
+            f"predicted-class histogram from the test set's label shares (MNIST's digits "
+            "are not uniform: a uniform label sampler is not ideal). Evaluator test accuracy: "
+            f"{acc_text}. "
             "FID∞ is FID extrapolated to infinitely many samples (Chong & Forsyth 2020: FID "
             "at several sample sizes N, a line in 1/N), free of FID's bias for the sample "
             "size. Its KID is computed on the features centred and scaled by the real set's "
@@ -107,6 +130,7 @@ def _scores(inputs: Inputs, shown: list[str], acc_text: str) -> tuple[Section, l
     )
     notes_.append("Every score at full precision: scores.csv, beside this report.")
     blocks: list[Block] = [
+        prose(budget_text(params)),
         prose("On a narrow screen the table scrolls sideways; the variant column stays in place.", "hint"),
         table(score_table),
         footnotes([md_text(n) for n in notes_]),

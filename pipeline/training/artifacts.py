@@ -127,6 +127,10 @@ def write_summary(result: Any, hyper: dict[str, Any]) -> None:
             "epochs": result.epochs,
             "steps": result.steps,
             "g_iters": result.g_iters,
+            # critic/discriminator updates (null: no critic) and real images consumed: the
+            # budget the report's main table states per row
+            "d_iters": result.d_iters,
+            "images_seen": result.images_seen,
             "train_time_s": round(result.train_time_s, 3),
             "steps_per_s": round(result.steps_per_s, 2),
             "g_iters_per_s": round(result.g_iters / result.train_time_s, 2)

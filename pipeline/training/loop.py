@@ -62,6 +62,7 @@ from pipeline.training.artifacts import (
     write_curves,
     write_figures,
 )
+from pipeline.training.budget import kinds, updates
 from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
@@ -109,6 +110,8 @@ class TrainResult:
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
     g_iters: int = 0
+    d_iters: int | None = None  # critic/discriminator updates; None: the model has no critic
+    images_seen: int = 0  # real training images consumed (steps x batch size)
 
 
 def net_spec(variant: Variant, spec: RunSpec) -> NetSpec:
@@ -156,8 +159,13 @@ class Trainer:
         curves_path: Path | None = None,
         progress: bool = True,
         quality_path: Path | None = None,
+        indices: torch.Tensor | None = None,
     ) -> None:
+        """``indices``: int64 rows of the training set to train on (tuning leaves its held-out
+        reference out, pipeline.tune.holdout); None: all of it. Not part of the run's
+        identity: only tuning's throw-away scratch runs pass it."""
         self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
+        self.indices = indices
         self.callbacks = list(callbacks)
         self.curves_path = curves_path
         self.quality_path = quality_path
@@ -194,10 +202,11 @@ class Trainer:
         )
         self.data_gen = torch.Generator().manual_seed(self.spec.seed + 2)
         self.schedule = alg.schedule(hyper)
-        # Steps that update the sampler's optimiser: generator iterations (WGAN papers' unit).
         sampler_opts = {o for o, owned in owners.items() if alg.sampler in owned}
         self._sampler_opts = sorted(sampler_opts)  # whose gradient norm the divergence check reads
-        self._g_kinds = {k for k, opts in alg.kinds.items() if sampler_opts & set(opts)}
+        # Steps that step a non-critic optimiser: generator iterations (WGAN papers' unit),
+        # counted as pipeline.training.budget counts them (DDPM's model steps count too).
+        self._g_kinds = kinds(alg)[0]
         self.columns = curve_columns(self.ctx.metrics, self.ctx.norm_names, self.quality.columns())
         self._step_graphs: StepGraphs | None = None
         # How this run stepped: "eager", or with train.cuda_graphs "captured" (CUDA graphs)
@@ -324,6 +333,8 @@ class Trainer:
 
     def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_split(self.params, "train")
+        if self.indices is not None:
+            images, labels = images[self.indices], labels[self.indices]
         if self.spec.subset is not None:
             images, labels = images[: self.spec.subset], labels[: self.spec.subset]
         if len(labels) < self.spec.batch_size:
@@ -542,11 +553,13 @@ class Trainer:
             make_gif(grids, self.out_dir / "progress.gif")
         self._write_curves()
         steps_per_s = self.step / self.train_time if self.train_time else 0.0
+        counts = updates(self.algorithm, self.spec.hyper, self.step)
         return TrainResult(
             variant=self.spec.variant, epochs=self.epoch, steps=self.step,
             train_time_s=self.train_time, steps_per_s=steps_per_s,
             checkpoint=self.checkpoint_path, out_dir=self.out_dir, device=self.trained_on,
-            history=self.history, g_iters=self.g_iters,
+            history=self.history, g_iters=self.g_iters, d_iters=counts.d_updates,
+            images_seen=self.step * self.spec.batch_size,
         )  # fmt: skip
 
 

@@ -147,6 +147,20 @@ def code_hash(name: str) -> str:
     return hash_sources(PACKAGE / rel for rel in code_files(known(name)))
 
 
+def _epochs_for_budget(params: Params, variant: Variant, hyper: Hyper, subset: int | None) -> int:
+    """train.budget g_updates: the epochs that give ``variant`` train.g_updates generator
+    updates on this data size and batch size (an explicit ``epochs`` still wins)."""
+    from pipeline.data import SPLITS
+    from pipeline.training.budget import epochs_for_g_updates
+
+    n = subset if subset is not None else params.train.subset
+    images = min(n, SPLITS["train"][2]) if n is not None else SPLITS["train"][2]
+    target = params.train.g_updates
+    assert target is not None  # the config refuses budget g_updates without it
+    steps = images // params.train.batch_size
+    return epochs_for_g_updates(variant.algorithm, hyper, target, steps)
+
+
 def run_spec(
     params: Params,
     name: str,
@@ -157,10 +171,13 @@ def run_spec(
     seed: int | None = None,
 ) -> RunSpec:
     """The identity of training ``name`` with training seed ``seed`` (None: the first of
-    ``train.seeds``)."""
+    ``train.seeds``). Its epochs: ``epochs``, else under ``train.budget: g_updates`` the
+    fewest that reach train.g_updates generator updates, else the variant's."""
     variant = known(name)
     if hyper is None:
         hyper = variant.resolve(params.variants.get(name))
+    if epochs is None and params.train.budget == "g_updates":
+        epochs = _epochs_for_budget(params, variant, hyper, subset)
     if epochs is not None:
         hyper = replace(hyper, epochs=epochs)
     return RunSpec(

@@ -1,5 +1,6 @@
-"""The trial objective: train with the pipeline's Trainer, score the classifier FID each epoch,
-report, prune.
+"""The trial objective: train with the pipeline's Trainer on the training set less a held-out
+slice, score the classifier FID against that slice each epoch (never the test set the final
+scores use: pipeline.tune.holdout), report, prune.
 """
 
 from __future__ import annotations
@@ -8,11 +9,10 @@ import contextlib
 import math
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import layout
 from pipeline.config import Params
 from pipeline.errors import describe
 from pipeline.faults import kill_point
@@ -28,6 +28,7 @@ from pipeline.tune.common import (
     SCRATCH_PREFIX,
     scratch_dir,
 )
+from pipeline.tune.holdout import Holdout, cache_dir, holdout
 from pipeline.tune.space import suggest
 from pipeline.tune.tracking import _Tracker
 from pipeline.variants import Hyper, Variant
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from pipeline.training import EpochEnd, RunSpec, TrainResult
+    from pipeline.training import EpochEnd, RunSpec, Trainer, TrainResult
 
 
 class _EpochScorer:
@@ -51,8 +52,10 @@ class _EpochScorer:
         device: torch.device,
         tracker: _Tracker,
         run_id: str | None,
+        reference: Holdout,
     ) -> None:
         self.trial, self.eval_params, self.variant = trial, eval_params, variant
+        self.reference = reference
         self.sample_n, self.device, self.tracker, self.run_id = sample_n, device, tracker, run_id
         self.values: list[float] = []
 
@@ -76,9 +79,11 @@ class _EpochScorer:
                 self.eval_params.sample.batch_size,
                 event.device,
             )
+        ref = self.reference
         doc = score(
-            self.eval_params, self.variant.name, images, labels, str(event.device), full=False
-        )
+            self.eval_params, self.variant.name, images, labels, str(event.device), full=False,
+            reference=(ref.images, ref.labels),
+        )  # fmt: skip
         value = (
             float(doc.classifier.fid)
             if doc.classifier and doc.classifier.fid is not None
@@ -113,6 +118,7 @@ class _Objective:
     # A failed CUDA graph capture: the trial is FAIL and the study must stop in this process
     # (its CUDA state is not safe to train the next trial in); run_study raises it.
     fatal: Exception | None = None
+    reference: Holdout = field(init=False)  # the held-out slice (tune.holdout)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -121,17 +127,28 @@ class _Objective:
         self.train_params = p.with_section(
             "train", checkpoint_every=big, grid_every=big, score_every=0
         )
-        # Classifier metrics only; the real-feature cache lives with the tuning results, so
-        # that tuning writes nothing under models/ or metrics/ (DVC stage outputs).
+        # Classifier metrics only, against held-out training images; their feature cache
+        # lives with the tuning results (keyed by the slice), so that tuning writes nothing
+        # under models/ or metrics/ (DVC stage outputs).
+        self.reference = holdout(p)
         self.eval_params = p.with_section(
-            "evaluate", extractors=["classifier"], cache_dir=layout.tuning_cache(p)
+            "evaluate", extractors=["classifier"], cache_dir=cache_dir(p)
         )
+
+    def trainer(self, spec: RunSpec, out_dir: Path, callbacks: list[_EpochScorer]) -> Trainer:
+        """A trial's trainer: the training set less the held-out reference."""
+        from pipeline.training import Trainer
+
+        return Trainer(
+            self.train_params, spec, out_dir, self.device, callbacks=callbacks,
+            curves_path=None, progress=False, indices=self.reference.train_indices,
+        )  # fmt: skip
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
         from pipeline.divergence import DivergedError
-        from pipeline.training import Trainer, run_spec
+        from pipeline.training import run_spec
 
         trial.set_user_attr(ATTR_PID, os.getpid())
         trial.set_user_attr(ATTR_HOST, socket.gethostname())
@@ -147,6 +164,7 @@ class _Objective:
             self.device,
             self.tracker,
             run_id,
+            self.reference,
         )
         # A locked scratch folder under the project's tuning cache: a killed worker's folder
         # is removed when the next study starts (pipeline.runlock.remove_abandoned).
@@ -160,16 +178,7 @@ class _Objective:
         )
         kill_point("trial-started")  # tests: a worker killed mid-trial
         try:
-            trainer = Trainer(
-                self.train_params,
-                spec,
-                out_dir,
-                self.device,
-                callbacks=[scorer],
-                curves_path=None,
-                progress=False,
-            )
-            trainer.run()
+            self.trainer(spec, out_dir, [scorer]).run()
             self.tracker.artifact(run_id, out_dir / "grid.png")
             value = scorer.values[-1]
             self.tracker.end_trial(run_id, "COMPLETE", value)

@@ -2,8 +2,9 @@
 
 Two resolutions below the input (28 -> 14 -> 7), channel multipliers (1, 2, 2) of ``width``,
 one residual block per level and in the middle, sinusoidal timestep embedding added in every
-block (Ho et al. 2020's design, without attention and dropout: at 28x28 the net stays at
-about 1.6M parameters for width 64, 0.4M for width 32). GroupNorm treats samples
+block (Ho et al. 2020's design, without attention and dropout: at 28x28 the net has
+1,931,713 parameters at width 64 and 484,577 at width 32, 1.93M / 0.48M, counted with
+sum(p.numel()); tests/test_ddpm.py pins them). GroupNorm treats samples
 independently, so the net does not couple the batch.
 """
 

@@ -1,6 +1,13 @@
 """WGAN-div (Wu et al. 2018): the Wasserstein critic loss plus k * E[||grad C(x_hat)||^p]
 on interpolates, k = 2 and p = 6 (the paper's recommended values); five critic steps per
-G step and Adam lr 2e-4, betas (0.5, 0.999) as in PyTorch-GAN's MNIST script."""
+G step and Adam lr 2e-4, betas (0.5, 0.999) as in PyTorch-GAN's MNIST script.
+
+A departure from that script, by choice: we take the penalty at random interpolates
+x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1) per image (the sampling WGAN-GP uses, shared
+with wgan_gp and dragan through pipeline.losses), where PyTorch-GAN's wgan_div.py takes it
+at the real and at the generated points themselves, k/2 (E||grad C(x)||^p +
+E||grad C(G(z))||^p). The two penalise different points, so their penalty values (the `gp`
+curve) and a k tuned for one are not interchangeable with the other's."""
 
 from pipeline.algorithms import Adversarial
 from pipeline.losses import OBJECTIVES, divergence_penalty
