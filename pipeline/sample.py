@@ -26,7 +26,7 @@ from pipeline.config import Params
 from pipeline.data import IMG_SHAPE, N_CLASSES, to_uint8
 from pipeline.devices import numerics, precision_tag, resolve_device
 from pipeline.errors import PipelineError, first_line
-from pipeline.grids import save_png
+from pipeline.image_grid import save_png
 from pipeline.io import atomic_path, save_torch, write_json
 from pipeline.nets import NetSpec
 from pipeline.variants import Variant, known

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pipeline.data import N_CLASSES
-from pipeline.grids import save_png
+from pipeline.image_grid import save_png
 from pipeline.io import atomic_path, write_json
 from pipeline.layout import FIGURES_INDEX, SUMMARY_FILE, read_run_id
 from pipeline.nets import NetSpec

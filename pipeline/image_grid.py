@@ -1,6 +1,6 @@
 """Sample grids as PNG files: images tiled ``nrow`` per row with a black 2-pixel border.
 
-The same pixels as ``torchvision.utils.save_image`` (tests/test_grids.py compares them), written
+The same pixels as ``torchvision.utils.save_image`` (tests/test_image_grid.py compares them), written
 with torch and Pillow alone: importing torchvision imports ``torch._dynamo`` through
 ``torchvision.ops``, seconds in every train and sample process for one PNG.
 """
