@@ -328,12 +328,14 @@ def grid(
 
     out = run_grid(params, scheduler=scheduler)
     for row in out.rows:
+        if row.state != "done":
+            _echo(f"{row.name}: failed: {row.reason}")
+            continue
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in row.seconds.items())
-        wall = f"{row.wall_s:.1f} s" if row.wall_s is not None else "-"
-        why = f": {row.reason}" if row.reason else ""
-        _echo(f"{row.name}: {row.state} in {wall} ({stages}){why}")
-    ran = len(out.rows)
-    _echo(f"grid: {ran - len(out.failed)}/{ran} chains done and committed in {out.wall_s:.1f} s")
+        _echo(f"{row.name}: done in {row.wall_s:.1f} s ({stages})")
+    if out.rows:
+        n = len(out.rows)
+        _echo(f"grid: {n - len(out.failed)}/{n} chains done and committed in {out.wall_s:.1f} s")
     if out.failed:
         names = ", ".join(r.name for r in out.failed)
         typer.echo(f"Error: {len(out.failed)} chains failed ({names}); rerun to resume", err=True)

@@ -141,6 +141,7 @@ def run_grid(
                     line = f"{row.name}: {row.state}" + (f" ({row.reason})" if row.reason else "")
                     live.console.print(line)
                 live.update(table(result.rows, title, t0))
+        console.line()  # off a terminal the last frame ends without one
     finally:
         engine.close()
     result.wall_s = time.time() - t0

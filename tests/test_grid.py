@@ -1,0 +1,287 @@
+"""`pipeline grid` end to end on a tiny project copy: real Dask, DVC, MLflow on SQLite, MNIST.
+
+One project (2 variants x 2 seeds, one tiny epoch each) is shared by the tests in file order:
+the first grid runs all four chains at once, the later tests make chains stale again (a
+param bump, a corrupted checkpoint) and check what a failure, a killed client and a killed
+worker leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import merge_overrides
+from pipeline.runlock import _OUR_TEMP
+from tests.conftest import REPO, run_dvc
+from tests.test_dvc import _copy_tree
+
+pytestmark = pytest.mark.slow
+
+VARIANTS, SEEDS = ("gan", "wgan"), (0, 1)
+CHAINS = {f"{v}-{s}" for v in VARIANTS for s in SEEDS}
+AFTER_CHAINS = {"floor", "noise", "toy", "report"}  # what dvc repro is left with
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
+    root = tmp_path_factory.mktemp("gridproj")
+    _copy_tree(root)
+    params = merge_overrides(
+        yaml.safe_load((REPO / "params.yaml").read_text()),
+        yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text()),
+    )
+    params["variants"] = {k: {**params["variants"][k], "epochs": 1} for k in VARIANTS}
+    params["train"].update(seeds=list(SEEDS), subset=256, score_every=0, device="cpu")
+    params["sample"].update(n=200, batch_size=100, device="cpu")
+    params["classifier"].update(subset=1000, epochs=1, device="cpu")
+    params["evaluate"].update(
+        n_real=500, floor_n=500, kid_subset_size=100, batch_size=250, device="cpu"
+    )
+    params["grid"]["workers"] = 4  # four chains at once on the one SQLite store
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    os.environ["PIPELINE_MNIST_MIRROR"] = str(mnist_mirror)
+    run_dvc(root, "init", "--no-scm", "-f", "-q")
+    return root
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # dvc stages: pipeline
+        "PYTHONPATH": str(root),  # the client and its workers run the copy's code
+        "OMP_NUM_THREADS": "1",
+        "DVC_NO_ANALYTICS": "1",
+        **extra,
+    }
+
+
+def _grid(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "grid", *args],
+        cwd=root, capture_output=True, text=True, env=_env(root, **env), timeout=600,
+    )  # fmt: skip
+
+
+def _stale(root: Path) -> set[str]:
+    """The stages `dvc status` reports out of date."""
+    text = run_dvc(root, "status", "--json")
+    status, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    return set(status)
+
+
+def _train_runs(root: Path) -> dict[str, list]:
+    """MLflow training runs by chain name (variant-seed), oldest first; asserts none is
+    RUNNING in the whole store (a killed client or worker must leave no orphan)."""
+    import mlflow
+
+    c = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("mnist-gan-comparison")
+    runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    out: dict[str, list] = {}
+    for r in runs:
+        if r.data.tags.get("stage") == "train":
+            out.setdefault(f"{r.data.tags['variant']}-{r.data.tags['seed']}", []).append(r)
+    return out
+
+
+def _check_complete_run(root: Path, run, epochs: int) -> None:
+    """FINISHED with its params, every epoch's training metrics, the evaluation's scores and
+    the artifacts (checkpoint, grids, GIF, the generator model)."""
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    c = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params) > 20
+    history = c.get_metric_history(run.info.run_id, "train.elapsed_s")
+    # a set: an epoch logged just before a kill is logged again by the resumed run
+    assert {m.step for m in history} == set(range(1, epochs + 1))
+    assert run.data.metrics["eval.classifier.fid"] > 0
+    assert run.data.metrics["eval.n_generated"] == 200
+    artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+    assert {"checkpoint", "grid.png", "grids", "progress.gif", "config.json"} <= artifacts
+    models = c.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    assert [m.status for m in models] == [LoggedModelStatus.READY]
+
+
+def _no_leftovers(root: Path) -> None:
+    """No temp file of an interrupted atomic write anywhere in the outputs."""
+    for top in ("models", "samples", "metrics"):
+        left = [p for p in (root / top).rglob(".*") if _OUR_TEMP.match(p.name)]
+        assert left == [], left
+
+
+def _bump_epochs(root: Path, variant: str) -> int:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["variants"][variant]["epochs"] += 1
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params["variants"][variant]["epochs"]
+
+
+def test_four_chains_at_once_are_recorded_and_lose_nothing_in_mlflow(project: Path) -> None:
+    out = _grid(project)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log
+    assert "dvc repro classifier prepare" in log  # the chains' upstream, through DVC
+    for chain in CHAINS:
+        assert re.search(rf"^{chain}: done in [\d.]+ s \(train", out.stdout, re.M), log
+    assert "grid: 4/4 chains done and committed" in out.stdout
+    # Four writers on one SQLite store: nothing locked out, nothing lost.
+    assert "locked" not in log and "MLflow logging" not in log
+    runs = _train_runs(project)
+    assert set(runs) == CHAINS and all(len(r) == 1 for r in runs.values())
+    for (run,) in runs.values():
+        _check_complete_run(project, run, epochs=1)
+    # DVC finds the chains up to date; repro is left with the stages after them.
+    assert _stale(project) == AFTER_CHAINS
+    # (--dry stops at the report, whose toy/ input a dry run does not create: the stages
+    # before it are what this checks)
+    dry = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--dry"],
+        cwd=project, capture_output=True, text=True, env=_env(project),
+    ).stdout  # fmt: skip
+    assert set(re.findall(r"Running stage '([^']+)'", dry)) <= AFTER_CHAINS
+    skipped = set(re.findall(r"Stage '([^']+)' didn't change, skipping", dry))
+    assert {f"{st}@{c}" for st in ("train", "sample", "evaluate") for c in CHAINS} <= skipped
+    again = _grid(project)
+    assert again.returncode == 0 and "chain is up to date" in again.stdout
+
+
+def test_a_failed_chain_stays_local_and_a_killed_client_resumes(project: Path) -> None:
+    epochs = _bump_epochs(project, "gan")  # both gan chains stale: resume at epoch 1
+    (project / "models" / "wgan" / "seed0" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert _stale(project) == AFTER_CHAINS | {
+        "train@gan-0", "train@gan-1", "train@wgan-0", "sample@wgan-0"  # its input changed
+    }  # fmt: skip
+    # kill -9 of the client as the first chain finishes, before it is recorded.
+    killed = _grid(project, PIPELINE_KILL_AT="grid-commit")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # The rerun completes every chain it can; the broken one fails alone, in one line.
+    out = _grid(project)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(r"^wgan-0: failed: CheckpointError: .*checkpoint", out.stdout, re.M), (
+        out.stdout
+    )
+    assert "1 chains failed (wgan-0); rerun to resume" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert _stale(project) == AFTER_CHAINS | {"train@wgan-0"}  # not committed
+    # Its cause removed (as its message says: delete the run folder), the same command completes.
+    shutil.rmtree(project / "models" / "wgan" / "seed0")
+    done = _grid(project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _stale(project) == AFTER_CHAINS
+    runs = _train_runs(project)
+    for seed in SEEDS:  # the killed chains continued their own runs: none lost or doubled
+        (run,) = runs[f"gan-{seed}"]
+        _check_complete_run(project, run, epochs=epochs)
+    _no_leftovers(project)
+
+
+def test_params_edited_during_the_grid_are_not_committed(project: Path, tmp_path: Path) -> None:
+    """A chain whose params.yaml changed while it ran is refused, not recorded."""
+    _bump_epochs(project, "wgan")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "grid"], cwd=project, text=True,
+        stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT,
+        env=_env(project, PIPELINE_KILL_AT="grid-commit", PIPELINE_KILL_SIGNAL="STOP"),
+    )  # fmt: skip
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.time() + 300
+    while stat.read_text().split(") ")[1][0] != "T":  # stopped at the kill point
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    params = project / "params.yaml"
+    params.write_text(params.read_text() + "# edited while the grid ran\n")
+    while proc.poll() is None:  # the kill point stops it again at the next chain: go on
+        if stat.read_text().split(") ")[1][0] == "T":
+            os.kill(proc.pid, signal.SIGCONT)
+        assert time.time() < deadline
+        time.sleep(0.5)
+    log = (tmp_path / "log").read_text()
+    assert proc.returncode == 1, log
+    assert "params.yaml changed while the grid ran" in log
+    assert {"train@wgan-0", "train@wgan-1"} & _stale(project)
+
+
+def test_a_dask_scheduler_and_two_workers_by_address_survive_a_killed_worker(
+    project: Path, tmp_path: Path
+) -> None:
+    """`dask scheduler` and two `dask worker`s on 127.0.0.1; one worker is killed (SIGKILL at
+    its checkpoint write) mid-chain: Dask runs that chain again on the other worker, where
+    training resumes, and the grid completes."""
+    from distributed import Client
+
+    epochs = _bump_epochs(project, "wgan")
+    sched_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).parent / "dask")
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1",
+             "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+            env=_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not sched_file.is_file():
+            assert time.time() < deadline, "the scheduler did not start"
+            time.sleep(0.5)
+        common = ["--scheduler-file", str(sched_file), "--nthreads", "1", "--host", "127.0.0.1",
+                  "--no-dashboard"]  # fmt: skip
+        procs.append(subprocess.Popen([dask, "worker", *common], env=_env(project)))
+        victim = subprocess.Popen(
+            [dask, "worker", *common, "--no-nanny"],  # no nanny: it stays dead
+            env=_env(project, PIPELINE_KILL_AT="replace:checkpoint.pt"),
+        )
+        procs.append(victim)
+        with Client(scheduler_file=str(sched_file), timeout="60s") as c:
+            c.wait_for_workers(2, timeout=120)
+            address = c.scheduler.address
+        out = _grid(project, "--scheduler", address)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert victim.poll() == -signal.SIGKILL  # it did die mid-chain
+        assert f"on {address} (2 workers now)" in out.stdout
+        assert _stale(project) == AFTER_CHAINS
+        runs = _train_runs(project)
+        assert len(runs["wgan-1"]) == 1  # wgan-0's first run went with its deleted folder
+        for seed in SEEDS:
+            current = (project / "models" / "wgan" / f"seed{seed}" / "run_id.txt").read_text()
+            (run,) = [r for r in runs[f"wgan-{seed}"] if r.info.run_id == current.strip()]
+            _check_complete_run(project, run, epochs=epochs)
+        _no_leftovers(project)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_gpu_workers_are_pinned_per_device_and_cpu_workers_see_none(tmp_path: Path) -> None:
+    from pipeline.config import load_params
+    from pipeline.grid.cluster import worker_specs
+    from tests.conftest import write_params
+
+    p = load_params(write_params(tmp_path, {"grid": {"per_device": 2}}))
+    gpu = worker_specs(p, [0, 1], cores=16)
+    assert {k: v["CUDA_VISIBLE_DEVICES"] for k, v in gpu.items()} == {
+        "gpu0-0": "0", "gpu0-1": "0", "gpu1-0": "1", "gpu1-1": "1"
+    }  # fmt: skip
+    cpu = worker_specs(p, [], cores=3)
+    assert len(cpu) == 3 and all(v["OMP_NUM_THREADS"] == "1" for v in cpu.values())
+    p = load_params(write_params(tmp_path, {"grid": {"workers": 5}}))
+    assert len(worker_specs(p, [], cores=2)) == 5
