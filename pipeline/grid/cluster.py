@@ -106,7 +106,9 @@ def start(params: Params, scheduler: str | None = None) -> Engine:
                     "memory_limit": 0,
                     "env": env,
                     "host": "127.0.0.1",
-                    "silence_logs": logging.ERROR,  # the live view is the progress
+                    # the view is the progress and a failed chain its one line (Dask would log
+                    # the traceback of every failed task)
+                    "silence_logs": logging.CRITICAL,
                 },
             }
             for name, env in specs.items()

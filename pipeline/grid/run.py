@@ -108,6 +108,7 @@ def run_grid(
     result.rows = list(rows.values())
     engine = start(p, scheduler)
     result.engine = engine.description
+    console.print(f"grid: {len(rows)} chains on {engine.description}", soft_wrap=True)
     title = f"pipeline grid: {len(rows)} chains on {engine.description}"
     if engine.dashboard:
         title += f" - dashboard {engine.dashboard}"
