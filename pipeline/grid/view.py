@@ -1,5 +1,5 @@
-"""The grid's live view: one row per chain (queued / running with stage, epoch and time left /
-done / failed) and, at the end, wall time per chain and in all."""
+"""The grid's live view: one row per chain (queued / running with stage, epoch, steps/s and
+time left / done / failed) and, at the end, wall time per chain and in all."""
 
 from __future__ import annotations
 
@@ -27,13 +27,23 @@ class ChainRow:
     reason: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def epoch(self) -> int:
-        """Finished epochs, read from the curves file the trainer appends to each epoch."""
+    def _curves(self) -> tuple[int, float | None]:
+        """(finished epochs, the last epoch's steps/s), read from the curves file the trainer
+        appends a row to after each epoch."""
         try:
-            with self.curves.open() as f:
-                return max(0, sum(1 for _ in f) - 1)  # minus the header
+            lines = self.curves.read_text().splitlines()
         except OSError:
-            return 0
+            return 0, None
+        if len(lines) < 2:
+            return 0, None
+        last = dict(zip(lines[0].split(","), lines[-1].split(","), strict=False))
+        try:
+            return len(lines) - 1, float(last.get("steps_per_s", "nan"))
+        except ValueError:
+            return len(lines) - 1, None
+
+    def epoch(self) -> int:
+        return self._curves()[0]
 
     def on_stage(self, stage: str, at: float) -> None:
         self.state, self.stage = "running", stage
@@ -45,14 +55,15 @@ class ChainRow:
         """(progress, time left) of a running chain."""
         if self.stage != "train" or self.train_started is None:
             return "", ""
-        done = self.epoch()
+        done, rate_steps = self._curves()
         total = f"/{self.epochs}" if self.epochs else ""
+        speed = f", {rate_steps:,.1f} steps/s" if rate_steps == rate_steps and rate_steps else ""
         fresh = done - self.epoch_at_start
         left = ""
         if fresh > 0 and self.epochs:
             rate = (now - self.train_started) / fresh
             left = f"~{rate * max(0, self.epochs - done):.0f} s"
-        return f"epoch {done}{total}", left
+        return f"epoch {done}{total}{speed}", left
 
 
 def table(rows: list[ChainRow], title: str, started: float) -> Table:
