@@ -8,6 +8,7 @@ worker leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,6 +72,22 @@ def _grid(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
         [sys.executable, "-m", "pipeline", "grid", *args],
         cwd=root, capture_output=True, text=True, env=_env(root, **env), timeout=600,
     )  # fmt: skip
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped is dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _stale(root: Path) -> set[str]:
@@ -177,9 +194,23 @@ def test_a_failed_chain_stays_local_a_killed_client_resumes_an_edit_is_not_recor
     assert _stale(project) == AFTER_CHAINS | {
         "train@gan-0", "train@gan-1", "train@wgan-0", "sample@wgan-0"  # its input changed
     }  # fmt: skip
-    # kill -9 of the client as the first chain finishes, before it is recorded.
-    killed = _grid(project, PIPELINE_KILL_AT="grid-commit")
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # kill -9 of the client as the first chain finishes, before it is recorded: its
+    # embedded cluster's workers (one still training) go with it, none left orphaned.
+    client = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "grid"], cwd=project, env=_env(
+            project, PIPELINE_KILL_AT="grid-commit"), stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "killed.log").open("w"),
+    )  # fmt: skip
+    workers: set[int] = set()
+    while client.poll() is None:
+        workers |= _children(client.pid)
+        time.sleep(0.2)
+    assert client.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    assert len(workers) >= 4  # the four worker processes (grid.workers)
+    deadline = time.time() + 60
+    while alive := {w for w in workers if _alive(w)}:
+        assert time.time() < deadline, f"workers left running: {alive}"
+        time.sleep(0.5)
     # The rerun completes every chain it can; the broken one fails alone, in one line.
     out = _grid(project)
     assert out.returncode == 1, out.stdout + out.stderr
