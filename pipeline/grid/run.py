@@ -47,6 +47,13 @@ def _prepare_tracking(p: Params, variants: set[str]) -> None:
         tracking.variant_parent(c, exp_id, v)
 
 
+def _epochs(p: Params, variant: str) -> int:
+    """The variant's training epochs: its params block over its published default."""
+    from pipeline.variants import registry
+
+    return registry.get(variant).resolve(p.variants[variant]).epochs
+
+
 def _finish(row: ChainRow, fut, root: Path, fp: dvcplan.Fingerprint, chain) -> None:
     """Record a finished future: commit its chain, or say why not."""
     try:
@@ -100,9 +107,7 @@ def run_grid(
     _prepare_tracking(p, {c.variant for c in work.chains})
     fingerprint = dvcplan.Fingerprint(params_file, work.deps)
     rows = {
-        c.name: ChainRow(
-            c.name, c.stages, p.variants[c.variant].epochs, curves_path(p, c.variant, c.seed)
-        )
+        c.name: ChainRow(c.name, c.stages, _epochs(p, c.variant), curves_path(p, c.variant, c.seed))
         for c in work.chains
     }
     result.rows = list(rows.values())
