@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test smoke results lint bench mlflow-ui clean-venv
+.PHONY: repro grid test smoke results lint bench mlflow-ui clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 repro: $(BIN)/.installed
+	dvc repro
+
+# the (variant, seed) chains at once on Dask (one worker per core / grid.per_device per GPU),
+# recorded in dvc.lock; then dvc repro runs what is left (floor, noise, toy, report)
+grid: $(BIN)/.installed
+	pipeline grid
 	dvc repro
 
 test: $(BIN)/.installed

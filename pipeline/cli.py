@@ -312,6 +312,39 @@ def toy(
 
 
 @command
+def grid(
+    params: ParamsOpt = Path("params.yaml"),
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a running Dask scheduler (tcp://host:8786; default grid.scheduler); "
+            "without one, an embedded cluster on this machine.",
+        ),
+    ] = None,
+) -> None:
+    """Run every (variant, seed) chain DVC reports out of date (train -> sample -> evaluate,
+    one worker process per chain, many at once on Dask) and record each finished chain in
+    dvc.lock, so that `dvc repro` then runs only floor, noise, toy and report."""
+    from pipeline.grid.run import run_grid
+
+    out = run_grid(params, scheduler=scheduler)
+    for row in out.rows:
+        if row.state != "done":
+            _echo(f"{row.name}: failed: {row.reason}")
+            continue
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in row.seconds.items())
+        _echo(f"{row.name}: done in {row.wall_s:.1f} s ({stages})")
+    if out.rows:
+        n = len(out.rows)
+        _echo(f"grid: {n - len(out.failed)}/{n} chains done and committed in {out.wall_s:.1f} s")
+    if out.failed:
+        names = ", ".join(r.name for r in out.failed)
+        typer.echo(f"Error: {len(out.failed)} chains failed ({names}); rerun to resume", err=True)
+        raise typer.Exit(1)
+
+
+@command
 def tune(
     variant: VariantArg,
     params: ParamsOpt = Path("params.yaml"),

@@ -380,6 +380,25 @@ class ToyConfig(Strict):
     out_dir: Path = Path("toy")
 
 
+class GridConfig(Strict):
+    """``pipeline grid``: the (variant, seed) chains at once on Dask distributed."""
+
+    workers: Int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU: single-threaded worker processes of the embedded cluster (null: one "
+        "per core).",
+    )
+    per_device: Int = Field(
+        default=1, ge=1, description="CUDA: chains at once per GPU (one worker process each)."
+    )
+    scheduler: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://host:8786); null: an embedded "
+        "LocalCluster.",
+    )
+
+
 class Params(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -391,6 +410,7 @@ class Params(Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     toy: ToyConfig = Field(default_factory=ToyConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
 
     # Directory of the params file; every relative path resolves against it.
     root: Path = Field(default=Path("."), exclude=True)

@@ -261,8 +261,8 @@ def representative_variants() -> list[str]:
 # session classifier at once while test_dvc (which trains its own) runs: test_classifier,
 # test_quality and the report tests then find it built instead of waiting on its lock.
 LONG_FILES = (
-    "test_dvc.py", "test_evaluate.py", "test_gpu_check.py", "test_tune.py", "test_crash.py",
-    "test_classifier.py", "test_train.py", "test_protocol.py",
+    "test_dvc.py", "test_evaluate.py", "test_grid.py", "test_gpu_check.py", "test_tune.py",
+    "test_crash.py", "test_classifier.py", "test_train.py", "test_protocol.py",
 )  # fmt: skip
 
 

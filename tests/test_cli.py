@@ -20,6 +20,7 @@ COMMANDS = [
     "noise",
     "report",
     "toy",
+    "grid",
     "tune",
 ]
 
