@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python >= 3.11:
-#   make repro   -> the full comparison (dvc repro)
+#   make repro   -> the full comparison (pipeline grid, then dvc repro)
 #   make test    -> the test suite
 # Both create .venv on first use. MNIST comes from $PIPELINE_MNIST_MIRROR when set.
 
@@ -16,14 +16,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The (variant, seed) chains at once on Dask (one worker per core, or grid.per_device per GPU),
+# each recorded in dvc.lock; then dvc repro runs what is left (floor, noise, toy, report).
+# `dvc repro` alone gives the same result, one stage at a time.
 repro: $(BIN)/.installed
-	dvc repro
-
-# the (variant, seed) chains at once on Dask (one worker per core / grid.per_device per GPU),
-# recorded in dvc.lock; then dvc repro runs what is left (floor, noise, toy, report)
-grid: $(BIN)/.installed
 	pipeline grid
 	dvc repro
+
+grid: repro
 
 test: $(BIN)/.installed
 	pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15

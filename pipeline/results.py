@@ -1,6 +1,6 @@
 """The committed results snapshot (`make results`): numbers and digits without training.
 
-``write_snapshot`` reads a finished chain (the copy `scripts/results.sh` ran `dvc repro` in)
+``write_snapshot`` reads a finished chain (the copy `scripts/results.sh` ran `pipeline grid` and `dvc repro` in)
 and writes ``reports/results/``: ``README.md`` (the score table, one sample grid per model,
 the machine, the wall time, the commit and the command), ``results.json`` (the same, for
 scripts) and ``grids/<variant>.png``. It is the one generated output the repository keeps, so
@@ -164,7 +164,7 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"- machine: {mach['cpu']}, {mach['cpu_cores']} cores{gpu}; {mach['os']}, "
         f"Python {mach['python']}, torch {mach['torch']}",
-        f"- wall time of the whole chain (`dvc repro`): {wall_txt}",
+        f"- wall time of the whole chain (`pipeline grid` + `dvc repro`): {wall_txt}",
         f"- protocol: {', '.join(map(str, sorted(n_gen, key=str)))} generated images per model "
         f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, "
         f"one training seed ({data.get('seed', 0)}, the first of train.seeds); "

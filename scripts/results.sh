@@ -31,12 +31,13 @@ export PYTHONPATH="$dest${PYTHONPATH:+:$PYTHONPATH}"
 start=$(date +%s)
 # Every attempt's time counts, an interrupted one too (not after a kill -9).
 trap 'echo "$(( $(date +%s) - start ))" >> "$dest/.results-wall"' EXIT
-dvc repro
+pipeline grid   # the (variant, seed) chains at once, recorded in dvc.lock
+dvc repro       # what is left: floor, noise, toy, report
 trap - EXIT
 echo "$(( $(date +%s) - start ))" >> .results-wall
 wall=$(awk '{s += $1} END {print s}' .results-wall)
 attempts=$(wc -l < .results-wall)
-echo "results: dvc repro took ${wall} s in all (${attempts} attempt(s))"
+echo "results: pipeline grid + dvc repro took ${wall} s in all (${attempts} attempt(s))"
 python -m pipeline.cli results --params params.yaml --out "$repo/reports/results" \
   --command "make results" --commit "$commit" --profile "$profile" \
   --wall-time "$wall" --attempts "$attempts"
