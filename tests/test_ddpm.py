@@ -27,6 +27,7 @@ from pipeline.variants.ddpm import (
     sampling_timesteps,
 )
 from tests.conftest import write_params
+from tests.hostile import StopAt
 from tests.test_baselines import _trained
 
 
@@ -123,23 +124,6 @@ def test_the_ema_is_the_lerp_of_its_old_weights_and_the_trained_ones(
     assert math.isfinite(trainer.ctx.read()["loss"])
 
 
-class _KillAtEpoch:
-    """A callback that stops the run at the end of ``epoch``, before its checkpoint (as a
-    kill would): the folder keeps the previous epoch's checkpoint."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_start(self, *args: object) -> None: ...
-    def on_end(self, *args: object) -> None: ...
-    def on_failure(self, *args: object) -> None: ...
-    def on_already_complete(self, *args: object) -> None: ...
-
-    def on_epoch_end(self, event: object) -> None:
-        if event.epoch == self.epoch:  # type: ignore[attr-defined]
-            raise KeyboardInterrupt
-
-
 def test_a_resumed_run_continues_the_ema_warm_up_exactly(
     tmp_path: Path, prepared_dir: Path
 ) -> None:
@@ -158,7 +142,7 @@ def test_a_resumed_run_continues_the_ema_warm_up_exactly(
 
     straight = trainer(tmp_path / "a", []).run()
     with pytest.raises(KeyboardInterrupt):
-        trainer(tmp_path / "b", [_KillAtEpoch(2)]).run()
+        trainer(tmp_path / "b", [StopAt(2)]).run()
     assert ckpt.load(tmp_path / "b" / "run" / "checkpoint.pt")["epoch"] == 1
     resumed = trainer(tmp_path / "b", []).run()
     a, b = ckpt.load(straight.checkpoint), ckpt.load(resumed.checkpoint)

@@ -32,24 +32,15 @@ from pipeline.evaluate.scoring import real_reference
 from pipeline.evaluate.weights import Weights
 from pipeline.io import file_hash
 from tests.conftest import TINY, deep_update, write_params
+from tests.hostile import TouchOnLoad
 from tests.test_classifier import train_once
-
-
-class _TouchOnLoad:
-    """Unpickling this runs ``Path(target).touch()``: what a crafted cache file can do."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (Path.touch, (str(self.target),))
 
 
 def craft(path: Path, marker: Path) -> None:
     """Overwrite ``path`` with a torch file whose unpickling creates ``marker``: shaped like
     what torch-fidelity caches (a tensor, a dict of statistics)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"mu": torch.zeros(2), "sigma": _TouchOnLoad(marker)}, path)
+    torch.save({"mu": torch.zeros(2), "sigma": TouchOnLoad(marker)}, path)
 
 
 @pytest.fixture(scope="session")

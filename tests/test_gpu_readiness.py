@@ -16,7 +16,8 @@ from pipeline.training import Trainer, run_spec
 from pipeline.training.optim import OPTIMIZERS
 from pipeline.variants import registry
 from tests.conftest import REPO
-from tests.test_protocol import StopAt, _assert_same_run, _params
+from tests.hostile import StopAt
+from tests.test_protocol import _assert_same_run, _params
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import train_speed  # noqa: E402

@@ -19,9 +19,10 @@ from pipeline.algorithms.base import Figure
 from pipeline.config import load_params
 from pipeline.nets import MLPGenerator, NetSpec
 from pipeline.sample import generate, load_nets
-from pipeline.training import EpochEnd, Trainer, run_spec, train_variant
+from pipeline.training import Trainer, run_spec, train_variant
 from pipeline.variants import Options, Variant, registry
 from tests.conftest import representative_variants, training_signature, write_params
+from tests.hostile import StopAt
 
 VARIANTS = registry.names()
 # the expensive registry-wide tests: one variant per way of training (conftest)
@@ -91,23 +92,6 @@ def _params(root: Path, prepared_dir: Path, **train: object):  # type: ignore[no
     over = {"data": {"dir": str(prepared_dir)},
             "train": {"subset": 64 * 4, "device": "cpu", "log_every": 3, **train}}  # fmt: skip
     return load_params(write_params(root, over))
-
-
-class StopAt:
-    """A callback that interrupts training at the end of one epoch (before its checkpoint:
-    the trainer calls observers first), as a kill at that point would."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_start(self, *args: object) -> None: ...
-    def on_end(self, *args: object) -> None: ...
-    def on_failure(self, *args: object) -> None: ...
-    def on_already_complete(self, *args: object) -> None: ...
-
-    def on_epoch_end(self, event: EpochEnd) -> None:
-        if event.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _interrupted_and_resumed(name: str, root: Path, prepared_dir: Path, epochs: int = 3):  # type: ignore[no-untyped-def]

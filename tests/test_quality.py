@@ -16,8 +16,8 @@ from pipeline.training import Trainer, run_spec, train_variant
 from pipeline.training.quality import COLUMNS, QualityCurve
 from pipeline.variants import registry
 from tests.conftest import write_params
+from tests.hostile import StopAt
 from tests.test_classifier import train_once
-from tests.test_protocol import StopAt
 
 
 @pytest.fixture

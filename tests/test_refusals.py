@@ -16,16 +16,7 @@ from pipeline.cli import app
 from pipeline.config import load_params
 from pipeline.data import DataError, load_split
 from tests.conftest import TINY, deep_update, write_params
-
-
-class _TouchOnLoad:
-    """Unpickling this runs ``Path(target).touch()``: what a crafted file could do."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (Path.touch, (str(self.target),))
+from tests.hostile import TouchOnLoad
 
 
 def _one_line(output: str) -> str:
@@ -53,7 +44,7 @@ def test_a_bad_prepared_file_names_itself_and_the_fix(
         train_pt.write_bytes(train_pt.read_bytes()[:1000])
     elif kind == "crafted":
         with train_pt.open("wb") as f:
-            pickle.dump({"images": _TouchOnLoad(touched)}, f)
+            pickle.dump({"images": TouchOnLoad(touched)}, f)
     else:
         torch.save({"images": torch.zeros(3, 28, 28), "labels": torch.zeros(3)}, train_pt)
     params = load_params(own_data)

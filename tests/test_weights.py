@@ -18,24 +18,15 @@ from pipeline.errors import PipelineError
 from pipeline.evaluate import weights as ew
 from pipeline.io import file_hash
 from tests.conftest import TINY, deep_update, write_params
+from tests.hostile import TouchOnLoad
 
 DEAD = "http://127.0.0.1:9/"  # refuses at once, online or not
-
-
-class _TouchOnLoad:
-    """Unpickling this runs ``Path(target).touch()``: what a crafted weights file can do."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (Path.touch, (str(self.target),))
 
 
 def crafted(path: Path, marker: Path) -> Path:
     """A torch file that looks like a state dict and runs code when fully unpickled."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"fc.weight": torch.zeros(2), "x": _TouchOnLoad(marker)}, path)
+    torch.save({"fc.weight": torch.zeros(2), "x": TouchOnLoad(marker)}, path)
     return path
 
 

@@ -1,0 +1,36 @@
+"""What the tests plant and how they interrupt: shared by the files that try hostile inputs
+and kills, so each is written once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class TouchOnLoad:
+    """Unpickling this runs ``Path(target).touch()``: what a crafted pickle (weights, a cache,
+    samples) can do. A test plants it and checks that ``target`` never appears."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.target),))
+
+
+class StopAt:
+    """A trainer callback that interrupts training at the end of one epoch (before its
+    checkpoint: the trainer calls observers first), as a kill at that point would; the run
+    folder keeps the previous epoch's checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_start(self, *args: object) -> None: ...
+    def on_end(self, *args: object) -> None: ...
+    def on_failure(self, *args: object) -> None: ...
+    def on_already_complete(self, *args: object) -> None: ...
+
+    def on_epoch_end(self, event: Any) -> None:
+        if event.epoch == self.epoch:
+            raise KeyboardInterrupt
