@@ -31,6 +31,7 @@ from pipeline.evaluate.fidelity import (
 from pipeline.evaluate.scoring import real_reference
 from pipeline.evaluate.weights import Weights
 from pipeline.io import file_hash
+from pipeline.tune.holdout import cache_dir as holdout_cache
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 from tests.test_classifier import train_once
@@ -143,7 +144,7 @@ def _stage(kind: str, root: Path, params: Params, path: Path) -> tuple[list[str]
     study = f"s{len(list(root.glob('*.db')))}"
     return (
         ["tune", "gan", "--trials", "1", "--epochs", "1", "--study", study, "--params", p],
-        layout.tuning_cache(params),
+        holdout_cache(params),  # the held-out training slice's features (tune.holdout)
         lambda: None,
     )
 
