@@ -119,7 +119,13 @@ def ensure_sqlite_store(db: Path, artifact_uri: str) -> None:
         return
     head = _head()
     if not db.is_file() or _inspect(db)[0] != head:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # e.g. a path under a file: the store cannot be made there
+            raise StoreError(
+                f"{db}: cannot create the MLflow store's folder ({err.strerror}); set "
+                "tracking.uri to a writable sqlite:/// path or a tracking server"
+            ) from None
         with waiting_lock(db.parent / f".{db.name}.lock"):
             # Builders hold this lock: any temp file of ours left now is a killed builder's.
             remove_stale_temps(db.parent, db.name)
