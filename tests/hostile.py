@@ -34,3 +34,14 @@ class StopAt:
     def on_epoch_end(self, event: Any) -> None:
         if event.epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+def refuse_capture(monkeypatch: Any) -> None:
+    """Make every CUDA graph capture fail as an op that cannot be recorded does (the trainer
+    builds its graphs through ``loop.StepGraphs``), with a two-line CUDA message."""
+    import pipeline.training.loop as loop
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(loop, "StepGraphs", refuse)

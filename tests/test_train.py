@@ -37,6 +37,7 @@ from pipeline.training import (
 )
 from pipeline.variants import Variant, registry
 from tests.conftest import REPO, deep_update, representative_variants, write_params
+from tests.hostile import refuse_capture
 
 VARIANTS = registry.names()
 # the expensive registry-wide tests: one variant per way of training (conftest)
@@ -445,12 +446,7 @@ def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
 ) -> None:
     """A capture that raises (an op CUDA graphs cannot record, say) may leave CUDA state
     that eager steps cannot trust: stop with the way out, before any step ran."""
-    import pipeline.training.loop as loop
-
-    def refuse(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
-
-    monkeypatch.setattr(loop, "StepGraphs", refuse)
+    refuse_capture(monkeypatch)
     params = load_params(tiny_params_path)
     params = params.with_section("train", cuda_graphs=True)
     out = tiny_params_path.parent / "models" / "gan" / "seed0"

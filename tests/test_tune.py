@@ -39,6 +39,7 @@ from pipeline.nets import MLPDiscriminator, MLPGenerator
 from pipeline.tracking import resolve_uri
 from pipeline.variants import Variant, registry
 from tests.conftest import REPO, TINY, deep_update, run_dvc, write_params
+from tests.hostile import refuse_capture
 
 # What each shipped variant exposes to tuning (a variant added later is checked by its fields).
 EXPECTED_SPACE = {
@@ -790,12 +791,7 @@ def test_a_failed_graph_capture_stops_the_study_after_that_trial(
 ) -> None:
     """A failed CUDA graph capture leaves the process's CUDA state unsafe: the study does not
     go on to the next trial (as it does after another error) but stops with the way out."""
-    import pipeline.training.loop as loop
-
-    def refuse(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("operation not permitted when stream is capturing")
-
-    monkeypatch.setattr(loop, "StepGraphs", refuse)
+    refuse_capture(monkeypatch)
     path = make_params(tmp_path, {"epochs": 1})
     params = load_params(path).with_section("train", cuda_graphs=True)
     with pytest.raises(PipelineError) as info:
