@@ -114,6 +114,21 @@ def once_per_run(
     return folder, json.loads(done.read_text())
 
 
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache (returned: its TORCH_HOME) and Inception/VGG16 download URLs
+    that refuse at once, online or not."""
+    from pipeline.evaluate import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    dead = "http://127.0.0.1:9/"
+    monkeypatch.setattr(
+        weights, "URL_INCEPTION_V3", dead + "weights-inception-2015-12-05-6726825d.pth"
+    )
+    monkeypatch.setattr(weights, "VGG16_URL", dead + "vgg16-397923af.pth")
+    return tmp_path / "torch-home"
+
+
 CACHE_ENV = "PIPELINE_TEST_CACHE"
 
 

@@ -438,18 +438,6 @@ def test_inception_section_with_local_weights(
     assert any(name.startswith("mnist-test-n20-vgg16-") for name in cached)
 
 
-@pytest.fixture
-def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache and download URLs that refuse at once, online or not."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    dead = "http://127.0.0.1:9/"
-    monkeypatch.setattr(
-        weights, "URL_INCEPTION_V3", dead + "weights-inception-2015-12-05-6726825d.pth"
-    )
-    monkeypatch.setattr(weights, "VGG16_URL", dead + "vgg16-397923af.pth")
-    return tmp_path / "torch-home"
-
-
 def test_missing_inception_weights_fail_fast_in_one_line(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path, offline_hub: Path
 ) -> None:

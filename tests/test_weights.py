@@ -31,12 +31,9 @@ def crafted(path: Path, marker: Path) -> Path:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache, and download URLs that fail at once."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setattr(ew, "URL_INCEPTION_V3", DEAD + "weights-inception-2015-12-05-6726825d.pth")
-    monkeypatch.setattr(ew, "VGG16_URL", DEAD + "vgg16-397923af.pth")
-    return tmp_path / "torch-home" / "hub" / "checkpoints"
+def hub(offline_hub: Path) -> Path:
+    """The empty hub's checkpoint folder (conftest.offline_hub: download URLs that fail)."""
+    return offline_hub / "hub" / "checkpoints"
 
 
 def params_with(root: Path, prepared_dir: Path, **evaluate: object) -> tuple[Params, Path]:
