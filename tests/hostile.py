@@ -3,6 +3,7 @@ and kills, so each is written once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,33 @@ def refuse_capture(monkeypatch: Any) -> None:
         raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
 
     monkeypatch.setattr(loop, "StepGraphs", refuse)
+
+
+def whole_and_resumed(
+    params: Any,
+    spec: Any,
+    root: Path,
+    device: Any,
+    stop_at: int = 2,
+    after_whole: Callable[[], None] | None = None,
+) -> tuple[Any, Any]:
+    """The same run twice: uninterrupted in ``root/whole``, and in ``root/cut`` stopped at the
+    end of epoch ``stop_at`` (before its checkpoint, as a kill there) and resumed from the
+    checkpoint before it. Returns the two finished Trainers; ``after_whole`` runs between them
+    (e.g. to read the global RNG the uninterrupted run left)."""
+    import pytest
+
+    from pipeline import checkpoint as ckpt
+    from pipeline.training import Trainer
+
+    whole = Trainer(params, spec, root / "whole", device, progress=False)
+    whole.run()
+    if after_whole is not None:
+        after_whole()
+    cut = Trainer(params, spec, root / "cut", device, [StopAt(stop_at)], progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    assert ckpt.load(cut.checkpoint_path)["epoch"] == stop_at - 1
+    resumed = Trainer(params, spec, root / "cut", device, progress=False)
+    resumed.run()
+    return whole, resumed

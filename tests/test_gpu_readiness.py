@@ -16,7 +16,7 @@ from pipeline.training import Trainer, run_spec
 from pipeline.training.optim import OPTIMIZERS
 from pipeline.variants import registry
 from tests.conftest import REPO
-from tests.hostile import StopAt
+from tests.hostile import whole_and_resumed
 from tests.test_protocol import _assert_same_run, _params
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -178,15 +178,8 @@ def test_cuda_deterministic_runs_resume_to_the_same_bits(
     nondeterministic conv kernels otherwise differ run to run): stopped after epoch 2 and
     resumed from epoch 1's checkpoint, the run ends with the uninterrupted run's bits."""
     params = _params(tmp_path, prepared_dir, device="cuda", deterministic=True)
-    spec, dev = run_spec(params, name, epochs=3), torch.device("cuda")
-    whole = Trainer(params, spec, tmp_path / "whole", dev, progress=False)
-    whole.run()
-    cut = Trainer(params, spec, tmp_path / "cut", dev, [StopAt(2)], progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
-    resumed = Trainer(params, spec, tmp_path / "cut", dev, progress=False)
-    resumed.run()
-    _assert_same_run(whole, resumed)
+    spec = run_spec(params, name, epochs=3)
+    _assert_same_run(*whole_and_resumed(params, spec, tmp_path, torch.device("cuda")))
 
 
 def test_cublas_workspace_is_set_at_process_start(

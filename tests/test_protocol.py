@@ -22,7 +22,7 @@ from pipeline.sample import generate, load_nets
 from pipeline.training import Trainer, run_spec, train_variant
 from pipeline.variants import Options, Variant, registry
 from tests.conftest import representative_variants, training_signature, write_params
-from tests.hostile import StopAt
+from tests.hostile import whole_and_resumed
 
 VARIANTS = registry.names()
 # the expensive registry-wide tests: one variant per way of training (conftest)
@@ -97,16 +97,7 @@ def _params(root: Path, prepared_dir: Path, **train: object):  # type: ignore[no
 def _interrupted_and_resumed(name: str, root: Path, prepared_dir: Path, epochs: int = 3):  # type: ignore[no-untyped-def]
     params = _params(root, prepared_dir)
     spec = run_spec(params, name, epochs=epochs)
-    dev = torch.device("cpu")
-    whole = Trainer(params, spec, root / "whole", dev, progress=False)
-    whole.run()
-    cut = Trainer(params, spec, root / "cut", dev, [StopAt(2)], progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
-    assert ckpt.load(cut.checkpoint_path)["epoch"] == 1
-    resumed = Trainer(params, spec, root / "cut", dev, progress=False)
-    resumed.run()
-    return whole, resumed
+    return whole_and_resumed(params, spec, root, torch.device("cpu"))
 
 
 def _assert_same_run(a: Trainer, b: Trainer) -> None:

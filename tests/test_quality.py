@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import checkpoint as ckpt
 from pipeline.config import Params, load_params
 from pipeline.training import Trainer, run_spec, train_variant
 from pipeline.training.quality import COLUMNS, QualityCurve
 from pipeline.variants import registry
 from tests.conftest import write_params
-from tests.hostile import StopAt
+from tests.hostile import whole_and_resumed
 from tests.test_classifier import train_once
 
 
@@ -76,16 +75,12 @@ def test_scoring_leaves_the_weights_and_exact_resume_alone(
     params = _params(tmp_path, prepared_dir, classifier_dir)
     spec = run_spec(params, "gan", epochs=3)
     dev = torch.device("cpu")
-    whole = Trainer(params, spec, tmp_path / "whole", dev, progress=False)
-    whole.run()
-    whole_rng = torch.get_rng_state()
+    rng: list[torch.Tensor] = []
     # Killed at the end of epoch 2 (after its score, before its checkpoint), then resumed.
-    cut = Trainer(params, spec, tmp_path / "cut", dev, [StopAt(2)], progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        cut.run()
-    assert ckpt.load(cut.checkpoint_path)["epoch"] == 1
-    resumed = Trainer(params, spec, tmp_path / "cut", dev, progress=False)
-    resumed.run()
+    whole, resumed = whole_and_resumed(
+        params, spec, tmp_path, dev, after_whole=lambda: rng.append(torch.get_rng_state())
+    )
+    whole_rng = rng[0]
     # The global RNG too ends where the uninterrupted run's did (the resumed run loads the
     # classifier after restoring it: that load must not draw from it).
     assert torch.equal(torch.get_rng_state(), whole_rng)
