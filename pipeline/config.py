@@ -599,11 +599,21 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, anything else in ``over`` replaces."""
+    """Deep merge: mappings merge key by key, anything else in ``over`` replaces. One removal:
+    a model set to null under the top-level ``variants:`` of ``over`` is dropped (a profile
+    that leaves a model out, e.g. ddpm in profiles/lucic.yaml)."""
+    out = _merge(base, over)
+    dropped = [k for k, v in (over.get("variants") or {}).items() if v is None]
+    if dropped and isinstance(out.get("variants"), dict):
+        out["variants"] = {k: v for k, v in out["variants"].items() if k not in dropped}
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_overrides(out[key], value)
+            out[key] = _merge(out[key], value)
         else:
             out[key] = value
     return out
