@@ -448,6 +448,10 @@ def results(
     profile: Annotated[str, typer.Option(help="The profile merged into params.yaml.")] = "",
     wall_time: Annotated[float | None, typer.Option(help="Seconds the chain took, in all.")] = None,
     attempts: Annotated[int, typer.Option(help="How many runs it took (resumes).")] = 1,
+    left_out: Annotated[
+        Path | None,
+        typer.Option(help="Step rates of the models the profile left out (step_rate.py)."),
+    ] = None,
 ) -> None:
     """Write the results snapshot (reports/results/: README, results.json, one grid per
     model) from a finished chain; `make results` runs the chain and then this."""
@@ -455,7 +459,7 @@ def results(
 
     dest = write_snapshot(
         _load(params), out, command=run_command, commit=commit, profile=profile,
-        wall_time_s=wall_time, attempts=attempts,
+        wall_time_s=wall_time, attempts=attempts, left_out=left_out,
     )  # fmt: skip
     _echo(f"results snapshot -> {dest}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from pipeline.config import Params
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
 
-MAX_BYTES = 2_000_000
+MAX_BYTES = 2_000_000  # the whole snapshot, its seeds/ pass included
+SUBSNAPSHOT = "seeds"  # the second pass's snapshot (several seeds) inside the first's folder
 GRIDS_PER_ROW = 3
 # (column title, key in the classifier section, format); lower/higher-is-better in the title.
 
@@ -130,21 +132,29 @@ def _table(data: dict[str, Any]) -> list[str]:
     cols = _columns([r["metrics"] for r in rows] + [floor])
     several = len({e for e, _, _ in cols}) > 1
     head = ["model", "epochs", *(_title(e, show, several) for e, _, show in cols)]
-    head += ["train time", "device"]
+    head += ["G updates", "train time", "device"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["train"]
         cells = [r["variant"], str(t.get("epochs", "—"))]
         cells += [_cell(r["metrics"], e, f, show) for e, f, show in cols]
+        g = t.get("g_iters")
+        cells += [f"{g:,}" if isinstance(g, int) else "—"]
         cells += [_duration(t.get("train_time_s")), str(t.get("device", "—"))]
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["*real vs real (floor)*", "—", *(_cell(floor, e, f, s) for e, f, s in cols)]
-    lines.append("| " + " | ".join([*cells, "—", "—"]) + " |")
+    lines.append("| " + " | ".join([*cells, "—", "—", "—"]) + " |")
     return lines
 
 
-def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The snapshot's README.md."""
+def render(
+    data: dict[str, Any],
+    meta: dict[str, Any],
+    left_out: list[str] | None = None,
+    seeds: list[str] | None = None,
+) -> str:
+    """The snapshot's README.md: ``left_out`` (Markdown bullets, results_extra.left_out_lines)
+    after the table, ``seeds`` (the report's seeds section) after the samples."""
     rows = data["variants"]
     n_gen = {r["metrics"].n_generated for r in rows}
     n_real = {r["metrics"].n_real for r in rows}
@@ -167,14 +177,20 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- wall time of the whole chain (`pipeline grid` + `dvc repro`): {wall_txt}",
         f"- protocol: {', '.join(map(str, sorted(n_gen, key=str)))} generated images per model "
         f"against {', '.join(map(str, sorted(n_real, key=str)))} MNIST test images, "
-        f"one training seed ({data.get('seed', 0)}, the first of train.seeds); "
-        "FID, KID, IS, precision and recall on the MNIST-classifier's features"
+        + (
+            f"one training seed ({data.get('seed', 0)}, the first of train.seeds); "
+            if not seeds
+            else f"the table shows seed {data.get('seed', 0)}, the first of train.seeds; "
+            "every seed's are in the seeds section below; "
+        )
+        + "FID, KID, IS, precision and recall on the MNIST-classifier's features"
         + (f" (test accuracy {acc:.2%})" if acc is not None else "")
         + (", and on Inception-v3's" if any(r["metrics"].inception for r in rows) else ""),
         "- n/a: not computed for that model (label accuracy needs a conditional model)",
         "",
         *_table(data),
         "",
+        *([*left_out, ""] if left_out else []),
         "## Samples (first 100 of each model's samples, the same seed for every model)",
         "",
     ]
@@ -184,6 +200,8 @@ def render(data: dict[str, Any], meta: dict[str, Any]) -> str:
         images = [f"![{v} samples](grids/{v}.png)" for v in chunk]
         lines += ["| " + " | ".join(chunk) + " |", "|" + ":---:|" * len(chunk)]
         lines += ["| " + " | ".join(images) + " |", ""]
+    if seeds:
+        lines += seeds
     return "\n".join(lines)
 
 
@@ -196,9 +214,18 @@ def write_snapshot(
     profile: str,
     wall_time_s: float | None,
     attempts: int = 1,
+    left_out: Path | None = None,
 ) -> Path:
-    """Write the snapshot of the chain under ``params`` to ``dest`` (replaced atomically)."""
+    """Write the snapshot of the chain under ``params`` to ``dest`` (replaced atomically; a
+    snapshot in its ``seeds/`` subfolder, the second pass of `make results`, is kept).
+    ``left_out``: the step rates of the models the profile left out (results_extra)."""
+    from pipeline import results_extra
+
     data = collect(params)
+    left = results_extra.left_out_lines(results_extra.read_left_out(left_out))
+    seeds, seed_assets = (
+        results_extra.seeds_markdown(params) if len(params.train.seeds) > 1 else ([], {})
+    )
     meta = {
         "command": command,
         "commit": commit,
@@ -222,13 +249,28 @@ def write_snapshot(
             {"variant": r["variant"], "metrics": r["metrics"].to_json(), "train": r["train"]}
             for r in data["variants"]
         ],
+        "left_out": results_extra.read_left_out(left_out),
     }
+    if seeds:  # every seed's scores, for scripts (the table shows the first seed's)
+        doc["per_seed"] = {
+            r["variant"]: {
+                str(seed): _load_doc(layout.metrics_path(params, r["variant"], seed)).to_json()
+                for seed in params.train.seeds
+            }
+            for r in data["variants"]
+        }
     with atomic_dir(dest) as tmp:
         (tmp / "grids").mkdir()
         for r in data["variants"]:
             _small_png(Path(r["grid"]), tmp / "grids" / f"{r['variant']}.png")
+        for rel, blob in seed_assets.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(blob)
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-        (tmp / "README.md").write_text(render(data, meta) + "\n")
+        (tmp / "README.md").write_text(render(data, meta, left, seeds) + "\n")
+        kept = dest / SUBSNAPSHOT
+        if (kept / "results.json").is_file():
+            shutil.copytree(kept, tmp / SUBSNAPSHOT)
         total = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         if total > MAX_BYTES:
             raise PipelineError(

@@ -196,14 +196,30 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
     run_dvc(project, "repro")
     params = load_params(project / "params.yaml")
     dest = tmp_path / "results"
+    # ddpm left out, at a rate worked by hand: 20 epochs x 937 steps / 0.04 steps/s = 130 h
+    rate = {"steps_per_s": 0.04, "epochs": 20, "steps_per_epoch": 937, "steps": 3,
+            "device": "cpu", "threads": 1}  # fmt: skip
+    (tmp_path / "left.json").write_text(json.dumps({"ddpm": rate}))
     write_snapshot(params, dest, command="make results", commit="abc1234",
-                   profile="profiles/smoke.yaml", wall_time_s=754.2, attempts=2)  # fmt: skip
+                   profile="profiles/smoke.yaml", wall_time_s=754.2, attempts=2,
+                   left_out=tmp_path / "left.json")  # fmt: skip
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert files == ["README.md", "grids/gan.png", "grids/wgan.png", "results.json"]
+    assert files == ["README.md", "grids/gan.png", "grids/wgan.png", "plots/seeds.png",
+                     "results.json"]  # fmt: skip
     assert sum((dest / f).stat().st_size for f in files) < MAX_BYTES
     readme = (dest / "README.md").read_text()
     doc = json.loads((dest / "results.json").read_text())
     assert "`make results`" in readme and "`abc1234`" in readme and "754 s" in readme
+    assert "**ddpm**: not trained here. Measured 0.04 steps/s" in readme
+    assert "20 epochs × 937 steps = 18,740 steps ≈ 130 h" in readme
+    assert doc["left_out"] == {"ddpm": rate}
+    # two seeds: the report's seeds section (intervals of the mean, paired tests) follows
+    seeds_part = readme.split("## Seeds: spread, intervals and paired tests", 1)[1]
+    assert "Student's t" in seeds_part and "![" in seeds_part and "plots/seeds.png" in seeds_part
+    for v in ("gan", "wgan"):
+        for s in (0, 1):
+            on_disk = json.loads((project / "metrics" / v / f"seed{s}.json").read_text())
+            assert doc["per_seed"][v][str(s)]["classifier"]["fid"] == on_disk["classifier"]["fid"]
     assert "over 2 attempts" in readme and doc["machine"]["cpu_cores"] == os.cpu_count()
     assert doc["machine"]["cpu"] in readme
     for v in ("gan", "wgan"):
@@ -219,12 +235,14 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
         (row,) = [r for r in scores if r.startswith(f"| {v} |")]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == "2" and cells[2] == f"{metrics['classifier']['fid']:.2f}"
+        assert cells[-3] == f"{entry['train']['g_iters']:,}"  # the budget: G updates
         assert f"![{v} samples](grids/{v}.png)" in readme
     floor = json.loads((project / "metrics" / "floor.json").read_text())
     assert f"| {floor['classifier']['fid']:.2f} |" in readme.split("real vs real", 1)[1]
     assert "| n/a |" in readme  # label accuracy: no conditional model here
     head = next(r for r in readme.splitlines() if r.startswith("| model |"))
-    assert "| FID ↓ | IS ↑ |" in head and "Inception" not in readme.split("| model |")[1]
+    table = readme.split("| model |")[1].split("## Samples")[0]
+    assert "| FID ↓ | IS ↑ |" in head and "Inception" not in table
 
     # a missing input: one line naming it, and the snapshot from before stays as it was
     before = {f: (dest / f).read_bytes() for f in files}
@@ -237,6 +255,13 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
     finally:
         summary.write_bytes(kept)
     assert {f: (dest / f).read_bytes() for f in files} == before
+
+    # the second pass's snapshot in seeds/ survives the first pass's being written again
+    write_snapshot(params, dest / "seeds", command="x", commit="y", profile="z", wall_time_s=1.0)
+    second = (dest / "seeds" / "README.md").read_bytes()
+    write_snapshot(params, dest, command="x", commit="y", profile="z", wall_time_s=1.0)
+    assert (dest / "seeds" / "README.md").read_bytes() == second
+    assert "**ddpm**" not in (dest / "README.md").read_text()  # no --left-out this time
 
 
 def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(project: Path) -> None:
