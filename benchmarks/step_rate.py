@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     from train_speed import pipeline_steps_per_s
 
     from pipeline.config import load_params
+    from pipeline.data import prepare
     from pipeline.devices import resolve_device
     from pipeline.io import atomic_path
 
     params = load_params(args.params)
+    prepare(params)  # a no-op where the chain prepared MNIST already
     device = resolve_device(params.train.device)
     rows = {}
     for name in args.variants:
