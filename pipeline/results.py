@@ -22,6 +22,7 @@ from pipeline import layout, metrics
 from pipeline.config import Params
 from pipeline.errors import PipelineError, first_line
 from pipeline.io import atomic_dir
+from pipeline.units import duration
 
 MAX_BYTES = 2_000_000  # the whole snapshot, its seeds/ pass included
 SUBSNAPSHOT = "seeds"  # the second pass's snapshot (several seeds) inside the first's folder
@@ -71,12 +72,6 @@ def _small_png(src: Path, dest: Path) -> None:
 
     with Image.open(src) as im:
         im.convert("L").save(dest, format="PNG", optimize=True)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def machine() -> dict[str, Any]:
@@ -140,7 +135,7 @@ def _table(data: dict[str, Any]) -> list[str]:
         cells += [_cell(r["metrics"], e, f, show) for e, f, show in cols]
         g = t.get("g_iters")
         cells += [f"{g:,}" if isinstance(g, int) else "—"]
-        cells += [_duration(t.get("train_time_s")), str(t.get("device", "—"))]
+        cells += [(duration(t.get("train_time_s")) or "—"), str(t.get("device", "—"))]
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["*real vs real (floor)*", "—", *(_cell(floor, e, f, s) for e, f, s in cols)]
     lines.append("| " + " | ".join([*cells, "—", "—", "—"]) + " |")
