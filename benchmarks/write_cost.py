@@ -6,9 +6,11 @@ MLflow artifact uploads during the epochs (the final uploads and the model log a
 are once per run either way, so they are left out).
 
 Usage: python benchmarks/write_cost.py [VARIANT ...] [--epochs E] [--subset N]
-       [--set train.KEY=VALUE ...]
+       [--epoch-s S ...] [--set train.KEY=VALUE ...]
 Prints one Markdown table row per variant: the count and mean seconds of each writer, the
-total write time per epoch, and the training seconds per epoch beside it.
+total write time per epoch, and the training seconds per epoch beside it; then, per variant,
+the writes of a full run every epoch against the bounded plan (train.checkpoint_every_s,
+train.gif_frames as set here or in params.yaml).
 """
 
 from __future__ import annotations
@@ -95,10 +97,46 @@ def measure(variant: str, epochs: int, subset: int, sets: dict[str, Any]) -> dic
     return {
         "variant": variant,
         "epochs": epochs,
+        "subset": subset,
         "train_s_per_epoch": result.train_time_s / epochs,
         "write_s_per_epoch": writes / epochs,
         "writers": {k: (len(v), statistics.fmean(v) if v else 0.0) for k, v in times.items()},
     }
+
+
+def full_run_estimate(r: dict[str, Any], sets: dict[str, Any], epoch_s: float | None) -> str:
+    """The writes of one full-MNIST run of the variant's own epochs, from the per-write means
+    measured here: the old plan (everything every epoch) against the bounded one, whose
+    counts come from pipeline.training.writes with epochs as long as this run's scaled to
+    60,000 images (a fake clock ticking that much per epoch), or ``epoch_s`` where given (a
+    faster device's epoch, say; the write costs stay this machine's)."""
+    from pipeline.config import TrainConfig
+    from pipeline.training.writes import WritePlan
+    from pipeline.variants import registry
+
+    epochs = registry.get(r["variant"]).epochs
+    if epoch_s is None:
+        epoch_s = r["train_s_per_epoch"] * 60_000 / r["subset"]
+    cfg = TrainConfig(**{k: v for k, v in sets.items() if k in TrainConfig.model_fields})
+    now = [0.0]
+    plan = WritePlan(cfg, epochs, lambda: now[0])
+    n_ckpt = n_grid = 0
+    for e in range(1, epochs + 1):
+        now[0] += epoch_s
+        n_grid += plan.grid_due(e)
+        if plan.checkpoint_due(e):
+            n_ckpt += 1
+            plan.saved()
+    mean = {k: m for k, (_, m) in r["writers"].items()}
+    ckpt_s, grid_s = (
+        mean.get("checkpoint", 0.0),
+        mean.get("grid render", 0.0) + mean.get("grid png", 0.0) + mean.get("mlflow artifact", 0.0),
+    )
+    every = mean.get("curves csv", 0.0) + mean.get("mlflow metrics", 0.0)
+    old = epochs * (ckpt_s + grid_s + every)
+    new = n_ckpt * ckpt_s + n_grid * grid_s + epochs * every
+    return (f"| {r['variant']} | {epochs} | {epoch_s:.0f} | {old:.1f} | {n_ckpt} | {n_grid} "
+            f"| {new:.1f} |")  # fmt: skip
 
 
 def main() -> None:
@@ -106,6 +144,13 @@ def main() -> None:
     ap.add_argument("variants", nargs="*", default=["gan", "dcgan"])
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--subset", type=int, default=64 * 40)
+    ap.add_argument(
+        "--epoch-s",
+        type=float,
+        action="append",
+        default=[],
+        help="also estimate full runs at this many seconds per epoch",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE")
     args = ap.parse_args()
     sets = {}
@@ -118,14 +163,23 @@ def main() -> None:
     print("| variant | " + " | ".join(f"{n} (n x mean s)" for n in names)
           + " | writes s/epoch | train s/epoch |")  # fmt: skip
     print("|---" * (len(names) + 3) + "|")
+    results = []
     for variant in args.variants:
         r = measure(variant, args.epochs, args.subset, sets)
+        results.append(r)
         cells = []
         for n in names:
             count, mean = r["writers"].get(n, (0, 0.0))
             cells.append(f"{count} x {mean:.3f}")
         print(f"| {variant} | " + " | ".join(cells)
               + f" | {r['write_s_per_epoch']:.3f} | {r['train_s_per_epoch']:.2f} |")  # fmt: skip
+
+    print("\nfull run (60,000 images, the variant's epochs), writes in s:")
+    print("| variant | epochs | s/epoch | every epoch | checkpoints | grids | bounded |")
+    print("|---" * 7 + "|")
+    for r in results:
+        for epoch_s in [None, *args.epoch_s]:
+            print(full_run_estimate(r, sets, epoch_s))
 
 
 if __name__ == "__main__":
