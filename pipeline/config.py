@@ -101,7 +101,21 @@ class TrainConfig(Strict):
     z_dim: Int = Field(default=100, ge=1)
     subset: Int | None = Field(default=None, ge=1, description="First N training images only.")
     checkpoint_every: Int = Field(default=1, ge=1, description="Epochs between checkpoints.")
+    checkpoint_every_s: Float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between checkpoints (checked at the epochs checkpoint_every "
+        "allows; the last epoch always writes one); 0: at each of those epochs. Not part of "
+        "the run's identity: a resume retrains the epochs after the last checkpoint exactly.",
+    )
     grid_every: Int = Field(default=1, ge=1, description="Epochs between sample grids.")
+    gif_frames: Int = Field(
+        default=25,
+        ge=1,
+        description="Sample grids per run (the progression GIF's frames), spread evenly from "
+        "the first epoch to the last (every epoch of a shorter run). Not part of the run's "
+        "identity.",
+    )
     log_every: Int = Field(default=200, ge=1, description="Steps between progress updates.")
     score_every: Int = Field(
         default=5,

@@ -37,6 +37,27 @@ class StopAt:
             raise KeyboardInterrupt
 
 
+class TickingClock:
+    """A fake monotonic clock for ``Trainer(clock=...)`` that is also a callback: each epoch
+    end moves it ``seconds`` on, so ``train.checkpoint_every_s`` is tested without sleeping.
+    The trainer calls its observers before deciding on the checkpoint, so the epoch just
+    finished counts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.now = seconds, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_start(self, *args: object) -> None: ...
+    def on_end(self, *args: object) -> None: ...
+    def on_failure(self, *args: object) -> None: ...
+    def on_already_complete(self, *args: object) -> None: ...
+
+    def on_epoch_end(self, event: Any) -> None:
+        self.now += self.seconds
+
+
 def refuse_capture(monkeypatch: Any) -> None:
     """Make every CUDA graph capture fail as an op that cannot be recorded does (the trainer
     builds its graphs through ``loop.StepGraphs``), with a two-line CUDA message."""
@@ -55,24 +76,37 @@ def whole_and_resumed(
     device: Any,
     stop_at: int = 2,
     after_whole: Callable[[], None] | None = None,
+    *,
+    tick_s: float | None = None,
+    resumes_from: int | None = None,
 ) -> tuple[Any, Any]:
     """The same run twice: uninterrupted in ``root/whole``, and in ``root/cut`` stopped at the
     end of epoch ``stop_at`` (before its checkpoint, as a kill there) and resumed from the
-    checkpoint before it. Returns the two finished Trainers; ``after_whole`` runs between them
-    (e.g. to read the global RNG the uninterrupted run left)."""
+    last checkpoint before it: epoch ``resumes_from`` (default ``stop_at - 1``, a checkpoint
+    every epoch). Returns the two finished Trainers; ``after_whole`` runs between them (e.g.
+    to read the global RNG the uninterrupted run left). With ``tick_s``, each trainer runs on
+    its own :class:`TickingClock` of ``tick_s`` seconds per epoch (train.checkpoint_every_s)."""
     import pytest
 
     from pipeline import checkpoint as ckpt
     from pipeline.training import Trainer
 
-    whole = Trainer(params, spec, root / "whole", device, progress=False)
+    def trainer(folder: str, *callbacks: Any) -> Any:
+        if tick_s is None:
+            return Trainer(params, spec, root / folder, device, list(callbacks), progress=False)
+        clock = TickingClock(tick_s)
+        return Trainer(params, spec, root / folder, device, [clock, *callbacks], progress=False,
+                       clock=clock)  # fmt: skip
+
+    whole = trainer("whole")
     whole.run()
     if after_whole is not None:
         after_whole()
-    cut = Trainer(params, spec, root / "cut", device, [StopAt(stop_at)], progress=False)
+    cut = trainer("cut", StopAt(stop_at))
     with pytest.raises(KeyboardInterrupt):
         cut.run()
-    assert ckpt.load(cut.checkpoint_path)["epoch"] == stop_at - 1
-    resumed = Trainer(params, spec, root / "cut", device, progress=False)
+    expected = stop_at - 1 if resumes_from is None else resumes_from
+    assert ckpt.load(cut.checkpoint_path)["epoch"] == expected
+    resumed = trainer("cut")
     resumed.run()
     return whole, resumed

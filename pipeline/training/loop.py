@@ -33,7 +33,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +67,7 @@ from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.spec import RunSpec
+from pipeline.training.writes import WritePlan, gif_frames
 from pipeline.variants import Hyper, Variant, registry
 
 
@@ -160,11 +161,14 @@ class Trainer:
         progress: bool = True,
         quality_path: Path | None = None,
         indices: torch.Tensor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``indices``: int64 rows of the training set to train on (tuning leaves its held-out
         reference out, pipeline.tune.holdout); None: all of it. Not part of the run's
-        identity: only tuning's throw-away scratch runs pass it."""
+        identity: only tuning's throw-away scratch runs pass it. ``clock``: the seconds that
+        ``train.checkpoint_every_s`` counts (tests pass a fake one)."""
         self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
+        self.clock = clock
         self.indices = indices
         self.callbacks = list(callbacks)
         self.curves_path = curves_path
@@ -361,6 +365,8 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
         )  # fmt: skip
         start_epoch = self.epoch
+        # The checkpoint just loaded (or the fresh start) begins the checkpoint interval.
+        plan = WritePlan(self.cfg, epochs, self.clock)
         self.quality.start()
         try:
             while self.epoch < epochs:
@@ -379,7 +385,7 @@ class Trainer:
                 self.history.append(metrics)
                 if self.progress and self.epoch == start_epoch + 1:
                     self._say_eta(epochs, steps_per_epoch, elapsed)
-                grid = self._grid(grid_z, grid_y)
+                grid = self._grid(grid_z, grid_y) if plan.grid_due(self.epoch) else None
                 last = self.epoch == epochs
                 self.complete = last
                 self._write_curves()
@@ -389,8 +395,9 @@ class Trainer:
                 # on resume (logged twice, same values) instead of never logging it.
                 for cb in self.callbacks:
                     cb.on_epoch_end(event)
-                if last or self.epoch % self.cfg.checkpoint_every == 0:
+                if plan.checkpoint_due(self.epoch):
                     ckpt.save(self.checkpoint_path, self._state())
+                    plan.saved()
         finally:
             bar.close()
 
@@ -431,9 +438,7 @@ class Trainer:
             return torch.cuda.get_device_name(self.device)
         return f"{torch.get_num_threads()} CPU threads"
 
-    def _grid(self, z: torch.Tensor, labels: torch.Tensor | None) -> Path | None:
-        if self.epoch % self.cfg.grid_every and self.epoch != self.spec.hyper.epochs:
-            return None
+    def _grid(self, z: torch.Tensor, labels: torch.Tensor | None) -> Path:
         images = render_grid(self.algorithm, self.nets, z, labels)
         path = self.out_dir / "grids" / f"epoch_{self.epoch:04d}.png"
         save_grid(images, path)
@@ -547,7 +552,10 @@ class Trainer:
             self.algorithm, self.nets, net_spec(self.variant, self.spec), self.device,
             self.out_dir / FIGURES_DIR,
         )  # fmt: skip
-        grids = sorted((self.out_dir / "grids").glob("epoch_*.png"))
+        grids = gif_frames(
+            (self.out_dir / "grids").glob("epoch_*.png"), self.spec.hyper.epochs,
+            self.cfg.gif_frames,
+        )  # fmt: skip
         if grids:
             shutil.copyfile(grids[-1], self.out_dir / "grid.png")
             make_gif(grids, self.out_dir / "progress.gif")
