@@ -1,0 +1,98 @@
+"""`pipeline tune V --jobs N`: real worker processes on one journal file, kills at named points
+(pipeline.faults), and the optuna-dashboard server on that study."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline import tune
+from pipeline.config import load_params
+from pipeline.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
+from tests.conftest import REPO
+from tests.test_tune import assert_mlflow_mirrors, classifier_dir, make_params  # noqa: F401
+
+JOURNAL = "journal://optuna.journal"
+
+
+def _tune(path: Path, n: int, jobs: int, **env: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pipeline", "tune", "gan", "--params", str(path),
+           "--storage", JOURNAL, "--trials", str(n), "--jobs", str(jobs), "--device", "cpu"]  # fmt: skip
+    full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **env}
+    return subprocess.run(cmd, cwd=REPO, env=full, capture_output=True, text=True, timeout=600)
+
+
+def _study(path: Path) -> optuna.Study:
+    params = load_params(path)
+    return optuna.load_study(study_name="tune-gan", storage=tune.open_storage(params, JOURNAL))
+
+
+def _states(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials())
+
+
+def test_two_workers_finish_exactly_the_studys_trials_together(
+    tmp_path: Path, make_params
+) -> None:
+    path = make_params(tmp_path, {"epochs": 1})
+    out = _tune(path, 4, 2)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "4/4 trials finished" in out.stderr  # the progress line
+    study = _study(path)
+    trials = study.get_trials()
+    # n in total, not n per worker, and not n + workers - 1: the count and the start of a
+    # trial are one step under the claim lock, and live local trials count towards the target.
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    pids = {t.user_attrs[tune.ATTR_PID] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert [t.user_attrs.get(tune.ATTR_ROLE) for t in trials].count("defaults") == 1
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # no sampler twins
+    assert_mlflow_mirrors(load_params(path), study)
+    assert "tune-gan: 2 workers; study: 4 complete / 0 pruned / 0 failed" in out.stdout
+
+
+def test_a_dead_worker_is_local_and_a_killed_study_resumes(tmp_path: Path, make_params) -> None:
+    path = make_params(tmp_path, {"epochs": 1})
+    # Worker 0 dies in its first trial (after the trial and its MLflow run exist); worker 1
+    # fails that trial, runs it again and finishes the session alone.
+    out = _tune(path, 3, 2, **{KILL_ENV: "trial-started", ONLY_WORKER_ENV: "0"})
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert "worker 0 (pid" in last and "killed by SIGKILL" in last and "--jobs 2" in last
+    study = _study(path)
+    trials = study.get_trials()
+    assert _states(study) == {"COMPLETE": 3, "FAIL": 1}
+    (dead,) = [t for t in trials if t.state == TrialState.FAIL]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.user_attrs[tune.ATTR_PID] != dead.user_attrs[tune.ATTR_PID]
+
+    # Now every worker is killed at the start of its second trial: the whole command dies
+    # with a new session half done and two trials left RUNNING by dead processes.
+    out = _tune(path, 4, 2, **{KILL_ENV: "trial-started", AFTER_ENV: "1"})
+    assert out.returncode == 1 and "(and 1 more)" in out.stderr, out.stderr[-3000:]
+    # (5 complete; the two killed trials are RUNNING, or one was already failed and its
+    # retry killed in turn)
+    assert _states(_study(path))["COMPLETE"] == 5
+    # The same command continues: the dead trials are failed and run again, and the session
+    # ends at 3 + 4 complete trials, nothing left running or queued.
+    out = _tune(path, 4, 2)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = (tmp_path / "reports" / "tuning" / ".cache" / "workers").glob("tune-gan-*.log")
+    assert "queued again" in "".join(log.read_text() for log in logs)
+    study = _study(path)
+    assert _states(study) == {"COMPLETE": 7, "FAIL": 3}
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(10))
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert any(r.system_attrs.get("retry_history", [])[-1:] == [t.number]
+                       for r in trials), t.number  # fmt: skip
+    assert_mlflow_mirrors(load_params(path), study)
