@@ -15,8 +15,13 @@ from optuna.trial import TrialState
 from pipeline import tune
 from pipeline.config import load_params
 from pipeline.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
+from tests import test_tune as base
 from tests.conftest import REPO
-from tests.test_tune import assert_mlflow_mirrors, classifier_dir, make_params  # noqa: F401
+
+# The evaluator CNN trained once per session and the tiny params of the tuning tests.
+classifier_dir = base.classifier_dir
+make_params = base.make_params
+assert_mlflow_mirrors = base.assert_mlflow_mirrors
 
 JOURNAL = "journal://optuna.journal"
 
@@ -37,9 +42,7 @@ def _states(study: optuna.Study) -> Counter[str]:
     return Counter(t.state.name for t in study.get_trials())
 
 
-def test_two_workers_finish_exactly_the_studys_trials_together(
-    tmp_path: Path, make_params
-) -> None:
+def test_two_workers_finish_exactly_the_studys_trials_together(tmp_path: Path, make_params) -> None:
     path = make_params(tmp_path, {"epochs": 1})
     out = _tune(path, 4, 2)
     assert out.returncode == 0, out.stderr[-3000:]
