@@ -3,20 +3,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import optuna
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from pipeline import tune
 from pipeline.config import load_params
 from pipeline.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
 from tests import test_tune as base
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY, write_params
 
 # The evaluator CNN trained once per session and the tiny params of the tuning tests.
 classifier_dir = base.classifier_dir
@@ -99,3 +105,52 @@ def test_a_dead_worker_is_local_and_a_killed_study_resumes(tmp_path: Path, make_
             assert any(r.system_attrs.get("retry_history", [])[-1:] == [t.number]
                        for r in trials), t.number  # fmt: skip
     assert_mlflow_mirrors(load_params(path), study)
+
+
+def test_make_optuna_dashboard_serves_the_journal_study(tmp_path: Path) -> None:
+    """The Makefile target's command line, run as make would run it, serves the study of the
+    params file's storage on 127.0.0.1."""
+    path = write_params(tmp_path, TINY)
+    storage = tune.open_storage(load_params(path), JOURNAL)
+    study = optuna.create_study(study_name="tune-gan", storage=storage)
+    for lr in (1e-3, 2e-4):
+        study.add_trial(
+            optuna.create_trial(
+                params={"lr": lr},
+                distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
+                value=lr * 1e4,
+            )
+        )
+    port = base._free_port()
+    dry = subprocess.run(
+        ["make", "-n", "optuna-dashboard", f"PARAMS={path}", f"OPTUNA_PORT={port}",
+         f"STORAGE={JOURNAL}"], cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = dry.stdout.strip().splitlines()[-1]  # the target's recipe (after any venv set-up)
+    assert line.startswith("python -m pipeline.tune.dashboard "), dry.stdout
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, *shlex.split(line)[1:]], cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        # Wait for the server to listen (bounded): its start is imports, seconds.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=10
+                ) as r:
+                    doc = json.load(r)
+                break
+            except (ConnectionError, urllib.error.URLError):
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.2)
+        (summary,) = doc["study_summaries"]
+        assert summary["study_name"] == "tune-gan"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
