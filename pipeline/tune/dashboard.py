@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import Params
 from pipeline.errors import PipelineError
+from pipeline.mlflow_ui import DASHBOARD_BASE
 from pipeline.tune.storage import public_url, resolve_storage_url
 
 if TYPE_CHECKING:
     import optuna
 
 HOST = "127.0.0.1"
-PORT = 8080
-"""Where `make optuna-dashboard` listens by default (OPTUNA_PORT); the report links it."""
-UI_BASE = f"http://{HOST}:{PORT}"
+PORT = int(DASHBOARD_BASE.rsplit(":", 1)[1])  # `make optuna-dashboard` (OPTUNA_PORT)
 
 
 def dashboard_storage(params: Params, url: str | None = None) -> str | optuna.storages.BaseStorage:
