@@ -394,7 +394,7 @@ def tune(
 
     Resumable: the same command continues the study; Ctrl-C keeps every finished trial.
     Run the same command on several machines against one PostgreSQL (or journal) storage to
-    share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
+    share a study, or --jobs N for N workers on this one; `make optuna-dashboard` watches it. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
     from pipeline.devices import deterministic_cublas, use_threads
 

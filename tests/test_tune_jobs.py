@@ -17,8 +17,10 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
+from typer.testing import CliRunner
 
 from pipeline import tune
+from pipeline.cli import app
 from pipeline.config import load_params
 from pipeline.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
 from tests import test_tune as base
@@ -154,3 +156,17 @@ def test_make_optuna_dashboard_serves_the_journal_study(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_jobs_refuse_sqlite_in_one_line_and_start_nothing(tmp_path: Path) -> None:
+    """Several processes on one SQLite file is where "database is locked" comes from: --jobs
+    says what to use instead, before any worker or study file exists."""
+    path = write_params(tmp_path, TINY)
+    result = CliRunner().invoke(app, ["tune", "gan", "--params", str(path), "--jobs", "2"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "is SQLite" in line and "--storage journal://optuna.journal" in line
+    assert not (tmp_path / "optuna.db").exists()
+    assert not (tmp_path / "reports" / "tuning" / ".cache" / "workers").exists()
+    result = CliRunner().invoke(app, ["tune", "gan", "--params", str(path), "--jobs", "0"])
+    assert result.exit_code != 0 and "--jobs must be >= 1" in result.output
