@@ -407,6 +407,12 @@ def tune(
 
     # each worker's trials train with train.threads; a worker of --jobs with one thread
     use_threads(1 if os.environ.get(WORKER_ENV) else p.train.threads)
+    if os.environ.get(WORKER_ENV):
+        import signal
+
+        # Its parent stops it with SIGINT (Ctrl-C), even when the parent was started with
+        # SIGINT ignored (a background job of a script), which a child would inherit.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if apply:
         changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
         _echo(f"{variant}: {changes}")

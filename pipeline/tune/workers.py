@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,13 +120,21 @@ def run_workers(
         env = {**os.environ, WORKER_ENV: str(i), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         log = logs / f"{name}-{i}.log"
         out = log.open("wb")
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # Own process group: a terminal's Ctrl-C reaches only this process, which passes one
+        # SIGINT on to each worker (two could interrupt a worker's own clean-up).
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, process_group=0)
         workers.append(_Worker(i, proc, log, out))
     _log(
         f"{name}: {jobs} workers (pids {', '.join(str(w.proc.pid) for w in workers)}) on "
         f"{public_url(url)}; their logs: {logs}/{name}-<i>.log"
     )
     last = None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill PARENT` stops the workers as Ctrl-C does
+
+    main = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    old_term = signal.signal(signal.SIGTERM, terminate) if main else None
     try:
         with _quiet_optuna():
             store = open_storage(params, url)
@@ -157,6 +166,8 @@ def run_workers(
             w.proc.wait()
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
         for w in workers:
             w.out.close()
 
