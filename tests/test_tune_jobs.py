@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -50,6 +51,7 @@ def _states(study: optuna.Study) -> Counter[str]:
     return Counter(t.state.name for t in study.get_trials())
 
 
+@pytest.mark.slow
 def test_two_workers_finish_exactly_the_studys_trials_together(tmp_path: Path, make_params) -> None:
     path = make_params(tmp_path, {"epochs": 1})
     out = _tune(path, 4, 2)
@@ -69,6 +71,7 @@ def test_two_workers_finish_exactly_the_studys_trials_together(tmp_path: Path, m
     assert "tune-gan: 2 workers; study: 4 complete / 0 pruned / 0 failed" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_local_and_a_killed_study_resumes(tmp_path: Path, make_params) -> None:
     path = make_params(tmp_path, {"epochs": 1})
     # Worker 0 dies in its first trial (after the trial and its MLflow run exist); worker 1
