@@ -93,7 +93,7 @@ def run_workers(
     ``worker_args``: the ``pipeline tune`` options every worker gets (epochs, seed, device,
     timeout, ...), besides ``--params``/``--storage``/``--study``/``--trials``.
     """
-    import optuna  # noqa: F811
+    import optuna
 
     from pipeline.classifier import checkpoint_path, load_checkpoint
 
