@@ -119,7 +119,7 @@ def run_workers(
     for i in range(jobs):
         env = {**os.environ, WORKER_ENV: str(i), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         log = logs / f"{name}-{i}.log"
-        out = log.open("wb")
+        out = log.open("ab")  # a rerun appends: the last session's lines stay
         # Own process group: a terminal's Ctrl-C reaches only this process, which passes one
         # SIGINT on to each worker (two could interrupt a worker's own clean-up).
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, process_group=0)
