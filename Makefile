@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro grid test smoke results lint bench mlflow-ui clean-venv
+.PHONY: repro grid test smoke results lint bench mlflow-ui optuna-dashboard clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,10 @@ MLFLOW_PORT ?= 5000
 mlflow-ui: $(BIN)/.installed
 	-python -m pipeline.cli mlflow-links --base http://127.0.0.1:$(MLFLOW_PORT)
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(MLFLOW_PORT) --workers 1
+
+# The tuning studies, live, on 127.0.0.1: the storage of `pipeline tune` (tune.storage of
+# PARAMS, or STORAGE=journal://optuna.journal / sqlite:///optuna.db / postgresql://...).
+OPTUNA_PORT ?= 8080
+PARAMS ?= params.yaml
+optuna-dashboard: $(BIN)/.installed
+	python -m pipeline.tune.dashboard --params $(PARAMS) --port $(OPTUNA_PORT) $(if $(STORAGE),--storage '$(STORAGE)')

@@ -373,6 +373,14 @@ def tune(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampler seed (default tune.seed).")] = None,
     device: DeviceOpt = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Trial workers on this machine sharing the study (N processes, one torch "
+            "thread each on CPU, one device on CUDA); needs a journal:// or postgresql:// "
+            "storage."
+        ),
+    ] = 1,
     apply: Annotated[
         bool,
         typer.Option(
@@ -386,20 +394,46 @@ def tune(
 
     Resumable: the same command continues the study; Ctrl-C keeps every finished trial.
     Run the same command on several machines against one PostgreSQL (or journal) storage to
-    share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
+    share a study, or --jobs N for N workers on this one; `make optuna-dashboard` watches it. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
     from pipeline.devices import deterministic_cublas, use_threads
 
-    _at_least_one(trials=trials, epochs=epochs)
+    _at_least_one(trials=trials, epochs=epochs, jobs=jobs)
     p = _load(params)
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
     from pipeline import tune as tuning
+    from pipeline.faults import WORKER_ENV
 
-    use_threads(p.train.threads)  # each worker's trials train with train.threads
+    # each worker's trials train with train.threads; a worker of --jobs with one thread
+    use_threads(1 if os.environ.get(WORKER_ENV) else p.train.threads)
+    if os.environ.get(WORKER_ENV):
+        import signal
+
+        # Its parent stops it with SIGINT (Ctrl-C), even when the parent was started with
+        # SIGINT ignored (a background job of a script), which a child would inherit.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if apply:
         changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
         _echo(f"{variant}: {changes}")
+        return
+    if jobs > 1:
+        from pipeline.tune.workers import run_workers
+
+        given = {"--timeout": timeout, "--epochs": epochs, "--seed": seed, "--device": device}
+        worker_args = [a for k, v in given.items() if v is not None for a in (k, str(v))]
+        _echo(
+            run_workers(
+                p,
+                variant,
+                jobs,
+                worker_args=worker_args,
+                trials=trials,
+                storage=storage,
+                study_name=study,
+                params_path=params,
+            )  # fmt: skip
+        )
         return
     summary = tuning.run_study(
         p,

@@ -305,7 +305,7 @@ class TuneConfig(Strict):
     storage: str = Field(
         default="sqlite:///optuna.db",
         description="Optuna storage URL: sqlite:///rel.db (one worker), postgresql://..., "
-        "journal:///abs/file.log or journal://rel.log (shared file system, no server).",
+        "journal:///abs/file.log or journal://rel.log (no server; --jobs N on one machine).",
     )
     seed: Int = 0
     pruner_warmup_epochs: Int = Field(

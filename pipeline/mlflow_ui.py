@@ -25,6 +25,11 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 UI_BASE = "http://127.0.0.1:5000"
 """Where `make mlflow-ui` (and a plain `mlflow ui`) listens by default."""
 
+DASHBOARD_BASE = "http://127.0.0.1:8080"
+"""Where `make optuna-dashboard` (pipeline.tune.dashboard) listens by default, beside the
+MLflow UI in the report; defined here, not in pipeline.tune, so the report need not import
+the tuning package."""
+
 
 def _store_uri(params: Params) -> str | None:
     """The tracking URI, or None for a SQLite store that does not exist (yet)."""

@@ -477,6 +477,7 @@ def test_long_progress_gif_is_thinned_to_the_budget(tmp_path: Path) -> None:
 def test_nothing_at_all_still_builds(tmp_path: Path) -> None:
     params = load_params(write_params(tmp_path, variants=VARIANTS))
     page = build_report(params).read_text(encoding="utf-8")
+    assert "optuna-dashboard" not in page  # linked beside the MLflow UI only once a study ran
     rows = _parse(page).tables["score-table"]
     assert len(rows) == len(VARIANTS) + 1 + N_PUBLISHED
     assert "No scores yet" in page

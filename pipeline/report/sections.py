@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.mlflow_ui import UI_BASE, experiment_id, run_list_url, run_url
+from pipeline.mlflow_ui import DASHBOARD_BASE, UI_BASE, experiment_id, run_list_url, run_url
 from pipeline.report import fmt
 from pipeline.report.assets import Picture, copy_asset
 from pipeline.report.inputs import Inputs, rel
@@ -150,6 +150,11 @@ def _mlflow(inputs: Inputs) -> Section:
             + ", and a tuning study to its own experiment. Runs of this report:"
         ),
         table(plain_table("runs-table", ["Variant", "MLflow run id"], rows, text_cols={1}, compact=True)),
+        *([prose(
+            "The tuning studies themselves (every trial, its curve and parameters, live while "
+            "`pipeline tune` runs): `make optuna-dashboard` serves the "
+            f"storage `{params.tune.storage}` with optuna-dashboard; open <{DASHBOARD_BASE}>."
+        )] if any(v.tuning or v.tuning_plots for v in inputs.variants) else []),
     ])  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 Modules: ``space`` (search space, defaults trial, pruner), ``objective`` (a trial), ``storage``
 (Optuna storages, heartbeats), ``tracking`` (MLflow parent/child runs), ``study`` (run_study),
-``results`` (best.json, plots), ``apply`` (--apply), ``common`` (shared names).
+``results`` (best.json, plots), ``apply`` (--apply), ``common`` (shared names), ``local`` (this
+machine's workers: liveness, dead trials, the claim lock), ``workers`` (``--jobs N``),
+``dashboard`` (``make optuna-dashboard``).
 
 Objective
     The MNIST-classifier FID (pipeline.evaluate.score, classifier extractor only) of
@@ -45,7 +47,10 @@ Storage, resuming and several workers
     a heartbeat (``tune.heartbeat_s``): a trial whose worker died is failed by the next worker
     after ``tune.grace_s`` and re-queued up to ``tune.max_retry`` times (Optuna's retry
     callback; the retry carries a ``failed_trial`` system attr). Journal storages have no
-    heartbeat: a killed worker's trial stays RUNNING there and is not retried.
+    heartbeat: there a worker fails and re-queues the RUNNING trials of dead workers of its
+    own machine (by the trial's ``pid``/``host``, :mod:`pipeline.tune.local`); another
+    machine's killed trial stays RUNNING. ``--jobs N`` (:mod:`pipeline.tune.workers`) starts
+    N local workers of one study (journal or server storage; SQLite is refused).
 
     Running the same command again continues the same study. ``--trials N`` asks for N more
     finished (COMPLETE or PRUNED) trials, counted for the study, not per worker: the first
@@ -54,9 +59,11 @@ Storage, resuming and several workers
     interrupted session is therefore completed by the same command. With a heartbeat, running
     trials count towards the target (a worker starts no trial beyond it) and a worker leaves
     only when none is running or queued, so a dead worker's trial is always retried (which can
-    finish one trial more than asked); two workers starting at the same instant can also add
-    one. Without a heartbeat (journal) a worker behaves like Optuna's ``MaxTrialsCallback``:
-    up to workers - 1 extra trials can finish. Ctrl-C fails the running trial (Optuna) and
+    finish one trial more than asked). Workers of one machine count and start trials under one
+    lock (:class:`pipeline.tune.local.Claim`), so they finish exactly the target; workers
+    of different machines starting at the same instant can add one each. Without a
+    heartbeat (journal) the live running trials of this machine's workers count, other
+    machines' do not (as Optuna's ``MaxTrialsCallback``: up to workers - 1 extra). Ctrl-C fails the running trial (Optuna) and
     keeps everything finished; the result files are still written.
 
 MLflow

@@ -4,6 +4,8 @@ results.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,8 @@ from pipeline.runlock import remove_abandoned
 from pipeline.tune.common import (
     ATTR_BUDGET,
     ATTR_FAIL,
+    ATTR_HOST,
+    ATTR_PID,
     ATTR_PRUNE,
     ATTR_ROLE,
     ATTR_SESSION,
@@ -27,12 +31,14 @@ from pipeline.tune.common import (
     scratch_dir,
     tune_command,
 )
+from pipeline.tune.local import Claim, live_running, sweep_dead
 from pipeline.tune.objective import _Objective
 from pipeline.tune.results import _fmt_params, counts, study_results, write_results
 from pipeline.tune.space import default_trial_params, make_pruner
 from pipeline.tune.storage import (
     _fail_stale,
     _heartbeat_enabled,
+    _retry_callback,
     open_storage,
     public_url,
     resolve_storage_url,
@@ -197,6 +203,16 @@ def run_study(
             except Exception as err:
                 _log(f"warning: best.json not updated ({describe(err)})")
 
+        claim = Claim(params, name)
+        retry = _retry_callback(cfg.max_retry)
+
+        def run_trial(trial: optuna.Trial) -> float:
+            # RUNNING with its worker recorded: other local workers now count it as live.
+            trial.set_user_attr(ATTR_PID, os.getpid())
+            trial.set_user_attr(ATTR_HOST, socket.gethostname())
+            claim.release()
+            return objective(trial)
+
         start = time.monotonic()
         stop = "target reached"
         status = "FINISHED"
@@ -204,6 +220,8 @@ def run_study(
         waited = False
         try:
             while True:
+                claim.release()  # from the last pass, if no trial started
+                claim.acquire()
                 if timeout is not None and time.monotonic() - start >= timeout:
                     stop = "timeout"
                     break
@@ -213,21 +231,25 @@ def run_study(
                         f"{name}: {fails_in_a_row} trials in a row failed (last: {last}); stopped"
                     )
                 _fail_stale(study)
+                for number in sweep_dead(study, retry, tracker.on_stale):
+                    _log(f"{name}: trial {number} FAIL: its worker died; queued again")
                 now = counts(study)
                 # With a heartbeat, running trials are live or soon failed and re-queued: they
                 # count towards the target, and the worker waits for them before leaving, so
                 # a dead worker's trial is always retried and nothing is left RUNNING/WAITING.
-                # Without one (journal), a RUNNING trial may be a dead worker's forever.
                 # (A RUNNING trial that never sent a heartbeat, e.g. one started by plain
-                # Optuna code, is waited for too: Ctrl-C is safe while waiting.)
+                # Optuna code, is waited for too: Ctrl-C is safe while waiting.) Without one
+                # (journal), only this machine's workers are known: their live trials count,
+                # their dead ones were swept above; other machines' trials do not count.
                 heartbeat = _heartbeat_enabled(study)
-                pending = now.running if heartbeat else 0
+                pending = now.running if heartbeat else live_running(study)
                 if not now.waiting and now.finished + pending >= target:
                     if not pending:
                         break
                     if not waited:
-                        _log(f"{name}: waiting for {now.running} running trial(s) to finish")
+                        _log(f"{name}: waiting for {pending} running trial(s) to finish")
                         waited = True
+                    claim.release()
                     time.sleep(poll)
                     continue
                 waited = False
@@ -236,7 +258,7 @@ def run_study(
                 )
                 try:
                     study.optimize(
-                        objective, n_trials=1, catch=(Exception,), callbacks=[after_trial]
+                        run_trial, n_trials=1, catch=(Exception,), callbacks=[after_trial]
                     )
                     if objective.fatal is not None:
                         again = tune_command(
@@ -265,6 +287,7 @@ def run_study(
             stop = "error"
             raise
         finally:
+            claim.release()
             try:
                 path = write_results(params, study, variant, mlflow=links)
             except Exception as err:
