@@ -27,7 +27,6 @@ def test_repo_params_parse_and_resolve_every_variant() -> None:
                 assert not same, f"variants.{name}.options restates the published {same}"
             else:
                 assert value != default, f"variants.{name}.{key} restates the published {default}"
-    assert params.path("data") == REPO / "data"
 
 
 def test_an_override_changes_only_what_it_names() -> None:

@@ -398,6 +398,7 @@ def random_fidelity_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return inception, vgg
 
 
+@pytest.mark.slow  # Inception-v3 and VGG16 forward passes on the CPU
 def test_inception_section_with_local_weights(
     tmp_path: Path,
     prepared_dir: Path,

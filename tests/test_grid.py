@@ -27,8 +27,6 @@ from pipeline.runlock import _OUR_TEMP
 from tests.conftest import REPO, run_dvc
 from tests.test_dvc import _copy_tree
 
-pytestmark = pytest.mark.slow
-
 VARIANTS, SEEDS = ("gan", "wgan"), (0, 1)
 CHAINS = {f"{v}-{s}" for v in VARIANTS for s in SEEDS}
 AFTER_CHAINS = {"floor", "noise", "toy", "report"}  # what dvc repro is left with
@@ -157,6 +155,7 @@ def _bump_epochs(root: Path, variant: str) -> int:
     return params["variants"][variant]["epochs"]
 
 
+@pytest.mark.slow
 def test_four_chains_at_once_are_recorded_and_lose_nothing_in_mlflow(project: Path) -> None:
     out = _grid(project)
     log = out.stdout + out.stderr
@@ -186,6 +185,7 @@ def test_four_chains_at_once_are_recorded_and_lose_nothing_in_mlflow(project: Pa
     assert again.returncode == 0 and "chain is up to date" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_failed_chain_stays_local_a_killed_client_resumes_an_edit_is_not_recorded(
     project: Path, tmp_path: Path
 ) -> None:
@@ -252,6 +252,7 @@ def test_a_failed_chain_stays_local_a_killed_client_resumes_an_edit_is_not_recor
     assert {"train@wgan-0", "sample@wgan-0"} <= _stale(project)
 
 
+@pytest.mark.slow
 def test_a_dask_scheduler_and_two_workers_by_address_survive_a_killed_worker(
     project: Path, tmp_path: Path
 ) -> None:
