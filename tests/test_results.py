@@ -80,29 +80,6 @@ def test_a_chain_without_outputs_is_a_one_line_error_and_writes_nothing(tmp_path
     assert not out.exists()
 
 
-def test_the_seeds_pass_trains_gan_and_wgan_gp_at_three_seeds_reusing_pass_one(
-    tmp_path: Path,
-) -> None:
-    """profiles/lucic_seeds.yaml over pass 1's params: gan and wgan_gp only, seeds 0-2, and
-    everything a train stage depends on unchanged, so DVC finds seed 0 up to date."""
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
-    pass1 = merge_overrides(base, yaml.safe_load((REPO / "profiles" / "lucic.yaml").read_text()))
-    seeds = yaml.safe_load((REPO / "profiles" / "lucic_seeds.yaml").read_text())
-    pass2 = merge_overrides(pass1, seeds)
-    assert set(pass2["variants"]) == {"gan", "wgan_gp"} and pass2["train"]["seeds"] == [0, 1, 2]
-    assert "ddpm" not in pass1["variants"]  # left out by null, stated with its rate instead
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
-    for key in stage["params"]:
-        section, _, rest = key.partition(".")
-        if section == "variants":
-            for v in pass2["variants"]:
-                assert pass2["variants"][v] == pass1["variants"][v]
-        else:
-            assert pass2[section].get(rest) == pass1[section].get(rest), key
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(pass2, sort_keys=False))
-    assert load_params(tmp_path / "params.yaml").train.seeds == [0, 1, 2]
-
-
 def test_null_under_variants_drops_a_model_and_nowhere_else() -> None:
     base = {"train": {"subset": 5}, "variants": {"gan": {}, "ddpm": {"epochs": 3}}}
     out = merge_overrides(base, {"train": {"subset": None}, "variants": {"ddpm": None}})
