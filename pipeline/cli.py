@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from pipeline.errors import PipelineError, UsageError, describe
+from pipeline.infra.errors import PipelineError, UsageError, describe
 
 
 class _FlagsAsFlags:
@@ -41,10 +41,10 @@ class _Group(_FlagsAsFlags, TyperGroup):
 
 
 def variant_names() -> list[str]:
-    """The registered variants' names, read from the file names in pipeline/variants/ (one
+    """The registered variants' names, read from the file names in pipeline/core/variants/ (one
     file per variant) so that ``--help`` does not import torch; a test checks them against
     the registry."""
-    folder = Path(__file__).resolve().parent / "variants"
+    folder = Path(__file__).resolve().parent / "core" / "variants"
     return sorted(
         f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
     )
@@ -89,14 +89,14 @@ DeviceOpt = Annotated[
 
 
 def _load(params_path: Path):
-    from pipeline.config import load_params
+    from pipeline.infra.config import load_params
 
     return load_params(params_path)
 
 
 def _seed(p: Any, seed: int | None) -> int:
     """``--seed``, which must be one of train.seeds (default: the first of them)."""
-    from pipeline.errors import ConfigError
+    from pipeline.infra.errors import ConfigError
 
     if seed is None:
         return p.train.first_seed
@@ -151,7 +151,7 @@ def command(fn: Callable[..., None] | None = None, *, group: typer.Typer | None 
 def prepare(params: ParamsOpt = Path("params.yaml")) -> None:
     """Fetch MNIST (md5-checked; local mirror from $PIPELINE_MNIST_MIRROR or data.mirror) and
     write it under data/mnist as uint8 tensors, atomically."""
-    from pipeline.data import prepare as run
+    from pipeline.infra.data import prepare as run
 
     p = _load(params)
     out = run(p)
@@ -168,7 +168,7 @@ def classifier(
     device: DeviceOpt = None,
 ) -> None:
     """Train the MNIST CNN used as the evaluator's feature extractor (>= 99% test accuracy)."""
-    from pipeline.classifier import train_classifier
+    from pipeline.stages.classifier import train_classifier
 
     _at_least_one(epochs=epochs)
     p = _load(params)
@@ -188,7 +188,7 @@ def train(
     device: DeviceOpt = None,
 ) -> None:
     """Train one variant with one seed; resumes from its last checkpoint after an interruption."""
-    from pipeline.devices import deterministic_cublas, use_threads
+    from pipeline.infra.devices import deterministic_cublas, use_threads
 
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
@@ -200,8 +200,8 @@ def train(
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
         # Fail before hours of training, not in the evaluate stage after them.
-        from pipeline.evaluate import check_inception_weights
-        from pipeline.variants import known
+        from pipeline.core.variants import known
+        from pipeline.stages.evaluate import check_inception_weights
 
         known(variant)
         check_inception_weights(p)
@@ -222,7 +222,7 @@ def sample(
 ) -> None:
     """Generate sample.n images from a trained run (uint8 tensor + preview grid); the latents
     depend on the seed, not on the variant."""
-    from pipeline.sample import sample_variant
+    from pipeline.stages.sample import sample_variant
 
     _at_least_one(n=n)
     p = _load(params)
@@ -239,7 +239,7 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Score a run's samples (classifier and/or Inception metrics) -> metrics/VARIANT/seedS.json."""
-    from pipeline.evaluate import evaluate_variant
+    from pipeline.stages.evaluate import evaluate_variant
 
     p = _load(params)
     seed = _seed(p, seed)
@@ -251,7 +251,7 @@ def evaluate(
 def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
     """Score evaluate.floor_n MNIST train images against the test set: the real-vs-real floor
     every variant is compared with -> metrics/floor.json."""
-    from pipeline.evaluate import evaluate_floor
+    from pipeline.stages.evaluate import evaluate_floor
 
     p = _load(params)
     path = evaluate_floor(p, device=device)
@@ -262,7 +262,7 @@ def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> 
 def noise(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
     """Evaluation noise: re-sample the best run (lowest FID over every variant and seed)
     evaluate.noise_draws times on fresh latents and score each draw -> reports/noise.json."""
-    from pipeline.evaluate.noise import measure_noise
+    from pipeline.stages.evaluate.noise import measure_noise
 
     p = _load(params)
     path = measure_noise(p, device=device)
@@ -272,7 +272,7 @@ def noise(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> 
 @command
 def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Build the comparison report: reports/index.html, reports/comparison.md and plots."""
-    from pipeline.report import build_report
+    from pipeline.stages.report import build_report
 
     p = _load(params)
     out = build_report(p)
@@ -296,7 +296,7 @@ def toy(
 ) -> None:
     """The GAN paper's 1-D Gaussian and the 8-Gaussian ring for every applicable variant, in
     seconds: GIFs, modes covered, high-quality share, JS divergence -> toy/ and MLflow."""
-    from pipeline.toy import run_toy
+    from pipeline.stages.toy import run_toy
 
     p = _load(params)
     out = run_toy(p, variants=variant, problems=problem, device=device)
@@ -326,7 +326,7 @@ def grid(
     """Run every (variant, seed) chain DVC reports out of date (train -> sample -> evaluate,
     one worker process per chain, many at once on Dask) and record each finished chain in
     dvc.lock, so that `dvc repro` then runs only floor, noise, toy and report."""
-    from pipeline.grid.run import run_grid
+    from pipeline.stages.grid.run import run_grid
 
     out = run_grid(params, scheduler=scheduler)
     for row in out.rows:
@@ -388,13 +388,13 @@ def tune(
     Run the same command on several machines against one PostgreSQL (or journal) storage to
     share a study. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
-    from pipeline.devices import deterministic_cublas, use_threads
+    from pipeline.infra.devices import deterministic_cublas, use_threads
 
     _at_least_one(trials=trials, epochs=epochs)
     p = _load(params)
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
-    from pipeline import tune as tuning
+    from pipeline.stages import tune as tuning
 
     use_threads(p.train.threads)  # each worker's trials train with train.threads
     if apply:
@@ -429,7 +429,7 @@ def merge(
 ) -> None:
     """Merge a profile into a params file (mappings key by key, anything else replaced) and
     validate the result; an invalid result writes nothing."""
-    from pipeline.config import merge_profile
+    from pipeline.infra.config import merge_profile
 
     merge_profile(target, profile)
     _echo(f"{target}: merged with {profile}")
@@ -451,7 +451,7 @@ def results(
 ) -> None:
     """Write the results snapshot (reports/results/: README, results.json, one grid per
     model) from a finished chain; `make results` runs the chain and then this."""
-    from pipeline.results import write_snapshot
+    from pipeline.stages.results import write_snapshot
 
     dest = write_snapshot(
         _load(params), out, command=run_command, commit=commit, profile=profile,
@@ -469,7 +469,7 @@ def mlflow_links(
 ) -> None:
     """Print the MLflow UI's direct links to this project's runs (the comparison's run list,
     one per tuning study); `make mlflow-ui` prints them before it starts the UI."""
-    from pipeline.mlflow_ui import experiment_links
+    from pipeline.stages.mlflow_ui import experiment_links
 
     links = experiment_links(_load(params), base)
     if not links:

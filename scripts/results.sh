@@ -5,7 +5,7 @@
 #   2. + profiles/lucic_seeds.yaml: gan and wgan_gp at seeds 0-2 (seed 0 is pass 1's run)
 #                                                          -> reports/results/seeds/
 # Each snapshot holds the score table, one grid per model, machine, wall time, commit and
-# command (pipeline/results.py). Hours on a CPU. Interrupted (Ctrl-C, a kill, a closed
+# command (pipeline/stages/results.py). Hours on a CPU. Interrupted (Ctrl-C, a kill, a closed
 # session), the same command resumes in the copy it made, training from the checkpoints: the
 # copy keeps the code it was made from (its commit is what the snapshot names), so you can
 # go on working here meanwhile. FRESH=1 starts over from this working tree.

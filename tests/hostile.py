@@ -62,7 +62,7 @@ def whole_and_resumed(
     (e.g. to read the global RNG the uninterrupted run left)."""
     import pytest
 
-    from pipeline import checkpoint as ckpt
+    from pipeline.infra import checkpoint as ckpt
     from pipeline.training import Trainer
 
     whole = Trainer(params, spec, root / "whole", device, progress=False)

@@ -8,9 +8,9 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import MIN_EVAL_IMAGES, load_params, parse_params
-from pipeline.errors import ConfigError
-from pipeline.variants import registry
+from pipeline.core.variants import registry
+from pipeline.infra.config import MIN_EVAL_IMAGES, load_params, parse_params
+from pipeline.infra.errors import ConfigError
 from tests.conftest import REPO, write_params
 
 

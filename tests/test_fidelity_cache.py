@@ -15,11 +15,13 @@ import torch
 import torch_fidelity
 from typer.testing import CliRunner
 
-from pipeline import layout
 from pipeline.cli import app
-from pipeline.config import Params, load_params
-from pipeline.data import load_split
-from pipeline.evaluate.fidelity import (
+from pipeline.infra import layout
+from pipeline.infra.config import Params, load_params
+from pipeline.infra.data import load_split
+from pipeline.infra.io import file_hash
+from pipeline.infra.weights import Weights
+from pipeline.stages.evaluate.fidelity import (
     CLASSIFIER_EXTRACTOR,
     GreyAsRGB,
     _fidelity_kwargs,
@@ -28,10 +30,8 @@ from pipeline.evaluate.fidelity import (
     real_cache_name,
     register,
 )
-from pipeline.evaluate.scoring import real_reference
-from pipeline.evaluate.weights import Weights
-from pipeline.io import file_hash
-from pipeline.tune.holdout import cache_dir as holdout_cache
+from pipeline.stages.evaluate.scoring import real_reference
+from pipeline.stages.tune.holdout import cache_dir as holdout_cache
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 from tests.test_classifier import train_once
@@ -204,7 +204,7 @@ def test_a_crafted_cache_file_runs_nothing_and_is_named(
 def test_a_corrupt_or_foreign_cache_file_is_named_with_what_happens_next(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.evaluate.refcache import load_features
+    from pipeline.infra.refcache import load_features
 
     truncated, wrong, good = tmp_path / "t.pt", tmp_path / "w.pt", tmp_path / "g.pt"
     torch.save(torch.ones(4, 3), good)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.nets import DetachedSlopeLeakyReLU
+from pipeline.core.nets import DetachedSlopeLeakyReLU
+from pipeline.core.variants import registry
 from pipeline.training import Trainer, run_spec
 from pipeline.training.optim import OPTIMIZERS
-from pipeline.variants import registry
 from tests.conftest import REPO
 from tests.hostile import whole_and_resumed
 from tests.test_protocol import _assert_same_run, _params
@@ -191,8 +191,8 @@ def test_cublas_workspace_is_set_at_process_start(
     from typer.testing import CliRunner
 
     import pipeline.training
-    from pipeline import devices
     from pipeline.cli import app
+    from pipeline.infra import devices
     from tests.conftest import write_params
 
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == devices.CUBLAS_WORKSPACE
@@ -220,8 +220,8 @@ def test_the_classifier_trains_at_the_evaluators_precision(
     """One TF32 rule (issue 27): the evaluator CNN trains and is tested at evaluate.tf32, the
     precision its features are extracted at (torch's default would be TF32 convs on CUDA);
     metrics.json records the precision that applied."""
-    import pipeline.classifier as clf
-    from pipeline.devices import numerics
+    import pipeline.stages.classifier as clf
+    from pipeline.infra.devices import numerics
 
     flags: list[bool] = []
 

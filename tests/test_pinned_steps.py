@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_params
-from pipeline.sample import load_generator
+from pipeline.infra.config import load_params
+from pipeline.stages.sample import load_generator
 from pipeline.training import train_variant
 from tests.conftest import write_params
 

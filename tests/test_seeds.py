@@ -11,11 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline import layout
-from pipeline import sample as sampling
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.tracking import resolve_uri
+from pipeline.infra import layout
+from pipeline.infra.config import load_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages import sample as sampling
 from pipeline.training import train_variant
 
 

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from pipeline.config import Params, to_plain
-from pipeline.devices import resolve_device
-from pipeline.layout import RUN_ID_FILE, curves_path, quality_path, read_run_id, variant_dir
+from pipeline.infra.config import Params, to_plain
+from pipeline.infra.devices import resolve_device
+from pipeline.infra.layout import RUN_ID_FILE, curves_path, quality_path, read_run_id, variant_dir
 from pipeline.training.artifacts import write_summary
 from pipeline.training.loop import (
     EpochEnd,
@@ -64,7 +64,7 @@ def train_variant(
     dev = resolve_device(device or params.train.device)
     callbacks: list[TrainCallback] = []
     if track:
-        from pipeline.tracking import TrainRecorder, setup
+        from pipeline.infra.tracking import TrainRecorder, setup
 
         setup(params)  # an unusable tracking store fails here, before the output folder changes
         callbacks.append(TrainRecorder(params, to_plain(params.train)))

@@ -1,0 +1,347 @@
+"""MLflow at the edge: the trainer emits events, this module records them.
+
+Default store: embedded SQLite (``sqlite:///mlflow.db`` beside params.yaml) with artifacts in
+``mlartifacts/`` beside it; a tracking server works through ``tracking.uri`` or
+``$PIPELINE_TRACKING_URI``. An unreachable server is a one-line error, not a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.entities import Param, RunTag
+
+from pipeline.infra.config import Params
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.faults import kill_point
+from pipeline.infra.tracking_repair import (
+    FOLDER_TAG,
+    close_orphans,
+    logged_model_ready,
+    torch_threads,
+)
+from pipeline.infra.tracking_store import ensure_sqlite_store, sqlite_file
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class TrackingError(PipelineError):
+    pass
+
+
+def resolve_uri(params: Params) -> str:
+    """The tracking URI with a relative SQLite path made absolute under the params folder."""
+    uri = params.tracking_uri()
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(params.path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, or set "
+            "tracking.uri / $PIPELINE_TRACKING_URI to sqlite:///mlflow.db"
+        ) from None
+
+
+_configured: dict[str, str] = {}
+
+
+def study_experiment(params: Params, study_name: str) -> str:
+    """The MLflow experiment of a tuning study's runs (its parent run and one nested run per
+    trial): beside the comparison's, not in it, one per study."""
+    return f"{params.tracking.experiment}/{study_name}"
+
+
+def ensure_store(params: Params) -> str:
+    """Create the configured SQLite store once, atomically, before any run opens it
+    (pipeline/infra/tracking_store.py): MLflow's own first creation is not atomic, and a kill in it
+    or two processes opening a fresh store at once brick it. A no-op for a tracking server
+    and for a complete store. :func:`setup` calls it; a parent that starts several tracking
+    processes (the grid) calls it once first. Returns the resolved URI."""
+    uri = resolve_uri(params)
+    db = sqlite_file(uri)
+    if db is not None:
+        ensure_sqlite_store(db, params.path(params.tracking.artifacts).resolve().as_uri())
+    return uri
+
+
+def setup(params: Params, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store; return the id of ``experiment`` (default
+    ``tracking.experiment``, the comparison's), created if needed."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_uri(params)
+    if uri.startswith(("http://", "https://")):
+        # MLflow retries for minutes by default; fail fast instead.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(params.tracking.timeout_s)))
+        _check_server(uri, params.tracking.timeout_s)
+    ensure_store(params)
+    mlflow.set_tracking_uri(uri)
+    name = experiment or params.tracking.experiment
+    key = f"{uri}#{name}"
+    if key in _configured:
+        return _configured[key]
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        location = None
+        if not uri.startswith(("http://", "https://")):
+            location = params.path(params.tracking.artifacts).resolve().as_uri()
+        try:
+            exp_id = client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            # Another process (a grid worker) created it in between: use theirs.
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        exp_id = exp.experiment_id
+    _configured[key] = exp_id
+    return exp_id
+
+
+def client(params: Params) -> MlflowClient:
+    import mlflow
+
+    setup(params)
+    return mlflow.MlflowClient(resolve_uri(params))
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def log_metrics(
+    params: Params,
+    run_id: str,
+    metrics: Mapping[str, float],
+    artifacts: Iterable[Path] = (),
+    artifact_dir: str | None = None,
+    step: int = 0,
+) -> None:
+    """Add metrics (and files) to an existing run, e.g. evaluation scores to a training run."""
+    import time
+
+    from mlflow.entities import Metric
+
+    c = client(params)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(batch), 500):
+        c.log_batch(run_id, metrics=batch[i : i + 500])
+    for path in artifacts:
+        c.log_artifact(run_id, str(path), artifact_dir)
+
+
+def flat_str_params(d: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params are strings of at most 6000 chars."""
+    return {k: str(v)[:6000] for k, v in d.items()}
+
+
+def model_name(variant: str) -> str:
+    """The MLflow logged model of a variant's run: its generator, named after the variant so
+    the UI's model list tells the variants apart."""
+    return f"{variant}-generator"
+
+
+def run_name(variant: str, seed: int) -> str:
+    """The MLflow run name of one training run: ``gan-seed0``."""
+    return f"{variant}-seed{seed}"
+
+
+PARENT_ROLE = "variant"
+"""``role`` tag of a variant's parent run, which nests its seeds' runs in the UI."""
+
+
+def variant_parent(c: MlflowClient, exp_id: str, variant: str) -> str:
+    """The id of ``variant``'s parent run in the experiment, created (and finished at once:
+    it holds no results, only its children) on first use. The UI's run list shows one row
+    per variant that expands into its seeds' runs."""
+    found = c.search_runs(
+        [exp_id],
+        filter_string=f"tags.role = '{PARENT_ROLE}' and tags.variant = '{variant}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(exp_id, run_name=variant, tags={"role": PARENT_ROLE, "variant": variant})
+    c.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+class TrainRecorder:
+    """Records a training run in MLflow (a TrainCallback).
+
+    One run per (variant, training seed), named ``<variant>-seed<S>``, tagged ``variant`` and
+    ``seed`` and nested under the variant's parent run (:func:`variant_parent`): params
+    (flattened resolved config), per-epoch metrics (step = epoch),
+    sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
+    named ``<variant>-generator``.
+    The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
+    """
+
+    def __init__(self, params: Params, train_config: Mapping[str, Any]) -> None:
+        self.params = params
+        self.train_config = dict(train_config)
+        self.run_id: str | None = None
+        self.out_dir: Path | None = None
+
+    def on_start(self, spec: Any, out_dir: Path, resumed_epoch: int) -> None:
+        from pipeline.infra.config import flatten
+        from pipeline.infra.io import write_text
+        from pipeline.infra.layout import RUN_ID_FILE, read_run_id
+
+        c = client(self.params)
+        exp_id = setup(self.params)
+        self.out_dir = out_dir
+        run_id = read_run_id(out_dir)
+        if run_id is not None:
+            try:
+                c.get_run(run_id)
+                c.update_run(run_id, status="RUNNING")
+            except Exception:  # the id belongs to another store: start a new run
+                run_id = None
+        if run_id is None:
+            tags = {
+                "variant": spec.variant,
+                "seed": str(spec.seed),
+                "mlflow.parentRunId": variant_parent(c, exp_id, spec.variant),
+                "mlflow.source.git.commit": git_commit(self.params.root),
+                "git_commit": git_commit(self.params.root),
+                "stage": "train",
+                FOLDER_TAG: str(out_dir.resolve()),
+            }
+            run = c.create_run(exp_id, run_name=run_name(spec.variant, spec.seed), tags=tags)
+            run_id = run.info.run_id
+            kill_point("run-created")  # tests: the run exists, run_id.txt does not yet
+            resolved = {"run": spec.as_dict(), "train": self.train_config}
+            p = [Param(k, v) for k, v in flat_str_params(flatten(resolved)).items()]
+            for i in range(0, len(p), 100):
+                c.log_batch(run_id, params=p[i : i + 100])
+            write_text(out_dir / RUN_ID_FILE, run_id + "\n")
+        self.run_id = run_id
+        # The CPU threads this process trains with (train.threads, or torch's default).
+        c.set_tag(run_id, "torch_threads", str(torch_threads()))
+        close_orphans(c, exp_id, spec.variant, out_dir, keep=run_id)
+
+    def on_epoch_end(self, event: Any) -> None:
+        import math
+        import sys
+
+        metrics = {
+            f"train.{k}": v
+            for k, v in event.metrics.items()
+            if k not in ("epoch", "step") and not math.isnan(v)
+        }
+        try:
+            log_metrics(self.params, self.run_id, metrics, step=event.epoch)
+            if event.grid is not None:
+                client(self.params).log_artifact(self.run_id, str(event.grid), "grids")
+        except Exception as err:  # a tracking hiccup must not kill hours of training
+            print(f"warning: MLflow logging of epoch {event.epoch} failed: {err}", file=sys.stderr)
+
+    def on_end(self, result: Any) -> None:
+        import mlflow
+
+        c = client(self.params)
+        for name in ("progress.gif", "grid.png", "config.json", "checkpoint.pt"):
+            path = result.out_dir / name
+            if path.is_file():
+                c.log_artifact(
+                    self.run_id, str(path), "checkpoint" if name.endswith(".pt") else None
+                )
+        c.log_batch(
+            self.run_id,
+            metrics=[],
+            params=[],
+            tags=[RunTag("train_time_s", f"{result.train_time_s:.1f}"),
+                  RunTag("steps_per_s", f"{result.steps_per_s:.1f}")],
+        )  # fmt: skip
+        if self.params.tracking.log_model and not logged_model_ready(c, self.run_id):
+            from pipeline.stages.sample import load_generator
+
+            generator, _ = load_generator(result.checkpoint, "cpu")
+            # MLflow warns that pickled models run code on load; that is the documented
+            # trade-off of serialization_format="pickle" (pt2 needs example inputs).
+            logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+            with mlflow.start_run(run_id=self.run_id):
+                # The record is created first (PENDING) and filled by log_model (READY); a
+                # kill in between leaves a PENDING one, which the repair deletes above.
+                model = mlflow.initialize_logged_model(
+                    name=model_name(result.variant),
+                    source_run_id=self.run_id,
+                    params=c.get_run(self.run_id).data.params,
+                )
+                kill_point("model-logging")
+                mlflow.pytorch.log_model(
+                    generator,
+                    name=model_name(result.variant),
+                    model_id=model.model_id,
+                    serialization_format="pickle",
+                    pip_requirements=["torch", "torchvision"],
+                )
+        c.set_terminated(self.run_id, "FINISHED")
+
+    def on_already_complete(self, result: Any) -> None:
+        """A rerun of a finished checkpoint: if its MLflow run did not end FINISHED (killed
+        while logging the final artifacts, say), log them again and finish it. RUNNING counts
+        as unfinished too (a SIGKILL leaves it so); a failure here is only a warning."""
+        import sys
+
+        from pipeline.infra.layout import read_run_id
+
+        run_id = read_run_id(result.out_dir)
+        if run_id is None:
+            return  # trained without tracking: nothing to repair
+        try:
+            status = client(self.params).get_run(run_id).info.status
+        except Exception:  # another tracking store, or none reachable: not ours to repair
+            return
+        if status == "FINISHED":
+            return
+        print(
+            f"{result.variant}: MLflow run {run_id} was left {status}; "
+            "logging its final artifacts again",
+            file=sys.stderr,
+        )
+        self.run_id, self.out_dir = run_id, result.out_dir
+        try:
+            self.on_end(result)
+        except Exception as err:  # the trained model is fine; only its record is incomplete
+            print(f"warning: MLflow run {run_id} not repaired: {err}", file=sys.stderr)
+
+    def on_failure(self, exc: BaseException) -> None:
+        if self.run_id is None:
+            return
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            c = client(self.params)
+            c.set_tag(self.run_id, "failure", f"{type(exc).__name__}: {exc}"[:5000])
+            c.set_terminated(self.run_id, status)
+        except Exception:  # never hide the original error behind a tracking error
+            pass
