@@ -63,8 +63,8 @@ def random_inception(device: torch.device):  # type: ignore[no-untyped-def]
 
 
 def classifier_seconds(images: torch.Tensor, device: torch.device) -> float:
+    from pipeline.core.classifier import MnistCNN
     from pipeline.core.features import extract
-    from pipeline.stages.classifier import MnistCNN
 
     model = MnistCNN().to(device).eval()
     extract(model, images[:1000])  # warm-up (cuDNN's choices, allocator)

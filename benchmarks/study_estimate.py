@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", type=Path, default=REPO / "params.yaml")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
 
     def doc(path: Path | None) -> dict[str, Any] | None:
         return json.loads(path.read_text()) if path and path.is_file() else None

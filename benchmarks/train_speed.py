@@ -51,10 +51,11 @@ from speed_report import (  # noqa: E402
 from pipeline.core.algorithms import Adversarial  # noqa: E402
 from pipeline.core.losses import Scores  # noqa: E402
 from pipeline.core.variants import registry  # noqa: E402
-from pipeline.infra.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
+from pipeline.infra.config import MIRROR_ENV  # noqa: E402
 from pipeline.infra.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
 from pipeline.infra.devices import resolve_device  # noqa: E402
 from pipeline.infra.errors import first_line  # noqa: E402
+from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
 from pipeline.training import Trainer, build_nets, run_spec  # noqa: E402
 from pipeline.training.graphs import GraphCaptureError  # noqa: E402
 from pipeline.training.optim import OPTIMIZERS  # noqa: E402

@@ -88,10 +88,16 @@ DeviceOpt = Annotated[
 ]
 
 
-def _load(params_path: Path):
-    from pipeline.infra.config import load_params
+def _load(params_path: Path, registry: bool = True):
+    """The validated params; with ``registry``, each ``variants.<name>`` block also checked
+    against the variant registry (which imports torch: the report goes without it)."""
+    if not registry:
+        from pipeline.infra.params import load_params
 
-    return load_params(params_path)
+        return load_params(params_path)
+    from pipeline.training.params import load_checked
+
+    return load_checked(params_path)
 
 
 def _seed(p: Any, seed: int | None) -> int:
@@ -274,7 +280,7 @@ def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Build the comparison report: reports/index.html, reports/comparison.md and plots."""
     from pipeline.stages.report import build_report
 
-    p = _load(params)
+    p = _load(params, registry=False)
     out = build_report(p)
     _echo(f"report -> {out}")
 
@@ -429,7 +435,7 @@ def merge(
 ) -> None:
     """Merge a profile into a params file (mappings key by key, anything else replaced) and
     validate the result; an invalid result writes nothing."""
-    from pipeline.infra.config import merge_profile
+    from pipeline.infra.params import merge_profile
 
     merge_profile(target, profile)
     _echo(f"{target}: merged with {profile}")

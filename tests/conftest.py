@@ -26,7 +26,8 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from pipeline.infra.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
+from pipeline.infra.config import MIRROR_ENV  # noqa: E402
+from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import torch
 from pipeline.core.variants import registry
 from pipeline.core.variants.base import BASELINES
 from pipeline.core.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
-from pipeline.infra.config import load_params
-from pipeline.stages.sample import generate
+from pipeline.infra.params import load_params
 from pipeline.training import Trainer, run_spec
+from pipeline.training.sampling import generate
 from tests.conftest import write_params
 
 BASELINE_NAMES = [n for n in registry.names() if registry.get(n).family == BASELINES]

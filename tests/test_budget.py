@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.core.variants import registry
 from pipeline.infra import layout
-from pipeline.infra.config import load_params
 from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params
 from pipeline.stages.report.view import budget_text
 from pipeline.training import train_variant
 from pipeline.training.budget import epochs_for_g_updates, updates

@@ -15,18 +15,14 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.infra.config import Params, load_params
+from pipeline.core.classifier import MnistCNN, accuracy
+from pipeline.infra.config import Params
 from pipeline.infra.data import RESOURCES, load_split
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV
-from pipeline.stages.classifier import (
-    ClassifierResult,
-    MnistCNN,
-    accuracy,
-    checkpoint_path,
-    load_classifier,
-    train_classifier,
-)
+from pipeline.infra.params import load_params
+from pipeline.stages.classifier import ClassifierResult, train_classifier
+from pipeline.training.evaluator import checkpoint_path, load_classifier
 from tests.conftest import (
     TINY,
     cached_across_runs,

@@ -9,8 +9,10 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.variants import registry
-from pipeline.infra.config import MIN_EVAL_IMAGES, load_params, parse_params
+from pipeline.infra.config import MIN_EVAL_IMAGES
 from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params, parse_params
+from pipeline.training.params import load_checked
 from tests.conftest import REPO, write_params
 
 
@@ -111,7 +113,7 @@ def test_bad_params_name_the_dotted_key(
 ) -> None:
     path = write_params(tmp_path, override)
     with pytest.raises(ConfigError) as err:
-        load_params(path)
+        load_checked(path)  # the schema, then the variant blocks against the registry
     assert f"{dotted}:" in str(err.value) and problem in str(err.value)
     # through the CLI: exit 2, one line, no traceback
     result = CliRunner().invoke(app, ["prepare", "--params", str(path)])

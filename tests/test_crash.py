@@ -13,8 +13,8 @@ import mlflow
 import pytest
 from mlflow.entities import LoggedModelStatus
 
-from pipeline.infra.config import load_params
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV, SIGNAL_ENV
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
 from tests.conftest import TINY, deep_update, write_params
 

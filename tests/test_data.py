@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.infra.config import MIRROR_ENV, load_params
+from pipeline.infra.config import MIRROR_ENV
 from pipeline.infra.data import RESOURCES, DataError, load_split, prepare, to_model_range
+from pipeline.infra.params import load_params
 from tests.conftest import write_params
 
 

@@ -23,7 +23,7 @@ from pipeline.core.variants.ddpm import (
     sampling_timesteps,
 )
 from pipeline.infra import checkpoint as ckpt
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.training.loop import Trainer
 from pipeline.training.spec import run_spec
 from tests.conftest import write_params

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from pipeline.core.divergence import DivergedError, DivergenceMonitor
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
 from pipeline.training import read_run_id, train_variant, variant_dir
 from tests.conftest import deep_update, write_params

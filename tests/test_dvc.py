@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.infra.config import merge_overrides
+from pipeline.infra.params import merge_overrides
 from tests.conftest import REPO, run_dvc
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
     is drawn; a model without the GAN losses (the VAE) is the one documented gap."""
     from pipeline.core.algorithms.adversarial import Adversarial
     from pipeline.core.variants import registry
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
     from pipeline.training import train_variant
     from tests.conftest import TINY, write_params
 
@@ -189,8 +189,8 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, tmp_path: Path) -> N
     """pipeline/stages/results.py (`make results`) on the smoke profile's outputs."""
     from PIL import Image
 
-    from pipeline.infra.config import load_params
     from pipeline.infra.errors import PipelineError
+    from pipeline.infra.params import load_params
     from pipeline.stages.results import MAX_BYTES, write_snapshot
 
     run_dvc(project, "repro")
@@ -375,7 +375,7 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     from dvc.repo import Repo
 
     from pipeline.infra import layout
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
 
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     raw = merge_overrides(
@@ -412,8 +412,8 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     assert expected["toy"] == {"out/toys"}
     # The layout agrees with the modules that write the files.
     from pipeline.infra.data import mnist_dir
-    from pipeline.stages.classifier import checkpoint_path
     from pipeline.training import curves_path, variant_dir
+    from pipeline.training.evaluator import checkpoint_path
 
     assert rel(mnist_dir(params)) in expected["prepare"]
     assert rel(checkpoint_path(params)) in expected["classifier"]

@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 import pipeline.stages.evaluate as ev
 from pipeline.cli import app
 from pipeline.infra import weights
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
 from pipeline.infra.data import load_split
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import file_hash
 from pipeline.infra.metrics import MetricsDoc
+from pipeline.infra.params import load_params
 from tests.conftest import TINY, deep_update, write_params
 from tests.test_classifier import train_once
 
@@ -527,7 +528,7 @@ def test_the_real_feature_cache_key_names_device_and_precision() -> None:
     """CPU float32, CUDA float32 and CUDA TF32 features are three cache entries (TF32 on a CPU
     is not a thing: the flag changes nothing there)."""
     from pipeline.infra.weights import Weights
-    from pipeline.stages.evaluate.fidelity import real_cache_name
+    from pipeline.training.evaluator import real_cache_name
 
     w = Weights(Path("w.pt"), "abc")
     names = {
@@ -561,8 +562,8 @@ def test_noise_stage_rescores_the_best_run_on_fresh_latents(
     fresh latent draws, each scored; a run of a seed outside train.seeds is not considered."""
     from pipeline.infra import layout
     from pipeline.stages.evaluate.noise import measure_noise
-    from pipeline.stages.sample import latent_seed
     from pipeline.training import train_variant
+    from pipeline.training.sampling import latent_seed
 
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir, noise_draws=2)
     train_variant(params, "gan", seed=1, epochs=1, subset=128, track=False, progress=False)

@@ -13,7 +13,7 @@ import torchvision.transforms.functional as TF
 
 from pipeline.core import features as fx
 from pipeline.infra.data import load_split
-from pipeline.stages.classifier import load_classifier
+from pipeline.training.evaluator import load_classifier
 from tests.test_classifier import train_once
 from tests.test_evaluate import make_params
 

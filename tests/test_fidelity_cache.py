@@ -17,21 +17,20 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.infra import layout
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
 from pipeline.infra.data import load_split
 from pipeline.infra.io import file_hash
+from pipeline.infra.params import load_params
 from pipeline.infra.weights import Weights
 from pipeline.stages.evaluate.fidelity import (
-    CLASSIFIER_EXTRACTOR,
     GreyAsRGB,
     _fidelity_kwargs,
     feature_cache_path,
     fidelity,
-    real_cache_name,
     register,
 )
-from pipeline.stages.evaluate.scoring import real_reference
 from pipeline.stages.tune.holdout import cache_dir as holdout_cache
+from pipeline.training.evaluator import CLASSIFIER_EXTRACTOR, real_cache_name, real_reference
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 from tests.test_classifier import train_once

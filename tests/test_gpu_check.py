@@ -32,7 +32,7 @@ TINY_PROFILE = {
 def test_the_shim_writes_where_the_pipeline_does(tmp_path: Path) -> None:
     """The shim's paths are pipeline.infra.layout's for the same params file."""
     from pipeline.infra import layout
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
     from tests.conftest import write_params
     from tests.gpu_check_shim import Paths
 
@@ -155,7 +155,7 @@ def test_the_study_estimate_adds_rates_and_overheads(tmp_path: Path) -> None:
     import study_estimate
 
     from pipeline.infra import layout
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
     from tests.conftest import write_params
 
     probe = load_params(write_params(tmp_path / "probe", {"classifier": {"epochs": 1},

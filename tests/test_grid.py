@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.infra.config import merge_overrides
+from pipeline.infra.params import merge_overrides
 from pipeline.infra.runlock import _OUR_TEMP
 from tests.conftest import REPO, run_dvc
 from tests.test_dvc import _copy_tree
@@ -303,7 +303,7 @@ def test_a_dask_scheduler_and_two_workers_by_address_survive_a_killed_worker(
 
 
 def test_gpu_workers_are_pinned_per_device_and_cpu_workers_see_none(tmp_path: Path) -> None:
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
     from pipeline.stages.grid.cluster import worker_specs
     from tests.conftest import write_params
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri, setup, study_experiment
 from pipeline.stages.mlflow_ui import experiment_links, run_url
 from tests.conftest import REPO, write_params

@@ -18,9 +18,10 @@ from pipeline.core.algorithms.base import Figure
 from pipeline.core.nets import MLPGenerator, NetSpec
 from pipeline.core.variants import Options, Variant, registry
 from pipeline.infra import checkpoint as ckpt
-from pipeline.infra.config import load_params
-from pipeline.stages.sample import generate, load_nets
+from pipeline.infra.params import load_params
 from pipeline.training import Trainer, run_spec, train_variant
+from pipeline.training.restore import load_nets
+from pipeline.training.sampling import generate
 from tests.conftest import representative_variants, training_signature, write_params
 from tests.hostile import whole_and_resumed
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pipeline.core.variants import registry
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
+from pipeline.infra.params import load_params
 from pipeline.training import Trainer, run_spec, train_variant
 from pipeline.training.quality import COLUMNS, QualityCurve
 from tests.conftest import write_params

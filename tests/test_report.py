@@ -22,7 +22,8 @@ from torchvision.utils import make_grid, save_image
 
 from pipeline.core.variants import registry
 from pipeline.infra import layout
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
+from pipeline.infra.params import load_params
 from pipeline.stages.report import (
     FLOOR_CSV_NAME,
     FLOOR_LABEL,

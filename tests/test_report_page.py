@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.infra import layout
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.stages.report import NOT_COMPUTED, build_report
 from pipeline.stages.report.inputs import _Reader
 from pipeline.stages.report.plots import curve_panels

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.stages.report.inputs import VariantData
 from pipeline.stages.report.plots import curve_panels
 from pipeline.stages.report.quality import points, quality_section, seed_points

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.infra.config import load_params, merge_overrides
+from pipeline.infra.params import load_params, merge_overrides
 from tests.conftest import REPO
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.infra import layout
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
 from pipeline.stages import sample as sampling
 from pipeline.training import train_variant

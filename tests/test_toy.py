@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator, NetSpec
 from pipeline.core.variants import registry
-from pipeline.infra.config import load_params
 from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params
 from pipeline.stages.toy import applicable_variants, run_toy
 from pipeline.stages.toy.problems import (
     LN2,

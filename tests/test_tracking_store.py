@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.infra.config import load_params
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
 from tests.conftest import REPO, TINY, deep_update, write_params
 from tests.test_crash import killed, run_cli
@@ -133,7 +133,7 @@ OPEN_AT_ONCE = """
     import sys, time
     from pathlib import Path
     from mlflow import MlflowClient
-    from pipeline.infra.config import load_params
+    from pipeline.infra.params import load_params
     from pipeline.infra.tracking import resolve_uri, setup
 
     params, ready, go = load_params(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])

@@ -24,9 +24,9 @@ from pipeline.core.losses import OBJECTIVES
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator
 from pipeline.core.variants import Variant, registry
 from pipeline.infra import checkpoint as ckpt
-from pipeline.infra.config import load_params
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV
+from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
 from pipeline.training import (
     NonFiniteLossError,

@@ -33,9 +33,10 @@ from pipeline.core.algorithms import Adversarial
 from pipeline.core.losses import OBJECTIVES
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator
 from pipeline.core.variants import Variant, registry
-from pipeline.infra.config import Params, TuneConfig, load_params, parse_params
+from pipeline.infra.config import Params, TuneConfig
 from pipeline.infra.errors import ConfigError, PipelineError
 from pipeline.infra.faults import KILL_ENV
+from pipeline.infra.params import load_params, parse_params
 from pipeline.infra.tracking import resolve_uri
 from pipeline.stages import tune
 from tests.conftest import REPO, TINY, deep_update, run_dvc, write_params
@@ -720,7 +721,7 @@ def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
 ) -> None:
     """The summary's --apply hint, followed verbatim, applies the study just run (not
     tune-VARIANT in the default storage); the --apply errors name the study asked for."""
-    monkeypatch.setattr("pipeline.stages.classifier.load_checkpoint", lambda path: None)
+    monkeypatch.setattr("pipeline.training.evaluator.load_checkpoint", lambda path: None)
     monkeypatch.setattr("pipeline.stages.tune.study._Objective", _FakeObjective)
     folder = tmp_path / "my dir"
     path = write_params(folder).rename(folder / "my params.yaml")

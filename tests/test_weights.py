@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 import pipeline.stages.evaluate as ev
 from pipeline.cli import app
 from pipeline.infra import weights as ew
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import file_hash
+from pipeline.infra.params import load_params
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,18 +203,26 @@ class TrainRecorder:
     sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
     named ``<variant>-generator``.
     The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
+    ``load_generator(checkpoint, device) -> (net, config)`` reads the generator to log (handed
+    in by the training layer, which knows the nets; tracking sits below it).
     """
 
-    def __init__(self, params: Params, train_config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        params: Params,
+        train_config: Mapping[str, Any],
+        load_generator: Callable[[Path, str], tuple[Any, Any]],
+    ) -> None:
         self.params = params
+        self.load_generator = load_generator
         self.train_config = dict(train_config)
         self.run_id: str | None = None
         self.out_dir: Path | None = None
 
     def on_start(self, spec: Any, out_dir: Path, resumed_epoch: int) -> None:
-        from pipeline.infra.config import flatten
         from pipeline.infra.io import write_text
         from pipeline.infra.layout import RUN_ID_FILE, read_run_id
+        from pipeline.infra.params import flatten
 
         c = client(self.params)
         exp_id = setup(self.params)
@@ -283,9 +291,7 @@ class TrainRecorder:
                   RunTag("steps_per_s", f"{result.steps_per_s:.1f}")],
         )  # fmt: skip
         if self.params.tracking.log_model and not logged_model_ready(c, self.run_id):
-            from pipeline.stages.sample import load_generator
-
-            generator, _ = load_generator(result.checkpoint, "cpu")
+            generator, _ = self.load_generator(result.checkpoint, "cpu")
             # MLflow warns that pickled models run code on load; that is the documented
             # trade-off of serialization_format="pickle" (pt2 needs example inputs).
             logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)

@@ -12,95 +12,28 @@ goes to ``metrics/sampling/<variant>/seedS.json`` (seconds per 1,000 images).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from pipeline.core.nets import NetSpec
-from pipeline.core.variants import Variant, known
+from pipeline.core.variants import known
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra import layout
 from pipeline.infra.config import Params
-from pipeline.infra.data import IMG_SHAPE, N_CLASSES, to_uint8
 from pipeline.infra.devices import numerics, precision_tag, resolve_device
 from pipeline.infra.errors import PipelineError, first_line
 from pipeline.infra.image_grid import save_png
 from pipeline.infra.io import atomic_path, save_torch, write_json
-
-
-def latent_seed(base: int, run_seed: int, draw: int = 0) -> int:
-    """The sampling generator's seed for training seed ``run_seed``: independent streams per
-    (``sample.seed``, run seed, draw) from numpy's SeedSequence, not ``base + run_seed``
-    (which would make seed 1's latents seed 0's noise stream, shifted). ``draw`` 0 is the
-    scored sample; others are fresh re-draws of the same run. No variant name enters it."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([base, run_seed, draw]).generate_state(1)[0])
+from pipeline.training.restore import load_nets
+from pipeline.training.sampling import generate, latent_seed
 
 
 @dataclass(frozen=True)
 class SampleResult:
     path: Path
     n: int
-
-
-def load_nets(path: Path, device: torch.device | str) -> tuple[Variant, dict[str, nn.Module], dict]:
-    """The variant, every net of a finished checkpoint (eval mode) and the run's config."""
-    from pipeline.training import RunSpec, build_nets
-
-    state = ckpt.load(path, map_location=device)
-    if not state["complete"]:
-        raise PipelineError(
-            f"{path}: training is unfinished (epoch {state['epoch']}); "
-            f"finish it with `pipeline train {state['variant']}` before sampling"
-        )
-    cfg = ckpt.config_of(state)
-    spec = RunSpec.from_dict(cfg)
-    variant = known(spec.variant)
-    nets = build_nets(variant, spec, torch.device(device))
-    for name, net in nets.items():
-        net.load_state_dict(state["nets"][name])
-        net.eval()
-    return variant, nets, cfg
-
-
-def load_generator(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
-    """The sampler net of a checkpoint, in eval mode, and the run's resolved config."""
-    variant, nets, cfg = load_nets(path, device)
-    return nets[variant.algorithm.sampler], cfg
-
-
-@torch.no_grad()
-def generate(
-    variant: Variant,
-    nets: Mapping[str, nn.Module],
-    n: int,
-    z_dim: int,
-    seed: int,
-    batch_size: int,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n images as uint8 [n, C, H, W]; labels int64 [n] (i % 10, i.e. uniform) if conditional.
-
-    Latents are drawn on the CPU from ``seed`` so the samples do not depend on the device's
-    RNG; an algorithm that draws noise while sampling uses a generator seeded likewise.
-    """
-    alg = variant.algorithm
-    spec = NetSpec(z_dim, IMG_SHAPE, N_CLASSES if variant.conditional else 0)
-    gen = torch.Generator().manual_seed(seed)
-    step_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    labels = torch.arange(n) % N_CLASSES if variant.conditional else None
-    out = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        z = alg.latent(b, spec, gen).to(device)
-        y = labels[start : start + b].to(device) if labels is not None else None
-        out.append(to_uint8(alg.generate(nets, z, y, step_gen)).cpu())
-    return torch.cat(out), labels
 
 
 def sample_variant(

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from pipeline.infra.config import Params, to_plain
+from pipeline.infra.config import Params
 from pipeline.infra.devices import resolve_device
 from pipeline.infra.layout import RUN_ID_FILE, curves_path, quality_path, read_run_id, variant_dir
+from pipeline.infra.params import to_plain
 from pipeline.training.artifacts import write_summary
 from pipeline.training.loop import (
     EpochEnd,
@@ -65,9 +66,10 @@ def train_variant(
     callbacks: list[TrainCallback] = []
     if track:
         from pipeline.infra.tracking import TrainRecorder, setup
+        from pipeline.training.restore import load_generator
 
         setup(params)  # an unusable tracking store fails here, before the output folder changes
-        callbacks.append(TrainRecorder(params, to_plain(params.train)))
+        callbacks.append(TrainRecorder(params, to_plain(params.train), load_generator))
     trainer = Trainer(
         params,
         spec,

@@ -91,8 +91,7 @@ class QualityCurve:
             return
         from pipeline.infra.io import file_hash
         from pipeline.infra.weights import Weights
-        from pipeline.stages.classifier import load_classifier
-        from pipeline.stages.evaluate.scoring import real_features, real_reference
+        from pipeline.training.evaluator import load_classifier, real_features, real_reference
 
         path = layout.classifier_checkpoint(self.params)
         # Building the classifier initialises its layers from the global RNG before its
@@ -114,7 +113,7 @@ class QualityCurve:
     def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
         """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
         from pipeline.core.features import extract, fid, kid
-        from pipeline.stages.sample import generate
+        from pipeline.training.sampling import generate
 
         assert self.model is not None and self.ref is not None
         start = time.perf_counter()

@@ -47,8 +47,9 @@ from pipeline.infra.weights import (
     hub_file,
     resolve_weights,
 )
-from pipeline.stages.evaluate.scoring import class_coverage, label_shares, real_reference, score
+from pipeline.stages.evaluate.scoring import class_coverage, label_shares, score
 from pipeline.stages.sample import load_samples
+from pipeline.training.evaluator import real_reference
 
 __all__ = [
     "URL_INCEPTION_V3",

@@ -33,16 +33,16 @@ from torch_fidelity.utils import (
     resolve_feature_layer_for_metric,
 )
 
+from pipeline.core.classifier import model_from_checkpoint
 from pipeline.infra.config import Params
-from pipeline.infra.devices import numerics, precision_tag
+from pipeline.infra.devices import numerics
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import save_torch
 from pipeline.infra.metrics import Section
 from pipeline.infra.refcache import load_features
 from pipeline.infra.weights import Weights
-from pipeline.stages.classifier import load_checkpoint, model_from_checkpoint
+from pipeline.training.evaluator import CLASSIFIER_EXTRACTOR, load_checkpoint, real_cache_name
 
-CLASSIFIER_EXTRACTOR = "mnist-classifier"
 CLASSIFIER_NETWORK = (
     "MNIST CNN (penultimate 128-d features, centred and scaled by the real set's for KID; "
     "softmax for IS)"
@@ -226,14 +226,6 @@ def reference_features(
     for lay, path in paths.items():
         save_torch(feats[lay], path)
     return {lay: feats[lay] for lay in layers}
-
-
-def real_cache_name(
-    n_real: int, extractor: str, weights: Weights, dev: torch.device, tf32: bool
-) -> str:
-    """The cache name of the real set's features (our cache, not torch-fidelity's)."""
-    where = precision_tag(dev, tf32)
-    return f"mnist-test-n{n_real}-{extractor}-{weights.digest}-{where}"
 
 
 def renamed(section: type[Section], result: dict[str, float]) -> dict[str, float]:

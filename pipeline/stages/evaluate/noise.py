@@ -4,7 +4,7 @@ The spread over seeds mixes two sources: training (another seed, another generat
 metric itself (another set of ``sample.n`` latents, another score). This stage measures the
 second alone: the best run among every (variant, seed) in params (lowest FID of the first
 configured extractor, classifier before Inception) is sampled ``evaluate.noise_draws`` more
-times, each draw with its own latents (:func:`pipeline.stages.sample.latent_seed` with draw 1..K),
+times, each draw with its own latents (:func:`pipeline.training.sampling.latent_seed` with draw 1..K),
 and each draw is scored like the stage's samples. Output: ``layout.noise_path`` (JSON):
 the run, how it was picked, its scored sample's document and one document per draw.
 """
@@ -46,7 +46,8 @@ def measure_noise(params: Params, device: str | None = None) -> Path:
     """Re-sample and re-score the best run ``evaluate.noise_draws`` times -> noise.json."""
     from pipeline.infra.devices import numerics, precision_tag, resolve_device
     from pipeline.stages.evaluate.scoring import score
-    from pipeline.stages.sample import generate, latent_seed, load_nets
+    from pipeline.training.restore import load_nets
+    from pipeline.training.sampling import generate, latent_seed
 
     k = params.evaluate.noise_draws
     out: dict[str, Any] = {"draws": [], "n_draws": k}

@@ -5,43 +5,40 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from pipeline.core import features as fx
+from pipeline.core.classifier import model_from_checkpoint
 from pipeline.infra.config import MIN_EVAL_IMAGES, Params
 from pipeline.infra.data import N_CLASSES, load_split
 from pipeline.infra.devices import numerics, resolve_device
 from pipeline.infra.errors import PipelineError
-from pipeline.infra.io import file_hash, save_torch
+from pipeline.infra.io import file_hash
 from pipeline.infra.metrics import EXTRACTORS, ClassifierScores, InceptionScores, MetricsDoc
-from pipeline.infra.refcache import load_features
 from pipeline.infra.weights import Weights, bad_weights_as_error, inception_weights
-from pipeline.stages.classifier import checkpoint_path, load_checkpoint, model_from_checkpoint
 from pipeline.stages.evaluate.fidelity import (
-    CLASSIFIER_EXTRACTOR,
     CLASSIFIER_NETWORK,
     INCEPTION_EXTRACTOR,
     INCEPTION_NETWORK,
     VGG16_EXTRACTOR,
     GreyAsRGB,
     fidelity,
-    real_cache_name,
     register,
     renamed,
 )
 from pipeline.stages.sample import check_images
+from pipeline.training.evaluator import (
+    CLASSIFIER_EXTRACTOR,
+    checkpoint_path,
+    load_checkpoint,
+    real_features,
+    real_reference,
+)
 
 COVERAGE_MIN_MASS = 0.05  # a digit "is covered" when it gets at least 5% of the samples
 MIN_IMAGES = MIN_EVAL_IMAGES  # IS uses 10 splits; precision/recall need > 3 neighbours
-
-
-def real_reference(params: Params) -> torch.Tensor:
-    """The reference set: the first ``evaluate.n_real`` MNIST test images, uint8 [n, 28, 28]."""
-    images, _ = load_split(params, "test")
-    return images[: params.evaluate.n_real]
 
 
 def reference_label_shares(params: Params) -> torch.Tensor:
@@ -89,28 +86,6 @@ def class_coverage(
         "kl_test_labels": kl,
         "label_accuracy": label_acc,
     }
-
-
-def real_features(
-    params: Params, model: torch.nn.Module, real: torch.Tensor, weights: Weights, dev: torch.device
-) -> fx.Reference:
-    """The reference set's classifier features, extracted once per classifier and kept beside
-    the fidelity features (same key: set size, weights, device type and precision); a cache
-    file that is not a plain tensor of the set's size is named in one line and replaced."""
-    name = real_cache_name(len(real), CLASSIFIER_EXTRACTOR, weights, dev, params.evaluate.tf32)
-    path = real_features_path(params, name)
-    feats = load_features(path, len(real))
-    if feats is None:
-        with numerics(params.evaluate.tf32):
-            feats = fx.extract(model, real).feats
-        save_torch(feats, path)
-    return fx.Reference.of(feats)
-
-
-def real_features_path(params: Params, name: str) -> Path:
-    """Where :func:`real_features` keeps the classifier's penultimate features of the
-    reference set named ``name`` (:func:`pipeline.stages.evaluate.fidelity.real_cache_name`)."""
-    return params.path(params.evaluate.cache_dir) / f"{name}-penultimate.pt"
 
 
 def _classifier_scores(

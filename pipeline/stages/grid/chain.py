@@ -40,14 +40,14 @@ def run_chain(
     ``device``: overrides the sections' devices (``cuda`` on a worker pinned to one GPU)."""
     import warnings
 
-    from pipeline.infra.config import load_params
     from pipeline.infra.devices import use_threads
+    from pipeline.training.params import load_checked
 
     # prdc's sklearn/joblib notes that a daemonic Dask worker runs it on one job: as intended.
     warnings.filterwarnings("ignore", message="Inside a Dask worker")
     name = f"{variant}-{seed}"
     start = time.perf_counter()
-    p = load_params(Path(params_file))
+    p = load_checked(Path(params_file))
     use_threads(p.train.threads if p.train.threads is not None else threads)
     seconds: dict[str, float] = {}
     for stage in stages:

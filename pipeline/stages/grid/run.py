@@ -15,11 +15,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from pipeline.infra.config import Params, load_params
+from pipeline.infra.config import Params
 from pipeline.infra.errors import describe
 from pipeline.infra.faults import kill_point
 from pipeline.stages.grid import plan as dvcplan
 from pipeline.stages.grid.view import ChainRow, table
+from pipeline.training.params import load_checked
 
 
 @dataclass
@@ -92,7 +93,7 @@ def run_grid(
     console = console or Console()
     t0 = time.time()
     params_file = params_file.resolve()
-    p = load_params(params_file)
+    p = load_checked(params_file)
     root = p.root.resolve()
     result = GridResult()
     work = dvcplan.plan(root, list(p.variants), list(p.train.seeds))

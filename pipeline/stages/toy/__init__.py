@@ -27,10 +27,11 @@ import torch
 
 from pipeline.core.variants import Variant, known, registry
 from pipeline.infra import layout
-from pipeline.infra.config import Params, to_plain
+from pipeline.infra.config import Params
 from pipeline.infra.devices import cpu_threads, resolve_device, use_threads
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import atomic_dir, write_json
+from pipeline.infra.params import to_plain
 from pipeline.stages.toy.problems import PROBLEMS, make_problem
 from pipeline.stages.toy.run import ToyResult, not_applicable, train_toy
 
@@ -75,7 +76,7 @@ def _record(params: Params, result: ToyResult, hyper: dict[str, Any], files: lis
     from mlflow.entities import Metric, Param
 
     from pipeline.infra import tracking
-    from pipeline.infra.config import flatten
+    from pipeline.infra.params import flatten
 
     tp = params.with_section("tracking", experiment=params.tracking.experiment + "-toy")
     c, exp = tracking.client(tp), tracking.setup(tp)

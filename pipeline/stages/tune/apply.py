@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.variants import known
-from pipeline.infra.config import Params, load_params, parse_params
+from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import write_json, write_text
+from pipeline.infra.params import parse_params
 from pipeline.stages.tune.common import (
     OBJECTIVE,
     _quiet_optuna,
@@ -22,6 +23,7 @@ from pipeline.stages.tune.common import (
 from pipeline.stages.tune.results import study_results
 from pipeline.stages.tune.space import block_updates
 from pipeline.stages.tune.storage import open_storage, public_url, resolve_storage_url
+from pipeline.training.params import load_checked
 
 if TYPE_CHECKING:
     pass
@@ -212,7 +214,7 @@ def apply_best(
         },
     )
     write_text(params_path, new_text)
-    load_params(params_path)  # fail loudly (one line) should the result not validate
+    load_checked(params_path)  # fail loudly (one line) should the result not validate
 
     changes = "; ".join(f"{k} {_show(before[k])} -> {_show(val)}" for k, val in updates.items())
     return (

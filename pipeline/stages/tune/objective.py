@@ -66,8 +66,8 @@ class _EpochScorer:
         import optuna
 
         from pipeline.stages.evaluate import score
-        from pipeline.stages.sample import generate
         from pipeline.training.artifacts import evaluating
+        from pipeline.training.sampling import generate
 
         with evaluating(event.nets):
             images, labels = generate(

@@ -125,7 +125,7 @@ def run_study(
     import optuna
 
     from pipeline.infra.devices import resolve_device
-    from pipeline.stages.classifier import checkpoint_path, load_checkpoint
+    from pipeline.training.evaluator import checkpoint_path, load_checkpoint
 
     v = known(variant)
     cfg = params.tune
