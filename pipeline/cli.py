@@ -1,5 +1,7 @@
 """The `pipeline` command line: one thin command per DVC stage, plus tuning.
 
+Over 300 lines: one short Typer function per command, read as the list of commands.
+
 Commands parse options, load params.yaml once, call one library function and print a short
 summary. Any :class:`PipelineError` becomes one line on stderr and a non-zero exit code
 (2 for an invalid params file), never a traceback. Heavy imports (torch, mlflow, optuna)

@@ -214,10 +214,11 @@ def test_lr_d_is_refused_for_a_model_without_a_critic(
     throwaway: str, tmp_path: Path, prepared_dir: Path
 ) -> None:
     from pipeline.infra.errors import ConfigError
+    from pipeline.training.params import load_checked
 
     path = write_params(tmp_path, {"variants": {throwaway: {"lr_d": 1e-3}}})
     with pytest.raises(ConfigError, match=f"variants.{throwaway}.lr_d: .*no critic"):
-        load_params(path)
+        load_checked(path)
 
 
 def test_a_variant_with_helper_modules_hashes_them(throwaway: str) -> None:

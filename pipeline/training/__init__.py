@@ -65,7 +65,8 @@ def train_variant(
     dev = resolve_device(device or params.train.device)
     callbacks: list[TrainCallback] = []
     if track:
-        from pipeline.infra.tracking import TrainRecorder, setup
+        from pipeline.infra.recorder import TrainRecorder
+        from pipeline.infra.tracking import setup
         from pipeline.training.restore import load_generator
 
         setup(params)  # an unusable tracking store fails here, before the output folder changes

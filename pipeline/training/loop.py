@@ -1,5 +1,8 @@
 """The one training loop for every model family.
 
+Over 300 lines: the Trainer is one state machine (resume, epochs, graphs, rollback); split after
+the parallel edits of this round are merged.
+
 The loop runs the variant's :class:`~pipeline.core.algorithms.Algorithm` through a
 :class:`~pipeline.core.algorithms.StepContext` and never branches on a variant's name.
 Fast-path choices, all numerically float32-equivalent to the classic loop:

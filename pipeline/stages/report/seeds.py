@@ -1,7 +1,9 @@
 """The seeds section: every variant's scores over its training seeds (mean ± std, the
 interval of the mean, each seed's value), paired tests against the reference variant with
 Holm's correction and each difference's sign per seed, and the average rank across a declared
-set of non-redundant metrics (:data:`RANKED`). The numbers come from pipeline.stages.report.stats."""
+set of non-redundant metrics (:data:`RANKED`). The numbers come from pipeline.stages.report.stats.
+
+Over 300 lines: one report section, its tables and prose together."""
 
 from __future__ import annotations
 

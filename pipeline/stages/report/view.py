@@ -1,5 +1,7 @@
 """Inputs -> the page: scores, samples, progression, curves (the sections with figures);
-hyperparameters, tuning and MLflow live in pipeline.stages.report.sections."""
+hyperparameters, tuning and MLflow live in pipeline.stages.report.sections.
+
+Over 300 lines: the page's figure sections in reading order, each a short function."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """run_study: open or resume a study, run this worker's share of the session's trials, write the
 results.
+
+Over 300 lines: one study session, start to finish; split after this round's parallel edits.
 """
 
 from __future__ import annotations
