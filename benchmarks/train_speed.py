@@ -56,9 +56,10 @@ from pipeline.infra.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
 from pipeline.infra.devices import resolve_device  # noqa: E402
 from pipeline.infra.errors import first_line  # noqa: E402
 from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
-from pipeline.training import Trainer, build_nets, run_spec  # noqa: E402
 from pipeline.training.graphs import GraphCaptureError  # noqa: E402
+from pipeline.training.loop import Trainer, build_nets  # noqa: E402
 from pipeline.training.optim import OPTIMIZERS  # noqa: E402
+from pipeline.training.spec import run_spec  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

@@ -202,7 +202,7 @@ def train(
     p = _load(params)
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
 
     seed = _seed(p, seed)
     use_threads(p.train.threads)

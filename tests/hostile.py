@@ -63,7 +63,7 @@ def whole_and_resumed(
     import pytest
 
     from pipeline.infra import checkpoint as ckpt
-    from pipeline.training import Trainer
+    from pipeline.training.loop import Trainer
 
     whole = Trainer(params, spec, root / "whole", device, progress=False)
     whole.run()

@@ -14,8 +14,9 @@ from pipeline.core.variants import registry
 from pipeline.core.variants.base import BASELINES
 from pipeline.core.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
 from pipeline.infra.params import load_params
-from pipeline.training import Trainer, run_spec
+from pipeline.training.loop import Trainer
 from pipeline.training.sampling import generate
+from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 
 BASELINE_NAMES = [n for n in registry.names() if registry.get(n).family == BASELINES]

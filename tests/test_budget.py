@@ -13,7 +13,7 @@ from pipeline.infra import layout
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import load_params
 from pipeline.stages.report.view import budget_text
-from pipeline.training import train_variant
+from pipeline.stages.train import train_variant
 from pipeline.training.budget import epochs_for_g_updates, updates
 from pipeline.training.spec import run_spec
 from tests.conftest import TINY, deep_update, write_params

@@ -13,9 +13,10 @@ import yaml
 
 from pipeline.core.divergence import DivergedError, DivergenceMonitor
 from pipeline.infra.config import Params
+from pipeline.infra.layout import read_run_id, variant_dir
 from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
-from pipeline.training import read_run_id, train_variant, variant_dir
+from pipeline.stages.train import train_variant
 from tests.conftest import deep_update, write_params
 
 

@@ -155,7 +155,7 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
     from pipeline.core.algorithms.adversarial import Adversarial
     from pipeline.core.variants import registry
     from pipeline.infra.params import load_params
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
     from tests.conftest import TINY, write_params
 
     over = merge_overrides(TINY, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 128}})
@@ -357,7 +357,7 @@ def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     """The trainer retrains when these sources change (code_hash); DVC must see the same
     files, or `dvc repro` would skip a stage whose checkpoint the trainer considers stale."""
     from pipeline.core.variants import registry
-    from pipeline.training import code_files
+    from pipeline.training.spec import code_files
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     for name in registry.names():
@@ -412,7 +412,7 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     assert expected["toy"] == {"out/toys"}
     # The layout agrees with the modules that write the files.
     from pipeline.infra.data import mnist_dir
-    from pipeline.training import curves_path, variant_dir
+    from pipeline.infra.layout import curves_path, variant_dir
     from pipeline.training.evaluator import checkpoint_path
 
     assert rel(mnist_dir(params)) in expected["prepare"]

@@ -562,7 +562,7 @@ def test_noise_stage_rescores_the_best_run_on_fresh_latents(
     fresh latent draws, each scored; a run of a seed outside train.seeds is not considered."""
     from pipeline.infra import layout
     from pipeline.stages.evaluate.noise import measure_noise
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
     from pipeline.training.sampling import latent_seed
 
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir, noise_draws=2)

@@ -160,7 +160,7 @@ def _without_seconds(doc: Any) -> Any:
 def test_a_crafted_cache_file_runs_nothing_and_is_named(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path, kind: str
 ) -> None:
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
 
     marker = tmp_path / "code-ran"
     path = make_params(

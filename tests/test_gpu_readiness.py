@@ -13,8 +13,9 @@ import torch
 
 from pipeline.core.nets import DetachedSlopeLeakyReLU
 from pipeline.core.variants import registry
-from pipeline.training import Trainer, run_spec
+from pipeline.training.loop import Trainer
 from pipeline.training.optim import OPTIMIZERS
+from pipeline.training.spec import run_spec
 from tests.conftest import REPO
 from tests.hostile import whole_and_resumed
 from tests.test_protocol import _assert_same_run, _params
@@ -93,7 +94,7 @@ def classic_loader(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path)
 def test_every_model_has_a_classic_reference_loop() -> None:
     """The six models outside the plain GAN loop have theirs in benchmarks/classic_loops.py;
     every other one is a plain Adversarial whose D returns one tensor (the GAN loop)."""
-    from pipeline.training import build_nets
+    from pipeline.training.loop import build_nets
 
     params = train_speed.load_params(REPO / "params.yaml")
     cpu = torch.device("cpu")
@@ -190,7 +191,7 @@ def test_cublas_workspace_is_set_at_process_start(
     anything trains; an explicit setting wins."""
     from typer.testing import CliRunner
 
-    import pipeline.training
+    import pipeline.stages.train
     from pipeline.cli import app
     from pipeline.infra import devices
     from tests.conftest import write_params
@@ -202,7 +203,7 @@ def test_cublas_workspace_is_set_at_process_start(
         seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
         raise SystemExit(0)
 
-    monkeypatch.setattr(pipeline.training, "train_variant", spy)
+    monkeypatch.setattr(pipeline.stages.train, "train_variant", spy)
     for deterministic in (False, True):
         monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
         path = write_params(tmp_path / str(deterministic), {"train": {

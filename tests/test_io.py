@@ -149,7 +149,7 @@ def test_the_sample_stage_removes_its_leftovers(tmp_path: Path, prepared_dir: Pa
     from pipeline.infra import layout
     from pipeline.infra.params import load_params
     from pipeline.stages.sample import sample_variant
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
     from tests.conftest import REPO, TINY, deep_update, write_params
 
     params = load_params(

@@ -16,7 +16,8 @@ from pipeline.core.nets import (
     detach_activation_slopes,
 )
 from pipeline.core.variants import registry
-from pipeline.training import RunSpec, build_nets
+from pipeline.training.loop import build_nets
+from pipeline.training.spec import RunSpec
 
 VARIANTS = registry.names()
 ADVERSARIAL = [n for n in VARIANTS if isinstance(registry.get(n).algorithm, Adversarial)]

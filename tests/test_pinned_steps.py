@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from pipeline.infra.params import load_params
-from pipeline.training import train_variant
+from pipeline.stages.train import train_variant
 from pipeline.training.restore import load_generator
 from tests.conftest import write_params
 

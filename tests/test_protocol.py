@@ -19,9 +19,11 @@ from pipeline.core.nets import MLPGenerator, NetSpec
 from pipeline.core.variants import Options, Variant, registry
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra.params import load_params
-from pipeline.training import Trainer, run_spec, train_variant
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import Trainer
 from pipeline.training.restore import load_nets
 from pipeline.training.sampling import generate
+from pipeline.training.spec import run_spec
 from tests.conftest import representative_variants, training_signature, write_params
 from tests.hostile import whole_and_resumed
 
@@ -224,7 +226,7 @@ def test_lr_d_is_refused_for_a_model_without_a_critic(
 def test_a_variant_with_helper_modules_hashes_them(throwaway: str) -> None:
     """code_files follows what a variant is made of: the algorithm's module, its nets' and
     objectives' modules, hooks and options (so DVC and the run identity see a helper edit)."""
-    from pipeline.training import code_files
+    from pipeline.training.spec import code_files
 
     files = code_files(registry.get("wgan_gp"))
     assert {"core/losses.py", "core/nets.py", "core/algorithms/adversarial.py",

@@ -13,8 +13,10 @@ import torch
 from pipeline.core.variants import registry
 from pipeline.infra.config import Params
 from pipeline.infra.params import load_params
-from pipeline.training import Trainer, run_spec, train_variant
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import Trainer
 from pipeline.training.quality import COLUMNS, QualityCurve
+from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 from tests.hostile import whole_and_resumed
 from tests.test_classifier import train_once

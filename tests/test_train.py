@@ -28,14 +28,10 @@ from pipeline.infra.errors import PipelineError
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV
 from pipeline.infra.params import load_params
 from pipeline.infra.tracking import resolve_uri
-from pipeline.training import (
-    NonFiniteLossError,
-    ResumeRefusedError,
-    Trainer,
-    build_nets,
-    run_spec,
-    train_variant,
-)
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import NonFiniteLossError, Trainer, build_nets
+from pipeline.training.rundir import ResumeRefusedError
+from pipeline.training.spec import run_spec
 from tests.conftest import REPO, deep_update, representative_variants, write_params
 from tests.hostile import refuse_capture
 

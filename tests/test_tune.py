@@ -864,7 +864,7 @@ def test_tuning_scores_against_held_out_training_images_never_trained_on(
     from pipeline.stages.evaluate import score
     from pipeline.stages.tune.holdout import split_indices
     from pipeline.stages.tune.objective import _Objective
-    from pipeline.training import run_spec
+    from pipeline.training.spec import run_spec
 
     path = make_params(tmp_path)
     over = yaml.safe_load(path.read_text())

@@ -1,6 +1,6 @@
 """A finished run's nets, rebuilt from its checkpoint: for the sample stage, the noise
 estimate and the tracking of a finished run (which gets :func:`load_generator` handed in by
-:func:`pipeline.training.train_variant`, infra being below this layer).
+:func:`pipeline.stages.train.train_variant`, infra being below this layer).
 """
 
 from __future__ import annotations

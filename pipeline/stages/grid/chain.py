@@ -54,7 +54,7 @@ def run_chain(
         _tell(name, stage=stage)
         t0 = time.perf_counter()
         if stage == "train":
-            from pipeline.training import train_variant
+            from pipeline.stages.train import train_variant
 
             if "inception" in p.evaluate.extractors:  # as `pipeline train`: fail before training
                 from pipeline.stages.evaluate import check_inception_weights

@@ -9,7 +9,7 @@ Objective
     ``tune.sample_n`` samples drawn with a fixed seed after every epoch of a trial's training;
     lower is better. Each epoch's value is reported to Optuna (step = epoch, 1-based); the
     value of a finished trial is its last epoch's FID. A trial trains with
-    :class:`pipeline.training.Trainer` into a temporary directory that is deleted afterwards:
+    :class:`pipeline.training.loop.Trainer` into a temporary directory that is deleted afterwards:
     tuning never writes to ``models/``, ``samples/`` or ``metrics/`` (the evaluator's cache of
     real-image features goes to ``<tune.out_dir>/.cache``).
 

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
-    from pipeline.training import EpochEnd, RunSpec, Trainer, TrainResult
+    from pipeline.training.loop import EpochEnd, Trainer, TrainResult
+    from pipeline.training.spec import RunSpec
 
 
 class _EpochScorer:
@@ -137,7 +138,7 @@ class _Objective:
 
     def trainer(self, spec: RunSpec, out_dir: Path, callbacks: list[_EpochScorer]) -> Trainer:
         """A trial's trainer: the training set less the held-out reference."""
-        from pipeline.training import Trainer
+        from pipeline.training.loop import Trainer
 
         return Trainer(
             self.train_params, spec, out_dir, self.device, callbacks=callbacks,
@@ -148,7 +149,7 @@ class _Objective:
         import optuna
 
         from pipeline.core.divergence import DivergedError
-        from pipeline.training import run_spec
+        from pipeline.training.spec import run_spec
 
         trial.set_user_attr(ATTR_PID, os.getpid())
         trial.set_user_attr(ATTR_HOST, socket.gethostname())
