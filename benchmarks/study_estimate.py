@@ -41,7 +41,7 @@ def read_stages(path: Path) -> list[dict[str, Any]]:
 
 
 def _epochs(study: Any, name: str) -> int:
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     block = study.variants.get(name)
     return (block.epochs if block is not None and block.epochs else None) or registry.get(

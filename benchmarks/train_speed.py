@@ -50,7 +50,7 @@ from speed_report import (  # noqa: E402
 
 from pipeline.core.algorithms import Adversarial  # noqa: E402
 from pipeline.core.losses import Scores  # noqa: E402
-from pipeline.core.variants import registry  # noqa: E402
+from pipeline.core.variants.base import registry  # noqa: E402
 from pipeline.infra.config import MIRROR_ENV  # noqa: E402
 from pipeline.infra.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
 from pipeline.infra.devices import resolve_device  # noqa: E402

@@ -208,7 +208,7 @@ def train(
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
         # Fail before hours of training, not in the evaluate stage after them.
-        from pipeline.core.variants import known
+        from pipeline.core.variants._known import known
         from pipeline.stages.evaluate import check_inception_weights
 
         known(variant)

@@ -232,7 +232,7 @@ def training_signature(name: str) -> tuple[Any, ...]:
     tests/test_objectives.py checks against hand-worked values for every one of them."""
     import dataclasses
 
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     v = registry.get(name)
     alg = v.algorithm
@@ -257,7 +257,7 @@ def representative_variants() -> list[str]:
     step) run on, so the suite's time grows with the ways of training, not the model count.
     Cheap registry-wide tests (one step moves every net, shapes) still run on every variant;
     ``PIPELINE_TEST_ALL_VARIANTS=1`` runs the expensive ones on every variant too."""
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     names = registry.names()
     if os.environ.get(ALL_VARIANTS_ENV):

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.core.variants import registry
-from pipeline.core.variants.base import BASELINES
+from pipeline.core.variants.base import BASELINES, registry
 from pipeline.core.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
 from pipeline.infra.params import load_params
 from pipeline.training.loop import Trainer

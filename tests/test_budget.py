@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra import layout
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import load_params

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from tests.conftest import write_params
 
 COMMANDS = [
@@ -49,7 +49,7 @@ def _help(*args: str) -> str:
 
 @pytest.mark.parametrize("name", ["train", "sample", "evaluate", "tune"])
 def test_commands_taking_a_variant_list_every_registered_name(name: str) -> None:
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     out = re.sub(r"[\s│]+", " ", _help(name))  # the box may wrap the list: join its lines
     assert f"known: {', '.join(registry.names())}." in out
@@ -57,7 +57,7 @@ def test_commands_taking_a_variant_list_every_registered_name(name: str) -> None
 
 def test_variant_names_for_help_match_the_registry_without_importing_torch() -> None:
     from pipeline.cli import variant_names
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     assert variant_names() == registry.names()
     code = "import sys, pipeline.cli; print('torch' in sys.modules)"

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from pipeline.core.variants import known
+from pipeline.core.variants._known import known
 from pipeline.training.spec import PACKAGE, code_files, code_hash, hash_sources, source_digest
 
 ORIGINAL = '''"""Module docstring."""

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra.config import MIN_EVAL_IMAGES
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import load_params, parse_params

@@ -153,7 +153,7 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
     tiny epoch and render the curves panels from their real CSVs. Every adversarial variant
     is drawn; a model without the GAN losses (the VAE) is the one documented gap."""
     from pipeline.core.algorithms.adversarial import Adversarial
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
     from pipeline.infra.params import load_params
     from pipeline.stages.train import train_variant
     from tests.conftest import TINY, write_params
@@ -356,7 +356,7 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
 def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     """The trainer retrains when these sources change (code_hash); DVC must see the same
     files, or `dvc repro` would skip a stage whose checkpoint the trainer considers stale."""
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
     from pipeline.training.spec import code_files
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.core.nets import DetachedSlopeLeakyReLU
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.training.loop import Trainer
 from pipeline.training.optim import OPTIMIZERS
 from pipeline.training.spec import run_spec

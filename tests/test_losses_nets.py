@@ -15,7 +15,7 @@ from pipeline.core.nets import (
     couples_batch,
     detach_activation_slopes,
 )
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.training.loop import build_nets
 from pipeline.training.spec import RunSpec
 

@@ -16,7 +16,7 @@ from torch import nn
 from pipeline.core.algorithms import Algorithm, StepContext
 from pipeline.core.algorithms.base import Figure
 from pipeline.core.nets import MLPGenerator, NetSpec
-from pipeline.core.variants import Options, Variant, registry
+from pipeline.core.variants.base import Options, Variant, registry
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra.params import load_params
 from pipeline.stages.train import train_variant

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra.config import Params
 from pipeline.infra.params import load_params
 from pipeline.stages.train import train_variant

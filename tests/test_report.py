@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra import layout
 from pipeline.infra.config import Params
 from pipeline.infra.params import load_params

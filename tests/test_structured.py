@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from pipeline.core.losses import Scores
 from pipeline.core.nets import NetSpec
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.training.sampling import generate
 
 SPEC = NetSpec(z_dim=8, img_shape=(1, 28, 28))

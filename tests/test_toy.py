@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator, NetSpec
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import load_params
 from pipeline.stages.toy import applicable_variants, run_toy

@@ -22,7 +22,7 @@ from pipeline.cli import app
 from pipeline.core.algorithms import Adversarial
 from pipeline.core.losses import OBJECTIVES
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator
-from pipeline.core.variants import Variant, registry
+from pipeline.core.variants.base import Variant, registry
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV

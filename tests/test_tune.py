@@ -32,7 +32,7 @@ from pipeline.cli import app
 from pipeline.core.algorithms import Adversarial
 from pipeline.core.losses import OBJECTIVES
 from pipeline.core.nets import MLPDiscriminator, MLPGenerator
-from pipeline.core.variants import Variant, registry
+from pipeline.core.variants.base import Variant, registry
 from pipeline.infra.config import Params, TuneConfig
 from pipeline.infra.errors import ConfigError, PipelineError
 from pipeline.infra.faults import KILL_ENV

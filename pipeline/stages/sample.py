@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pipeline.core.variants import known
+from pipeline.core.variants._known import known
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra import layout
 from pipeline.infra.config import Params

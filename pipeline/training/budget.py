@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from pipeline.core.algorithms import Algorithm
-from pipeline.core.variants import Hyper
+from pipeline.core.variants.base import Hyper
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.spec import RunSpec
-from pipeline.core.variants import Hyper, Variant, registry
+from pipeline.core.variants.base import Hyper, Variant, registry
 
 
 class NonFiniteLossError(DivergedError):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pipeline.core.variants import registry
+from pipeline.core.variants.base import registry
 from pipeline.infra.config import Params
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import format_validation_error, load_params

@@ -37,7 +37,7 @@ from pipeline.training.artifacts import evaluating
 
 if TYPE_CHECKING:
     from pipeline.core.features import Reference
-    from pipeline.core.variants import Variant
+    from pipeline.core.variants.base import Variant
     from pipeline.training.spec import RunSpec
 
 COLUMNS = ("clf_fid", "clf_kid", "score_s")

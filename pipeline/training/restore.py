@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.core.variants import Variant, known
+from pipeline.core.variants._known import known
+from pipeline.core.variants.base import Variant
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra.errors import PipelineError
 from pipeline.training.loop import build_nets

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.core.nets import NetSpec
-from pipeline.core.variants import Variant
+from pipeline.core.variants.base import Variant
 from pipeline.infra.data import IMG_SHAPE, N_CLASSES, to_uint8
 
 

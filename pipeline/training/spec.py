@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.variants import Hyper, Variant, known
+from pipeline.core.variants._known import known
+from pipeline.core.variants.base import Hyper, Variant
 from pipeline.infra.config import Params
 
 PACKAGE = Path(__file__).resolve().parents[1]

@@ -4,19 +4,7 @@ A variant module calls :func:`registry.register` with a :class:`Variant`; the tr
 these fields and never branches on a variant's name. Modules in this package are discovered
 on first use (files starting with ``_`` are helpers, not variants), so adding a variant is one
 new file plus one ``variants.<name>`` params block.
+
+This ``__init__`` imports nothing (the registry imports this package to discover the variant
+files): the registry and its types are in ``base``, :func:`known` in ``_known``.
 """
-
-from pipeline.core.variants.base import FAMILIES, Hyper, Options, Variant, registry
-from pipeline.infra.errors import PipelineError
-
-__all__ = ["FAMILIES", "Hyper", "Options", "Variant", "known", "registry"]
-
-
-def known(name: str) -> Variant:
-    """The registered variant ``name``, or a one-line error listing the known ones."""
-    try:
-        return registry.get(name)
-    except KeyError:
-        raise PipelineError(
-            f"unknown variant {name!r} (known: {', '.join(registry.names())})"
-        ) from None

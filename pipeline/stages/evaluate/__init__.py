@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.core.variants import known
+from pipeline.core.variants._known import known
 from pipeline.infra import layout
 from pipeline.infra.config import Params
 from pipeline.infra.data import load_split

@@ -50,7 +50,7 @@ def _prepare_tracking(p: Params, variants: set[str]) -> None:
 
 def _epochs(p: Params, variant: str) -> int:
     """The variant's training epochs: its params block over its published default."""
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     return registry.get(variant).resolve(p.variants[variant]).epochs
 

@@ -119,7 +119,7 @@ class _Reader:
 def _variant_info(data: VariantData, block: Any) -> None:
     """Description, family, published rows and configured hyperparameters from the registry
     (nothing for a name the registry does not know)."""
-    from pipeline.core.variants import registry
+    from pipeline.core.variants.base import registry
 
     try:
         variant = registry.get(data.name)

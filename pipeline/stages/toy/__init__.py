@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline.core.variants import Variant, known, registry
+from pipeline.core.variants._known import known
+from pipeline.core.variants.base import Variant, registry
 from pipeline.infra import layout
 from pipeline.infra.config import Params
 from pipeline.infra.devices import cpu_threads, resolve_device, use_threads
@@ -36,7 +37,7 @@ from pipeline.stages.toy.problems import PROBLEMS, make_problem
 from pipeline.stages.toy.run import ToyResult, not_applicable, train_toy
 
 if TYPE_CHECKING:
-    from pipeline.core.variants import Hyper
+    from pipeline.core.variants.base import Hyper
     from pipeline.infra.config import ToyConfig
 
 __all__ = ["PROBLEMS", "ToyOutcome", "applicable_variants", "run_toy"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.variants import known
+from pipeline.core.variants._known import known
 from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import write_json, write_text

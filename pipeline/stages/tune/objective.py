@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.core.variants import Hyper, Variant
+from pipeline.core.variants.base import Hyper, Variant
 from pipeline.infra.config import Params
 from pipeline.infra.errors import describe
 from pipeline.infra.faults import kill_point

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.variants import known
+from pipeline.core.variants._known import known
 from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError, describe
 from pipeline.infra.runlock import remove_abandoned
