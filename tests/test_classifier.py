@@ -60,7 +60,8 @@ def train_once(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
             key = content_key(
                 "session-classifier", SESSION_BUDGET, cfg.classifier.model_dump(mode="json",
                 exclude={"out_dir"}), RESOURCES,
-                modules=("pipeline.stages.classifier", "pipeline.infra.data", "pipeline.infra.devices"),
+                modules=("pipeline.stages.classifier", "pipeline.core.classifier",
+                         "pipeline.infra.data", "pipeline.infra.devices"),
             )  # fmt: skip
             shutil.rmtree(root / "_key")
             return cached_across_runs(key, root, train)

@@ -2,7 +2,7 @@
 
 Two evaluators, each selectable in ``evaluate.extractors``:
 
-* ``classifier``: our MNIST CNN (pipeline/stages/classifier.py) registered as the torch-fidelity
+* ``classifier``: our MNIST CNN (pipeline/core/classifier.py) registered as the torch-fidelity
   feature extractor ``mnist-classifier``: FID/precision/recall on its 128-d penultimate
   features, IS on its logits (torch-fidelity softmaxes them: at most 10 for MNIST), plus class
   coverage from its predictions and, for conditional samples, label accuracy; and from the
@@ -20,9 +20,10 @@ the extractor, ``n_real``, a hash of the weights and where they ran (device type
 ``evaluate.tf32``), so neither a retrained classifier nor a GPU run reuses stale features. Images go to torch-fidelity as uint8 [3, 28, 28] (grey tiled to 3 channels);
 our extractor takes one channel back.
 
-Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), ``features`` (the
-scores we compute on the classifier's features), ``weights`` (the
-Inception path's weights), ``scoring`` (:func:`score` -> :class:`pipeline.infra.metrics.MetricsDoc`,
+Modules: ``fidelity`` (torch-fidelity plumbing, the classifier extractor), pipeline.core.features
+(the scores we compute on the classifier's features), pipeline.infra.weights (the Inception
+path's weights), pipeline.training.evaluator (the classifier's file and the reference set's
+features, which the quality curve shares), ``scoring`` (:func:`score` -> :class:`pipeline.infra.metrics.MetricsDoc`,
 the document's schema); this module holds the two stage commands. The samples are read by
 :func:`pipeline.stages.sample.load_samples`, beside the code that writes them.
 """
