@@ -304,7 +304,7 @@ def toy(
 ) -> None:
     """The GAN paper's 1-D Gaussian and the 8-Gaussian ring for every applicable variant, in
     seconds: GIFs, modes covered, high-quality share, JS divergence -> toy/ and MLflow."""
-    from pipeline.stages.toy import run_toy
+    from pipeline.stages.toy.stage import run_toy
 
     p = _load(params)
     out = run_toy(p, variants=variant, problems=problem, device=device)

@@ -17,7 +17,6 @@ from pipeline.core.nets import MLPDiscriminator, MLPGenerator, NetSpec
 from pipeline.core.variants.base import registry
 from pipeline.infra.errors import ConfigError
 from pipeline.infra.params import load_params
-from pipeline.stages.toy import applicable_variants, run_toy
 from pipeline.stages.toy.problems import (
     LN2,
     gaussian_bins,
@@ -28,6 +27,7 @@ from pipeline.stages.toy.problems import (
     ring_modes,
 )
 from pipeline.stages.toy.run import not_applicable, train_toy
+from pipeline.stages.toy.stage import applicable_variants, run_toy
 from tests.conftest import write_params
 
 CPU = torch.device("cpu")

@@ -19,7 +19,7 @@ Per variant ``V`` and training seed ``S`` (one of ``train.seeds``)::
 and per variant ``tune.out_dir/V/`` (best.json, applied.json, Optuna plots). Every function
 that takes ``seed`` reads None as the first of ``train.seeds`` (the CLI's default).
 
-``toy.out_dir/``: summary.json and ``<problem>/<variant>.{gif,png}`` (pipeline.stages.toy);
+``toy.out_dir/``: summary.json and ``<problem>/<variant>.{gif,png}`` (pipeline.stages.toy.stage);
 and once: ``data.dir/mnist``, ``classifier.out_dir/{classifier.pt,metrics.json}`` (and
 ``resume.pt`` while it trains), ``evaluate.out_dir/floor.json``,
 ``report.out_dir/{index.html,comparison.md,...}`` and ``report.out_dir/noise.json`` (the
