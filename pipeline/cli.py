@@ -209,7 +209,7 @@ def train(
     if "inception" in p.evaluate.extractors:
         # Fail before hours of training, not in the evaluate stage after them.
         from pipeline.core.variants._known import known
-        from pipeline.stages.evaluate import check_inception_weights
+        from pipeline.infra.weights import check_inception_weights
 
         known(variant)
         check_inception_weights(p)
@@ -247,7 +247,7 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Score a run's samples (classifier and/or Inception metrics) -> metrics/VARIANT/seedS.json."""
-    from pipeline.stages.evaluate import evaluate_variant
+    from pipeline.stages.evaluate.stage import evaluate_variant
 
     p = _load(params)
     seed = _seed(p, seed)
@@ -259,7 +259,7 @@ def evaluate(
 def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
     """Score evaluate.floor_n MNIST train images against the test set: the real-vs-real floor
     every variant is compared with -> metrics/floor.json."""
-    from pipeline.stages.evaluate import evaluate_floor
+    from pipeline.stages.evaluate.stage import evaluate_floor
 
     p = _load(params)
     path = evaluate_floor(p, device=device)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import pipeline.stages.evaluate as ev
+import pipeline.stages.evaluate.stage as ev
 from pipeline.cli import app
 from pipeline.infra import weights
 from pipeline.infra.config import Params
@@ -23,6 +23,7 @@ from pipeline.infra.errors import PipelineError
 from pipeline.infra.io import file_hash
 from pipeline.infra.metrics import MetricsDoc
 from pipeline.infra.params import load_params
+from pipeline.stages.evaluate.fidelity import CLASSIFIER_NETWORK
 from tests.conftest import TINY, deep_update, write_params
 from tests.test_classifier import train_once
 
@@ -215,7 +216,7 @@ def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> N
     )
     m = doc["classifier"]
     assert set(m) == CLASSIFIER_KEYS
-    assert m["network"] == ev.fidelity.CLASSIFIER_NETWORK
+    assert m["network"] == CLASSIFIER_NETWORK
     # The sample counts each score was computed with, beside it.
     assert (m["kid_subset_size"], m["kid_subsets"], m["prdc_k"]) == (100, 100, 5)
     assert (m["fid_inf_n_min"], m["fid_inf_n_max"], m["fid_inf_points"]) == (200, 1000, 15)

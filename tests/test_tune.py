@@ -861,7 +861,7 @@ def test_tuning_scores_against_held_out_training_images_never_trained_on(
     """The tuning reference is a seeded slice of the training set: disjoint from the images
     a trial's trainer loads and from the test set the final scores use."""
     from pipeline.infra.data import load_split, to_uint8
-    from pipeline.stages.evaluate import score
+    from pipeline.stages.evaluate.scoring import score
     from pipeline.stages.tune.holdout import split_indices
     from pipeline.stages.tune.objective import _Objective
     from pipeline.training.spec import run_spec

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import pipeline.stages.evaluate as ev
+import pipeline.stages.evaluate.stage as ev
 from pipeline.cli import app
 from pipeline.infra import weights as ew
 from pipeline.infra.config import Params

@@ -57,7 +57,7 @@ def run_chain(
             from pipeline.stages.train import train_variant
 
             if "inception" in p.evaluate.extractors:  # as `pipeline train`: fail before training
-                from pipeline.stages.evaluate import check_inception_weights
+                from pipeline.infra.weights import check_inception_weights
 
                 check_inception_weights(p)
             train_variant(p, variant, seed=seed, device=device, progress=False)
@@ -66,7 +66,7 @@ def run_chain(
 
             sample_variant(p, variant, seed=seed, device=device)
         elif stage == "evaluate":
-            from pipeline.stages.evaluate import evaluate_variant
+            from pipeline.stages.evaluate.stage import evaluate_variant
 
             evaluate_variant(p, variant, device=device, seed=seed)
         else:

@@ -66,7 +66,7 @@ class _EpochScorer:
     def on_epoch_end(self, event: EpochEnd) -> None:
         import optuna
 
-        from pipeline.stages.evaluate import score
+        from pipeline.stages.evaluate.scoring import score
         from pipeline.training.artifacts import evaluating
         from pipeline.training.sampling import generate
 
