@@ -120,7 +120,7 @@ if lim=$(limit "import probe" 30) && [ -n "$lim" ]; then
   sed 's/^/  /' "$work/logs/imports.log" | tail -20 >>"$summary"
 else skip "import probe"; fi
 read -r -a pipe <<<"${CHECK_PIPELINE:-$py -m pipeline}"
-variants=${CHECK_VARIANTS:-$("$py" -c "from pipeline.core.variants import registry; print(','.join(registry.names()))")}
+variants=${CHECK_VARIANTS:-$("$py" -c "from pipeline.core.variants.base import registry; print(','.join(registry.names()))")}
 
 # ---- bench: each model's verdict (classic, graphs, fast) in its own process --------------------
 if lim=$(limit bench "${BENCH_LIMIT:-150}") && [ -n "$lim" ]; then
@@ -162,7 +162,7 @@ prep_params() {
 import sys
 from pathlib import Path
 import yaml
-from pipeline.infra.config import load_params, merge_overrides, read_yaml
+from pipeline.infra.params import load_params, merge_overrides, read_yaml
 repo, work, variants, epochs, extra = sys.argv[1:]
 work = Path(work)
 budget = {"variants": {v: {"epochs": int(epochs)} for v in variants.split(",")},
