@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro grid test smoke results lint bench mlflow-ui optuna-dashboard clean-venv
+.PHONY: repro grid test smoke results lint imports bench mlflow-ui optuna-dashboard clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ results: $(BIN)/.installed
 lint: $(BIN)/.installed
 	ruff check .
 	ruff format --check .
+	lint-imports
+
+# The import-linter contract in pyproject.toml: imports run cli -> stages -> training -> core,
+# infra below them all (CI runs it before the tests).
+imports: $(BIN)/.installed
+	lint-imports
 
 bench: $(BIN)/.installed
 	python benchmarks/train_speed.py
@@ -53,4 +59,4 @@ mlflow-ui: $(BIN)/.installed
 OPTUNA_PORT ?= 8080
 PARAMS ?= params.yaml
 optuna-dashboard: $(BIN)/.installed
-	python -m pipeline.tune.dashboard --params $(PARAMS) --port $(OPTUNA_PORT) $(if $(STORAGE),--storage '$(STORAGE)')
+	python -m pipeline.stages.tune.dashboard --params $(PARAMS) --port $(OPTUNA_PORT) $(if $(STORAGE),--storage '$(STORAGE)')

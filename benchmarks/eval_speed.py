@@ -6,7 +6,7 @@ Usage (from the repo root):
 
 Times, on random uint8 images (throughput does not depend on content, and no weights are
 needed: both nets keep their random initialisation), the two passes an evaluate stage makes
-over its generated images: the MNIST classifier's features (pipeline.evaluate.features.extract,
+over its generated images: the MNIST classifier's features (pipeline.core.features.extract,
 float32 as evaluate.tf32's default) and torch-fidelity's Inception-v3 features (2048-d and
 logits, batch evaluate.batch_size = 500) at float32 and, on CUDA, at TF32. Writes
 ``eval_speed_<device>.json`` and prints one line per figure.
@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from speed_report import device_name  # noqa: E402
 
-from pipeline.devices import numerics, resolve_device  # noqa: E402
+from pipeline.infra.devices import numerics, resolve_device  # noqa: E402
 
 PER = 10_000
 
@@ -63,8 +63,8 @@ def random_inception(device: torch.device):  # type: ignore[no-untyped-def]
 
 
 def classifier_seconds(images: torch.Tensor, device: torch.device) -> float:
-    from pipeline.classifier import MnistCNN
-    from pipeline.evaluate.features import extract
+    from pipeline.core.classifier import MnistCNN
+    from pipeline.core.features import extract
 
     model = MnistCNN().to(device).eval()
     extract(model, images[:1000])  # warm-up (cuDNN's choices, allocator)

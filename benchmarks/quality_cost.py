@@ -26,11 +26,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.classifier import train_classifier  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.data import prepare  # noqa: E402
-from pipeline.training import Trainer, run_spec  # noqa: E402
+from pipeline.infra.data import prepare  # noqa: E402
+from pipeline.infra.params import load_params  # noqa: E402
+from pipeline.stages.classifier import train_classifier  # noqa: E402
+from pipeline.training.loop import Trainer  # noqa: E402
 from pipeline.training.quality import QualityCurve  # noqa: E402
+from pipeline.training.spec import run_spec  # noqa: E402
 
 
 def main() -> None:

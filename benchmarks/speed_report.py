@@ -91,7 +91,7 @@ def write_report(doc: dict[str, Any], out: Path, tag: str) -> str:
 
 TARGET_RATIO = 25.0
 NUMERICS = (
-    "trainer: train.tf32 off (float32 matmuls and convolutions, pipeline.devices.numerics); "
+    "trainer: train.tf32 off (float32 matmuls and convolutions, pipeline.infra.devices.numerics); "
     "classic loop: torch's defaults (cuDNN convolutions may use TF32 on Ampere and later, "
     "matmuls float32): a bias in the classic loop's favour for conv models"
 )

@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from train_speed import pipeline_steps_per_s
 
-    from pipeline.config import load_params
-    from pipeline.data import prepare
-    from pipeline.devices import resolve_device
-    from pipeline.io import atomic_path
+    from pipeline.infra.data import prepare
+    from pipeline.infra.devices import resolve_device
+    from pipeline.infra.io import atomic_path
+    from pipeline.infra.params import load_params
 
     params = load_params(args.params)
     prepare(params)  # a no-op where the chain prepared MNIST already

@@ -41,7 +41,7 @@ def read_stages(path: Path) -> list[dict[str, Any]]:
 
 
 def _epochs(study: Any, name: str) -> int:
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
 
     block = study.variants.get(name)
     return (block.epochs if block is not None and block.epochs else None) or registry.get(
@@ -56,7 +56,7 @@ def estimate(
     bench: dict[str, Any] | None = None,
     evals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from pipeline import layout
+    from pipeline.infra import layout
 
     ok = [r for r in stages if r["exit"] == 0 and r.get("part", "probe") == "probe"]
     own: dict[tuple[str, str], float] = {(r["stage"], r["variant"]): r["seconds"] for r in ok}
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", type=Path, default=REPO / "params.yaml")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    from pipeline.config import load_params
+    from pipeline.infra.params import load_params
 
     def doc(path: Path | None) -> dict[str, Any] | None:
         return json.loads(path.read_text()) if path and path.is_file() else None

@@ -48,16 +48,18 @@ from speed_report import (  # noqa: E402
     write_report,
 )
 
-from pipeline.algorithms import Adversarial  # noqa: E402
-from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
-from pipeline.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
-from pipeline.devices import resolve_device  # noqa: E402
-from pipeline.errors import first_line  # noqa: E402
-from pipeline.graphs import GraphCaptureError  # noqa: E402
-from pipeline.losses import Scores  # noqa: E402
-from pipeline.training import Trainer, build_nets, run_spec  # noqa: E402
+from pipeline.core.algorithms import Adversarial  # noqa: E402
+from pipeline.core.losses import Scores  # noqa: E402
+from pipeline.core.variants.base import registry  # noqa: E402
+from pipeline.infra.config import MIRROR_ENV  # noqa: E402
+from pipeline.infra.data import IMG_SHAPE, RESOURCES, prepare  # noqa: E402
+from pipeline.infra.devices import resolve_device  # noqa: E402
+from pipeline.infra.errors import first_line  # noqa: E402
+from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
+from pipeline.training.graphs import GraphCaptureError  # noqa: E402
+from pipeline.training.loop import Trainer, build_nets  # noqa: E402
 from pipeline.training.optim import OPTIMIZERS  # noqa: E402
-from pipeline.variants import registry  # noqa: E402
+from pipeline.training.spec import run_spec  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -208,7 +210,7 @@ def pipeline_steps_per_s(
 ) -> float:
     """The pipeline's trainer over ``epochs`` epochs of ``steps`` batches; the first is warm-up
     (and, in mode "graphs", where the CUDA graphs are captured). A failed capture raises
-    GraphCaptureError: the caller must stop its CUDA work (see pipeline.graphs)."""
+    GraphCaptureError: the caller must stop its CUDA work (see pipeline.training.graphs)."""
     params = load_params(params_path)
     params = params.with_section("train", score_every=0, **MODES[mode])  # training alone
     spec = run_spec(params, name, epochs=epochs, subset=steps * 64)

@@ -47,8 +47,8 @@ def _instrumented() -> Iterator[None]:
     """Wrap each writer where the trainer and the recorder look it up; undo afterwards."""
     from mlflow import MlflowClient
 
-    import pipeline.checkpoint as ckpt
-    import pipeline.tracking as tracking
+    import pipeline.infra.checkpoint as ckpt
+    import pipeline.infra.tracking as tracking
     import pipeline.training.loop as loop
 
     targets = [
@@ -74,9 +74,9 @@ def _value(text: str) -> Any:
 
 
 def measure(variant: str, epochs: int, subset: int, sets: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.config import load_params
-    from pipeline.data import prepare
-    from pipeline.training import train_variant
+    from pipeline.infra.data import prepare
+    from pipeline.infra.params import load_params
+    from pipeline.stages.train import train_variant
 
     TIMES.clear()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +110,9 @@ def full_run_estimate(r: dict[str, Any], sets: dict[str, Any], epoch_s: float | 
     counts come from pipeline.training.writes with epochs as long as this run's scaled to
     60,000 images (a fake clock ticking that much per epoch), or ``epoch_s`` where given (a
     faster device's epoch, say; the write costs stay this machine's)."""
-    from pipeline.config import TrainConfig
+    from pipeline.core.variants.base import registry
+    from pipeline.infra.config import TrainConfig
     from pipeline.training.writes import WritePlan
-    from pipeline.variants import registry
 
     epochs = registry.get(r["variant"]).epochs
     if epoch_s is None:

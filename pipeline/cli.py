@@ -1,5 +1,7 @@
 """The `pipeline` command line: one thin command per DVC stage, plus tuning.
 
+Over 300 lines: one short Typer function per command, read as the list of commands.
+
 Commands parse options, load params.yaml once, call one library function and print a short
 summary. Any :class:`PipelineError` becomes one line on stderr and a non-zero exit code
 (2 for an invalid params file), never a traceback. Heavy imports (torch, mlflow, optuna)
@@ -17,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from pipeline.errors import PipelineError, UsageError, describe
+from pipeline.infra.errors import PipelineError, UsageError, describe
 
 
 class _FlagsAsFlags:
@@ -41,10 +43,10 @@ class _Group(_FlagsAsFlags, TyperGroup):
 
 
 def variant_names() -> list[str]:
-    """The registered variants' names, read from the file names in pipeline/variants/ (one
+    """The registered variants' names, read from the file names in pipeline/core/variants/ (one
     file per variant) so that ``--help`` does not import torch; a test checks them against
     the registry."""
-    folder = Path(__file__).resolve().parent / "variants"
+    folder = Path(__file__).resolve().parent / "core" / "variants"
     return sorted(
         f.stem for f in folder.glob("*.py") if not f.stem.startswith("_") and f.stem != "base"
     )
@@ -88,15 +90,21 @@ DeviceOpt = Annotated[
 ]
 
 
-def _load(params_path: Path):
-    from pipeline.config import load_params
+def _load(params_path: Path, registry: bool = True):
+    """The validated params; with ``registry``, each ``variants.<name>`` block also checked
+    against the variant registry (which imports torch: the report goes without it)."""
+    if not registry:
+        from pipeline.infra.params import load_params
 
-    return load_params(params_path)
+        return load_params(params_path)
+    from pipeline.training.params import load_checked
+
+    return load_checked(params_path)
 
 
 def _seed(p: Any, seed: int | None) -> int:
     """``--seed``, which must be one of train.seeds (default: the first of them)."""
-    from pipeline.errors import ConfigError
+    from pipeline.infra.errors import ConfigError
 
     if seed is None:
         return p.train.first_seed
@@ -151,7 +159,7 @@ def command(fn: Callable[..., None] | None = None, *, group: typer.Typer | None 
 def prepare(params: ParamsOpt = Path("params.yaml")) -> None:
     """Fetch MNIST (md5-checked; local mirror from $PIPELINE_MNIST_MIRROR or data.mirror) and
     write it under data/mnist as uint8 tensors, atomically."""
-    from pipeline.data import prepare as run
+    from pipeline.infra.data import prepare as run
 
     p = _load(params)
     out = run(p)
@@ -168,7 +176,7 @@ def classifier(
     device: DeviceOpt = None,
 ) -> None:
     """Train the MNIST CNN used as the evaluator's feature extractor (>= 99% test accuracy)."""
-    from pipeline.classifier import train_classifier
+    from pipeline.stages.classifier import train_classifier
 
     _at_least_one(epochs=epochs)
     p = _load(params)
@@ -188,20 +196,20 @@ def train(
     device: DeviceOpt = None,
 ) -> None:
     """Train one variant with one seed; resumes from its last checkpoint after an interruption."""
-    from pipeline.devices import deterministic_cublas, use_threads
+    from pipeline.infra.devices import deterministic_cublas, use_threads
 
     _at_least_one(epochs=epochs, subset=subset)
     p = _load(params)
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
 
     seed = _seed(p, seed)
     use_threads(p.train.threads)
     if "inception" in p.evaluate.extractors:
         # Fail before hours of training, not in the evaluate stage after them.
-        from pipeline.evaluate import check_inception_weights
-        from pipeline.variants import known
+        from pipeline.core.variants._known import known
+        from pipeline.infra.weights import check_inception_weights
 
         known(variant)
         check_inception_weights(p)
@@ -222,7 +230,7 @@ def sample(
 ) -> None:
     """Generate sample.n images from a trained run (uint8 tensor + preview grid); the latents
     depend on the seed, not on the variant."""
-    from pipeline.sample import sample_variant
+    from pipeline.stages.sample import sample_variant
 
     _at_least_one(n=n)
     p = _load(params)
@@ -239,7 +247,7 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Score a run's samples (classifier and/or Inception metrics) -> metrics/VARIANT/seedS.json."""
-    from pipeline.evaluate import evaluate_variant
+    from pipeline.stages.evaluate.stage import evaluate_variant
 
     p = _load(params)
     seed = _seed(p, seed)
@@ -251,7 +259,7 @@ def evaluate(
 def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
     """Score evaluate.floor_n MNIST train images against the test set: the real-vs-real floor
     every variant is compared with -> metrics/floor.json."""
-    from pipeline.evaluate import evaluate_floor
+    from pipeline.stages.evaluate.stage import evaluate_floor
 
     p = _load(params)
     path = evaluate_floor(p, device=device)
@@ -262,7 +270,7 @@ def floor(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> 
 def noise(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> None:
     """Evaluation noise: re-sample the best run (lowest FID over every variant and seed)
     evaluate.noise_draws times on fresh latents and score each draw -> reports/noise.json."""
-    from pipeline.evaluate.noise import measure_noise
+    from pipeline.stages.evaluate.noise import measure_noise
 
     p = _load(params)
     path = measure_noise(p, device=device)
@@ -272,9 +280,9 @@ def noise(params: ParamsOpt = Path("params.yaml"), device: DeviceOpt = None) -> 
 @command
 def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Build the comparison report: reports/index.html, reports/comparison.md and plots."""
-    from pipeline.report import build_report
+    from pipeline.stages.report import build_report
 
-    p = _load(params)
+    p = _load(params, registry=False)
     out = build_report(p)
     _echo(f"report -> {out}")
 
@@ -296,7 +304,7 @@ def toy(
 ) -> None:
     """The GAN paper's 1-D Gaussian and the 8-Gaussian ring for every applicable variant, in
     seconds: GIFs, modes covered, high-quality share, JS divergence -> toy/ and MLflow."""
-    from pipeline.toy import run_toy
+    from pipeline.stages.toy.stage import run_toy
 
     p = _load(params)
     out = run_toy(p, variants=variant, problems=problem, device=device)
@@ -326,7 +334,7 @@ def grid(
     """Run every (variant, seed) chain DVC reports out of date (train -> sample -> evaluate,
     one worker process per chain, many at once on Dask) and record each finished chain in
     dvc.lock, so that `dvc repro` then runs only floor, noise, toy and report."""
-    from pipeline.grid.run import run_grid
+    from pipeline.stages.grid.run import run_grid
 
     out = run_grid(params, scheduler=scheduler)
     for row in out.rows:
@@ -396,14 +404,14 @@ def tune(
     Run the same command on several machines against one PostgreSQL (or journal) storage to
     share a study, or --jobs N for N workers on this one; `make optuna-dashboard` watches it. Results: reports/tuning/VARIANT/best.json and plots; --apply writes the best.
     """
-    from pipeline.devices import deterministic_cublas, use_threads
+    from pipeline.infra.devices import deterministic_cublas, use_threads
 
     _at_least_one(trials=trials, epochs=epochs, jobs=jobs)
     p = _load(params)
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
-    from pipeline import tune as tuning
-    from pipeline.faults import WORKER_ENV
+    from pipeline.infra.faults import WORKER_ENV
+    from pipeline.stages import tune as tuning
 
     # each worker's trials train with train.threads; a worker of --jobs with one thread
     use_threads(1 if os.environ.get(WORKER_ENV) else p.train.threads)
@@ -418,7 +426,7 @@ def tune(
         _echo(f"{variant}: {changes}")
         return
     if jobs > 1:
-        from pipeline.tune.workers import run_workers
+        from pipeline.stages.tune.workers import run_workers
 
         given = {"--timeout": timeout, "--epochs": epochs, "--seed": seed, "--device": device}
         worker_args = [a for k, v in given.items() if v is not None for a in (k, str(v))]
@@ -463,7 +471,7 @@ def merge(
 ) -> None:
     """Merge a profile into a params file (mappings key by key, anything else replaced) and
     validate the result; an invalid result writes nothing."""
-    from pipeline.config import merge_profile
+    from pipeline.infra.params import merge_profile
 
     merge_profile(target, profile)
     _echo(f"{target}: merged with {profile}")
@@ -489,7 +497,7 @@ def results(
 ) -> None:
     """Write the results snapshot (reports/results/: README, results.json, one grid per
     model) from a finished chain; `make results` runs the chain and then this."""
-    from pipeline.results import write_snapshot
+    from pipeline.stages.results import write_snapshot
 
     dest = write_snapshot(
         _load(params), out, command=run_command, commit=commit, profile=profile,
@@ -507,7 +515,7 @@ def mlflow_links(
 ) -> None:
     """Print the MLflow UI's direct links to this project's runs (the comparison's run list,
     one per tuning study); `make mlflow-ui` prints them before it starts the UI."""
-    from pipeline.mlflow_ui import experiment_links
+    from pipeline.stages.mlflow_ui import experiment_links
 
     links = experiment_links(_load(params), base)
     if not links:

@@ -52,7 +52,7 @@ set -euo pipefail
 t_start=$(date +%s)
 repo=$PWD
 # ATen reads CUBLAS_WORKSPACE_CONFIG once per process, at its first cuBLAS call: every process
-# below starts with it (the deterministic CUDA tests need it; pipeline.devices.CUBLAS_WORKSPACE).
+# below starts with it (the deterministic CUDA tests need it; pipeline.infra.devices.CUBLAS_WORKSPACE).
 export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
 export PIPELINE_MNIST_MIRROR=${PIPELINE_MNIST_MIRROR:-$repo/.device/mnist}
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -120,7 +120,7 @@ if lim=$(limit "import probe" 30) && [ -n "$lim" ]; then
   sed 's/^/  /' "$work/logs/imports.log" | tail -20 >>"$summary"
 else skip "import probe"; fi
 read -r -a pipe <<<"${CHECK_PIPELINE:-$py -m pipeline}"
-variants=${CHECK_VARIANTS:-$("$py" -c "from pipeline.variants import registry; print(','.join(registry.names()))")}
+variants=${CHECK_VARIANTS:-$("$py" -c "from pipeline.core.variants.base import registry; print(','.join(registry.names()))")}
 
 # ---- bench: each model's verdict (classic, graphs, fast) in its own process --------------------
 if lim=$(limit bench "${BENCH_LIMIT:-150}") && [ -n "$lim" ]; then
@@ -162,7 +162,7 @@ prep_params() {
 import sys
 from pathlib import Path
 import yaml
-from pipeline.config import load_params, merge_overrides, read_yaml
+from pipeline.infra.params import load_params, merge_overrides, read_yaml
 repo, work, variants, epochs, extra = sys.argv[1:]
 work = Path(work)
 budget = {"variants": {v: {"epochs": int(epochs)} for v in variants.split(",")},

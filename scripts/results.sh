@@ -5,7 +5,7 @@
 #   2. + profiles/lucic_seeds.yaml: gan and wgan_gp at seeds 0-2 (seed 0 is pass 1's run)
 #                                                          -> reports/results/seeds/
 # Each snapshot holds the score table, one grid per model, machine, wall time, commit and
-# command (pipeline/results.py); the models a profile leaves out (null) get a row with their
+# command (pipeline/stages/results.py); the models a profile leaves out (null) get a row with their
 # step rate measured here (benchmarks/step_rate.py). Hours on a CPU. Interrupted (Ctrl-C, a
 # kill, a closed session), the same command resumes in the copy it made, training from the
 # checkpoints: the copy keeps the code it was made from (its commit is what the snapshot

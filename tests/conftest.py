@@ -20,13 +20,14 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 # ATen reads CUBLAS_WORKSPACE_CONFIG once per process, at its first cuBLAS call: set here, before
 # torch is imported, so the deterministic CUDA tests hold after any other CUDA test in the
-# same process (pipeline.devices.CUBLAS_WORKSPACE; an explicit setting wins).
+# same process (pipeline.infra.devices.CUBLAS_WORKSPACE; an explicit setting wins).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from pipeline.config import MIRROR_ENV, load_params, merge_overrides  # noqa: E402
+from pipeline.infra.config import MIRROR_ENV  # noqa: E402
+from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,7 +122,7 @@ def once_per_run(
 def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty torch hub cache (returned: its TORCH_HOME) and Inception/VGG16 download URLs
     that refuse at once, online or not."""
-    from pipeline.evaluate import weights
+    from pipeline.infra import weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     dead = "http://127.0.0.1:9/"
@@ -186,7 +187,7 @@ def cached_across_runs(
 @pytest.fixture(scope="session")
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
     """MNIST prepared once per test run; tests point data.dir here (read-only use)."""
-    from pipeline.data import prepare
+    from pipeline.infra.data import prepare
 
     os.environ[MIRROR_ENV] = str(mnist_mirror)
 
@@ -234,7 +235,7 @@ def training_signature(name: str) -> tuple[Any, ...]:
     tests/test_objectives.py checks against hand-worked values for every one of them."""
     import dataclasses
 
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
 
     v = registry.get(name)
     alg = v.algorithm
@@ -259,7 +260,7 @@ def representative_variants() -> list[str]:
     step) run on, so the suite's time grows with the ways of training, not the model count.
     Cheap registry-wide tests (one step moves every net, shapes) still run on every variant;
     ``PIPELINE_TEST_ALL_VARIANTS=1`` runs the expensive ones on every variant too."""
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
 
     names = registry.names()
     if os.environ.get(ALL_VARIANTS_ENV):

@@ -3,10 +3,10 @@
 The check's comparison probe, grid and study are GPU jobs (minutes of training); on the CPU
 the dry run tests their glue (stage timing into stages.tsv, outputs copied out, the study
 estimate, failures reported, limits) against this shim, which writes what each command
-writes, at the paths pipeline.layout gives for the params' out_dir settings, without
+writes, at the paths pipeline.infra.layout gives for the params' out_dir settings, without
 importing torch (a tenth of a second a command; the real command's imports take seconds on a
 loaded 2-core machine). The commands themselves are tested by their own suites (test_cli,
-test_protocol, test_tune, test_dvc); test_gpu_check checks the paths against pipeline.layout.
+test_protocol, test_tune, test_dvc); test_gpu_check checks the paths against pipeline.infra.layout.
 
 ``GPU_SHIM_FAIL=train:wgan_gp`` makes that command fail (exit 1); ``GPU_SHIM_SLEEP=train:2``
 makes it take that many seconds.
@@ -33,7 +33,7 @@ def _write(path: Path, doc: dict | str) -> None:
 
 
 class Paths:
-    """pipeline.layout's paths for the first seed, from the params file's out_dir settings."""
+    """pipeline.infra.layout's paths for the first seed, from the params file's out_dir settings."""
 
     def __init__(self, params_path: Path) -> None:
         doc = yaml.safe_load(params_path.read_text())

@@ -88,8 +88,8 @@ def whole_and_resumed(
     its own :class:`TickingClock` of ``tick_s`` seconds per epoch (train.checkpoint_every_s)."""
     import pytest
 
-    from pipeline import checkpoint as ckpt
-    from pipeline.training import Trainer
+    from pipeline.infra import checkpoint as ckpt
+    from pipeline.training.loop import Trainer
 
     def trainer(folder: str, *callbacks: Any) -> Any:
         if tick_s is None:

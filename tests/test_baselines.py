@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_params
-from pipeline.sample import generate
-from pipeline.training import Trainer, run_spec
-from pipeline.variants import registry
-from pipeline.variants.base import BASELINES
-from pipeline.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
+from pipeline.core.variants.base import BASELINES, registry
+from pipeline.core.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
+from pipeline.infra.params import load_params
+from pipeline.training.loop import Trainer
+from pipeline.training.sampling import generate
+from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 
 BASELINE_NAMES = [n for n in registry.names() if registry.get(n).family == BASELINES]
@@ -99,7 +99,7 @@ def test_vae_elbo_terms_by_hand() -> None:
 def test_vae_sampler_is_the_bernoulli_mean_of_its_logits() -> None:
     """The decoder (the GANs' MLP generator) outputs tanh(a); its logits are 2a, so the
     sampler's image is 2 sigmoid(logits) - 1, in [-1, 1]."""
-    from pipeline.nets import MLPGenerator, NetSpec
+    from pipeline.core.nets import MLPGenerator, NetSpec
 
     spec = NetSpec(z_dim=8)
     torch.manual_seed(0)

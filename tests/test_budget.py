@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import layout
-from pipeline.config import load_params
-from pipeline.errors import ConfigError
-from pipeline.report.view import budget_text
-from pipeline.training import train_variant
+from pipeline.core.variants.base import registry
+from pipeline.infra import layout
+from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params
+from pipeline.stages.report.view import budget_text
+from pipeline.stages.train import train_variant
 from pipeline.training.budget import epochs_for_g_updates, updates
 from pipeline.training.spec import run_spec
-from pipeline.variants import registry
 from tests.conftest import TINY, deep_update, write_params
 
 

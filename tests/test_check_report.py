@@ -62,7 +62,7 @@ def test_each_gap_is_named(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_chromium_sees_an_image_that_does_not_decode(tmp_path: Path) -> None:
     """The fake-inputs report of tests/test_report.py, one grid's PNG bytes cut short."""
-    from pipeline.report import build_report
+    from pipeline.stages.report import build_report
     from tests.test_report import VARIANTS, make_stage_outputs
 
     index = build_report(make_stage_outputs(tmp_path / "p"))

@@ -14,19 +14,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.classifier import (
-    ClassifierResult,
-    MnistCNN,
-    accuracy,
-    checkpoint_path,
-    load_classifier,
-    train_classifier,
-)
 from pipeline.cli import app
-from pipeline.config import Params, load_params
-from pipeline.data import RESOURCES, load_split
-from pipeline.errors import PipelineError
-from pipeline.faults import AFTER_ENV, KILL_ENV
+from pipeline.core.classifier import MnistCNN, accuracy
+from pipeline.infra.config import Params
+from pipeline.infra.data import RESOURCES, load_split
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.faults import AFTER_ENV, KILL_ENV
+from pipeline.infra.params import load_params
+from pipeline.stages.classifier import ClassifierResult, train_classifier
+from pipeline.training.evaluator import checkpoint_path, load_classifier
 from tests.conftest import (
     TINY,
     cached_across_runs,
@@ -64,7 +60,8 @@ def train_once(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
             key = content_key(
                 "session-classifier", SESSION_BUDGET, cfg.classifier.model_dump(mode="json",
                 exclude={"out_dir"}), RESOURCES,
-                modules=("pipeline.classifier", "pipeline.data", "pipeline.devices"),
+                modules=("pipeline.stages.classifier", "pipeline.core.classifier",
+                         "pipeline.infra.data", "pipeline.infra.devices"),
             )  # fmt: skip
             shutil.rmtree(root / "_key")
             return cached_across_runs(key, root, train)

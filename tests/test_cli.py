@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.variants import registry
+from pipeline.core.variants.base import registry
 from tests.conftest import write_params
 
 COMMANDS = [
@@ -49,7 +49,7 @@ def _help(*args: str) -> str:
 
 @pytest.mark.parametrize("name", ["train", "sample", "evaluate", "tune"])
 def test_commands_taking_a_variant_list_every_registered_name(name: str) -> None:
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
 
     out = re.sub(r"[\s│]+", " ", _help(name))  # the box may wrap the list: join its lines
     assert f"known: {', '.join(registry.names())}." in out
@@ -57,7 +57,7 @@ def test_commands_taking_a_variant_list_every_registered_name(name: str) -> None
 
 def test_variant_names_for_help_match_the_registry_without_importing_torch() -> None:
     from pipeline.cli import variant_names
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
 
     assert variant_names() == registry.names()
     code = "import sys, pipeline.cli; print('torch' in sys.modules)"
@@ -94,12 +94,12 @@ def test_python_dash_m_entry_point() -> None:
 def test_unexpected_errors_are_one_line_without_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.data
+    import pipeline.infra.data
 
     def boom(params: object) -> None:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(pipeline.data, "prepare", boom)
+    monkeypatch.setattr(pipeline.infra.data, "prepare", boom)
     result = CliRunner().invoke(app, ["prepare", "--params", str(write_params(tmp_path))])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [

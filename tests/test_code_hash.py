@@ -6,12 +6,12 @@ import re
 import shutil
 from pathlib import Path
 
+from pipeline.core.variants._known import known
 from pipeline.training.spec import PACKAGE, code_files, code_hash, hash_sources, source_digest
-from pipeline.variants import known
 
 ORIGINAL = '''"""Module docstring."""
-from pipeline.losses import bce as loss
-import pipeline.nets as nets
+from pipeline.core.losses import bce as loss
+import pipeline.core.nets as nets
 
 
 def step(x):
@@ -24,10 +24,10 @@ def test_docstrings_comments_and_layout_leave_the_digest() -> None:
     edited = '''"""Another module docstring, longer.
 
 With a second paragraph."""
-from pipeline.losses import bce as loss
+from pipeline.core.losses import bce as loss
 
 # a new comment
-import pipeline.nets as nets
+import pipeline.core.nets as nets
 
 
 def step(x):
@@ -57,41 +57,40 @@ def test_a_moved_module_keeps_the_hash(tmp_path: Path) -> None:
     moved = tmp_path / "core" / "objectives"
     moved.mkdir(parents=True)
     (moved / "training_step.py").write_text(
-        ORIGINAL.replace("pipeline.losses", "pipeline.core.losses").replace(
-            "import pipeline.nets", "import pipeline.core.nets"
+        ORIGINAL.replace("pipeline.core.losses", "pipeline.core.losses").replace(
+            "import pipeline.core.nets", "import pipeline.core.nets"
         )
     )
     (moved / "losses.py").write_text("def bce(x):\n    return -x\n")
     # Order does not matter either: the set of modules is hashed, not a list of paths.
     assert hash_sources([moved / "losses.py", moved / "training_step.py"]) == before
-    relative = ORIGINAL.replace("from pipeline.losses", "from ..losses")
+    relative = ORIGINAL.replace("from pipeline.core.losses", "from ..losses")
     (moved / "training_step.py").write_text(relative)
     assert hash_sources([moved / "losses.py", moved / "training_step.py"]) == before
 
 
 def test_the_real_sources_moved_and_reworded_keep_gans_identity(tmp_path: Path) -> None:
-    """A copy of the package with nets.py moved into core/ (every import of it rewritten)
-    and the trainer's docstrings and comments edited hashes as the package does; one changed
-    constant in the losses does not."""
+    """A copy of the package with core/nets.py moved back to the top (every import of it
+    rewritten, as the move into core/ did) and the trainer's docstrings and comments edited
+    hashes as the package does; one changed constant in the losses does not."""
     files = code_files(known("gan"))
-    assert "nets.py" in files and "training/loop.py" in files and "losses.py" in files
+    assert {"core/nets.py", "training/loop.py", "core/losses.py"} <= set(files)
     copy = tmp_path / "pipeline"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "core").mkdir()
-    (copy / "nets.py").rename(copy / "core" / "nets.py")
+    (copy / "core" / "nets.py").rename(copy / "nets.py")
     for path in copy.rglob("*.py"):
         text = path.read_text()
-        path.write_text(re.sub(r"\bpipeline\.nets\b", "pipeline.core.nets", text))
+        path.write_text(re.sub(r"\bpipeline\.core\.nets\b", "pipeline.core.nets", text))
     loop = copy / "training" / "loop.py"
     text = loop.read_text()
     assert '"""' in text and "#" in text
     loop.write_text(text.replace('"""', '"""Reworded. ', 1).replace("# ", "# note: ", 3))
 
     def moved(rel: str) -> Path:
-        return copy / ("core/nets.py" if rel == "nets.py" else rel)
+        return copy / ("nets.py" if rel == "core/nets.py" else rel)
 
     assert hash_sources(moved(rel) for rel in files) == code_hash("gan")
-    losses = copy / "losses.py"
+    losses = copy / "core" / "losses.py"
     source = losses.read_text()
     changed = re.sub(r"(?<![\w.])0\.5(?![\w.])", "0.25", source, count=1)
     assert changed != source

@@ -8,9 +8,11 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import MIN_EVAL_IMAGES, load_params, parse_params
-from pipeline.errors import ConfigError
-from pipeline.variants import registry
+from pipeline.core.variants.base import registry
+from pipeline.infra.config import MIN_EVAL_IMAGES
+from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params, parse_params
+from pipeline.training.params import load_checked
 from tests.conftest import REPO, write_params
 
 
@@ -110,7 +112,7 @@ def test_bad_params_name_the_dotted_key(
 ) -> None:
     path = write_params(tmp_path, override)
     with pytest.raises(ConfigError) as err:
-        load_params(path)
+        load_checked(path)  # the schema, then the variant blocks against the registry
     assert f"{dotted}:" in str(err.value) and problem in str(err.value)
     # through the CLI: exit 2, one line, no traceback
     result = CliRunner().invoke(app, ["prepare", "--params", str(path)])
@@ -231,3 +233,28 @@ def test_a_profile_that_makes_the_params_invalid_writes_nothing(tmp_path: Path) 
     assert result.exit_code == 2 and "train.batch_size" in result.output
     assert result.output.strip().count("\n") == 0
     assert target.read_text() == before
+
+
+def test_config_merge_and_the_reports_params_load_without_torch(tmp_path: Path) -> None:
+    """The schema and the loader sit in infra with no registry behind them: `pipeline config
+    merge` and the report's params load never import torch (the registry check, which does,
+    runs only for the commands that train, sample or score)."""
+    target = write_params(tmp_path, {})
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({"train": {"batch_size": 32}}))
+    code = (
+        "import sys; from pipeline.cli import app; "
+        f"app(['config', 'merge', {str(target)!r}, {str(profile)!r}], standalone_mode=False); "
+        f"from pipeline.infra.params import load_params; load_params({str(target)!r}); "
+        "import pipeline.stages.report; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert load_params(target).train.batch_size == 32
+    # the registry check still refuses an unknown variant where it runs
+    bad = write_params(tmp_path / "bad", {"variants": {"nope": {"epochs": 1}}})
+    assert load_params(bad).variants["nope"].epochs == 1
+    with pytest.raises(ConfigError, match="unknown variant"):
+        load_checked(bad)

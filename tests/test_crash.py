@@ -1,4 +1,4 @@
-"""Kills at named points (``PIPELINE_KILL_AT``, see pipeline/faults.py) and what the rerun
+"""Kills at named points (``PIPELINE_KILL_AT``, see pipeline/infra/faults.py) and what the rerun
 makes of them (issue 12): the child process SIGKILLs itself exactly there, no timing luck."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import mlflow
 import pytest
 from mlflow.entities import LoggedModelStatus
 
-from pipeline.config import load_params
-from pipeline.faults import AFTER_ENV, KILL_ENV, SIGNAL_ENV
-from pipeline.tracking import resolve_uri
+from pipeline.infra.faults import AFTER_ENV, KILL_ENV, SIGNAL_ENV
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
 from tests.conftest import TINY, deep_update, write_params
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import MIRROR_ENV, load_params
-from pipeline.data import RESOURCES, DataError, load_split, prepare, to_model_range
+from pipeline.infra.config import MIRROR_ENV
+from pipeline.infra.data import RESOURCES, DataError, load_split, prepare, to_model_range
+from pipeline.infra.params import load_params
 from tests.conftest import write_params
 
 
@@ -71,7 +72,7 @@ def test_bad_mirror_file_names_the_file_and_leaves_nothing(
 
 
 def test_undecodable_gzip_is_a_one_line_error(tmp_path: Path) -> None:
-    from pipeline.data import _read_idx
+    from pipeline.infra.data import _read_idx
 
     bad = tmp_path / "x.gz"
     bad.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 3))
@@ -148,7 +149,7 @@ def test_urls_and_absolute_data_mirrors_are_kept(
 def test_mirror_env_var_stays_relative_to_the_working_directory(
     mnist_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.data import fetch_raw
+    from pipeline.infra.data import fetch_raw
 
     (tmp_path / "proj").mkdir()
     (tmp_path / "cwd").mkdir()

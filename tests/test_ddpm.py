@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import checkpoint as ckpt
-from pipeline.config import load_params
-from pipeline.nets import NetSpec
-from pipeline.training.loop import Trainer
-from pipeline.training.spec import run_spec
-from pipeline.variants.ddpm import (
+from pipeline.core.nets import NetSpec
+from pipeline.core.variants.ddpm import (
     BETA_1,
     BETA_T,
     DDPM,
@@ -26,6 +22,10 @@ from pipeline.variants.ddpm import (
     q_sample,
     sampling_timesteps,
 )
+from pipeline.infra import checkpoint as ckpt
+from pipeline.infra.params import load_params
+from pipeline.training.loop import Trainer
+from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 from tests.hostile import StopAt
 from tests.test_baselines import _trained

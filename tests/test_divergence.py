@@ -1,4 +1,4 @@
-"""The divergence check on its own (pipeline/divergence.py): what stops a run, what does not.
+"""The divergence check on its own (pipeline/core/divergence.py): what stops a run, what does not.
 Then real diverging runs: they stop with the reason, FAILED in MLflow; tuning prunes them
 (test_tune.py)."""
 
@@ -11,10 +11,12 @@ import mlflow
 import pytest
 import yaml
 
-from pipeline.config import Params, load_params
-from pipeline.divergence import DivergedError, DivergenceMonitor
-from pipeline.tracking import resolve_uri
-from pipeline.training import read_run_id, train_variant, variant_dir
+from pipeline.core.divergence import DivergedError, DivergenceMonitor
+from pipeline.infra.config import Params
+from pipeline.infra.layout import read_run_id, variant_dir
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages.train import train_variant
 from tests.conftest import deep_update, write_params
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import merge_overrides
+from pipeline.infra.params import merge_overrides
 from tests.conftest import REPO, run_dvc
 
 
@@ -169,10 +169,10 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
     """DVC fails a file that lacks a plotted field: train every registered variant for one
     tiny epoch and render the curves panels from their real CSVs. Every adversarial variant
     is drawn; a model without the GAN losses (the VAE) is the one documented gap."""
-    from pipeline.algorithms.adversarial import Adversarial
-    from pipeline.config import load_params
-    from pipeline.training import train_variant
-    from pipeline.variants import registry
+    from pipeline.core.algorithms.adversarial import Adversarial
+    from pipeline.core.variants.base import registry
+    from pipeline.infra.params import load_params
+    from pipeline.stages.train import train_variant
     from tests.conftest import TINY, write_params
 
     over = merge_overrides(TINY, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 128}})
@@ -204,12 +204,12 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
 
 @pytest.mark.slow
 def test_results_snapshot_of_the_smoke_chain(project: Path, built: str, tmp_path: Path) -> None:
-    """pipeline/results.py (`make results`) on the smoke profile's outputs."""
+    """pipeline/stages/results.py (`make results`) on the smoke profile's outputs."""
     from PIL import Image
 
-    from pipeline.config import load_params
-    from pipeline.errors import PipelineError
-    from pipeline.results import MAX_BYTES, write_snapshot
+    from pipeline.infra.errors import PipelineError
+    from pipeline.infra.params import load_params
+    from pipeline.stages.results import MAX_BYTES, write_snapshot
 
     params = load_params(project / "params.yaml")
     dest = tmp_path / "results"
@@ -403,8 +403,8 @@ def test_a_new_params_block_adds_the_variant_stages_without_a_dvc_yaml_edit(
 def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
     """The trainer retrains when these sources change (code_hash); DVC must see the same
     files, or `dvc repro` would skip a stage whose checkpoint the trainer considers stale."""
-    from pipeline.training import code_files
-    from pipeline.variants import registry
+    from pipeline.core.variants.base import registry
+    from pipeline.training.spec import code_files
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     for name in registry.names():
@@ -417,12 +417,12 @@ def test_train_stage_depends_on_every_source_in_the_run_identity() -> None:
 
 def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path) -> None:
     """dvc.yaml takes its paths from params.yaml: with every output folder moved, each stage
-    declares exactly the files pipeline/layout.py says its command writes, and every non-code
+    declares exactly the files pipeline/infra/layout.py says its command writes, and every non-code
     dependency is another stage's output (or the tuning folder)."""
     from dvc.repo import Repo
 
-    from pipeline import layout
-    from pipeline.config import load_params
+    from pipeline.infra import layout
+    from pipeline.infra.params import load_params
 
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     raw = merge_overrides(
@@ -458,9 +458,9 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
     }
     assert expected["toy"] == {"out/toys"}
     # The layout agrees with the modules that write the files.
-    from pipeline.classifier import checkpoint_path
-    from pipeline.data import mnist_dir
-    from pipeline.training import curves_path, variant_dir
+    from pipeline.infra.data import mnist_dir
+    from pipeline.infra.layout import curves_path, variant_dir
+    from pipeline.training.evaluator import checkpoint_path
 
     assert rel(mnist_dir(params)) in expected["prepare"]
     assert rel(checkpoint_path(params)) in expected["classifier"]

@@ -14,14 +14,16 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import pipeline.evaluate as ev
+import pipeline.stages.evaluate.stage as ev
 from pipeline.cli import app
-from pipeline.config import Params, load_params
-from pipeline.data import load_split
-from pipeline.errors import PipelineError
-from pipeline.evaluate import weights
-from pipeline.io import file_hash
-from pipeline.metrics import MetricsDoc
+from pipeline.infra import weights
+from pipeline.infra.config import Params
+from pipeline.infra.data import load_split
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.io import file_hash
+from pipeline.infra.metrics import MetricsDoc
+from pipeline.infra.params import load_params
+from pipeline.stages.evaluate.fidelity import CLASSIFIER_NETWORK
 from tests.conftest import TINY, deep_update, write_params
 from tests.test_classifier import train_once
 
@@ -214,7 +216,7 @@ def test_variant_json_schema_and_label_accuracy(setup: tuple[Params, Path]) -> N
     )
     m = doc["classifier"]
     assert set(m) == CLASSIFIER_KEYS
-    assert m["network"] == ev.fidelity.CLASSIFIER_NETWORK
+    assert m["network"] == CLASSIFIER_NETWORK
     # The sample counts each score was computed with, beside it.
     assert (m["kid_subset_size"], m["kid_subsets"], m["prdc_k"]) == (100, 100, 5)
     assert (m["fid_inf_n_min"], m["fid_inf_n_max"], m["fid_inf_points"]) == (200, 1000, 15)
@@ -273,7 +275,7 @@ def test_real_features_are_cached_per_classifier(
 def test_metrics_reach_the_variant_mlflow_run(setup: tuple[Params, Path]) -> None:
     import mlflow
 
-    from pipeline import tracking
+    from pipeline.infra import tracking
 
     params, _ = setup
     exp_id = tracking.setup(params)
@@ -312,7 +314,7 @@ def test_an_unreachable_tracking_server_fails_before_scoring(
     Inception takes an hour on a CPU), and leave no metrics file behind."""
     import socket
 
-    from pipeline.errors import PipelineError
+    from pipeline.infra.errors import PipelineError
 
     params, _ = setup
     run_file = params.path(params.train.out_dir) / "gan" / "seed0" / "run_id.txt"
@@ -527,8 +529,8 @@ def test_flat_metrics_for_mlflow() -> None:
 def test_the_real_feature_cache_key_names_device_and_precision() -> None:
     """CPU float32, CUDA float32 and CUDA TF32 features are three cache entries (TF32 on a CPU
     is not a thing: the flag changes nothing there)."""
-    from pipeline.evaluate.fidelity import real_cache_name
-    from pipeline.evaluate.weights import Weights
+    from pipeline.infra.weights import Weights
+    from pipeline.training.evaluator import real_cache_name
 
     w = Weights(Path("w.pt"), "abc")
     names = {
@@ -544,7 +546,7 @@ def test_the_real_feature_cache_key_names_device_and_precision() -> None:
 def test_evaluation_runs_in_float32_unless_tf32_is_chosen() -> None:
     """torch leaves cuDNN convolutions on TF32 by default; scoring sets both flags from
     evaluate.tf32 and puts them back afterwards."""
-    from pipeline.devices import numerics
+    from pipeline.infra.devices import numerics
 
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     cudnn.allow_tf32, matmul.allow_tf32 = True, False  # torch's defaults
@@ -560,10 +562,10 @@ def test_noise_stage_rescores_the_best_run_on_fresh_latents(
 ) -> None:
     """The lowest-FID run among the seeds in params is re-sampled on evaluate.noise_draws
     fresh latent draws, each scored; a run of a seed outside train.seeds is not considered."""
-    from pipeline import layout
-    from pipeline.evaluate.noise import measure_noise
-    from pipeline.sample import latent_seed
-    from pipeline.training import train_variant
+    from pipeline.infra import layout
+    from pipeline.stages.evaluate.noise import measure_noise
+    from pipeline.stages.train import train_variant
+    from pipeline.training.sampling import latent_seed
 
     params, _ = make_params(tmp_path, prepared_dir, classifier_dir, noise_draws=2)
     train_variant(params, "gan", seed=1, epochs=1, subset=128, track=False, progress=False)

@@ -1,4 +1,4 @@
-"""Scores on the classifier's features (pipeline/evaluate/features.py): density and coverage,
+"""Scores on the classifier's features (pipeline/core/features.py): density and coverage,
 FID and FID-infinity against hand-computed values on small fixed sets, and the KID transform
 on real MNIST features from the session's classifier."""
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from pipeline.classifier import load_classifier
-from pipeline.data import load_split
-from pipeline.evaluate import features as fx
+from pipeline.core import features as fx
+from pipeline.infra.data import load_split
+from pipeline.training.evaluator import load_classifier
 from tests.test_classifier import train_once
 from tests.test_evaluate import make_params
 

@@ -15,23 +15,22 @@ import torch
 import torch_fidelity
 from typer.testing import CliRunner
 
-from pipeline import layout
 from pipeline.cli import app
-from pipeline.config import Params, load_params
-from pipeline.data import load_split
-from pipeline.evaluate.fidelity import (
-    CLASSIFIER_EXTRACTOR,
+from pipeline.infra import layout
+from pipeline.infra.config import Params
+from pipeline.infra.data import load_split
+from pipeline.infra.io import file_hash
+from pipeline.infra.params import load_params
+from pipeline.infra.weights import Weights
+from pipeline.stages.evaluate.fidelity import (
     GreyAsRGB,
     _fidelity_kwargs,
     feature_cache_path,
     fidelity,
-    real_cache_name,
     register,
 )
-from pipeline.evaluate.scoring import real_reference
-from pipeline.evaluate.weights import Weights
-from pipeline.io import file_hash
-from pipeline.tune.holdout import cache_dir as holdout_cache
+from pipeline.stages.tune.holdout import cache_dir as holdout_cache
+from pipeline.training.evaluator import CLASSIFIER_EXTRACTOR, real_cache_name, real_reference
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 from tests.test_classifier import train_once
@@ -161,7 +160,7 @@ def _without_seconds(doc: Any) -> Any:
 def test_a_crafted_cache_file_runs_nothing_and_is_named(
     tmp_path: Path, prepared_dir: Path, classifier_dir: Path, kind: str
 ) -> None:
-    from pipeline.training import train_variant
+    from pipeline.stages.train import train_variant
 
     marker = tmp_path / "code-ran"
     path = make_params(
@@ -204,7 +203,7 @@ def test_a_crafted_cache_file_runs_nothing_and_is_named(
 def test_a_corrupt_or_foreign_cache_file_is_named_with_what_happens_next(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.evaluate.refcache import load_features
+    from pipeline.infra.refcache import load_features
 
     truncated, wrong, good = tmp_path / "t.pt", tmp_path / "w.pt", tmp_path / "g.pt"
     torch.save(torch.ones(4, 3), good)

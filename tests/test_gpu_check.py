@@ -30,9 +30,9 @@ TINY_PROFILE = {
 
 
 def test_the_shim_writes_where_the_pipeline_does(tmp_path: Path) -> None:
-    """The shim's paths are pipeline.layout's for the same params file."""
-    from pipeline import layout
-    from pipeline.config import load_params
+    """The shim's paths are pipeline.infra.layout's for the same params file."""
+    from pipeline.infra import layout
+    from pipeline.infra.params import load_params
     from tests.conftest import write_params
     from tests.gpu_check_shim import Paths
 
@@ -57,7 +57,7 @@ def test_the_bundle_carries_every_dependency_the_machine_lacks() -> None:
     have = device_deps.preinstalled() | device_deps.NEVER
     assert "prdc" in wanted and "dvc" in wanted and "torch" not in wanted
     assert all(d in have or d in wanted for d in device_deps.dependencies())
-    assert {"pipeline.evaluate.scoring", "prdc", "scipy", "train_speed"} <= set(
+    assert {"pipeline.stages.evaluate.scoring", "prdc", "scipy", "train_speed"} <= set(
         device_deps.modules()
     )
 
@@ -154,8 +154,8 @@ def test_the_study_estimate_adds_rates_and_overheads(tmp_path: Path) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     import study_estimate
 
-    from pipeline import layout
-    from pipeline.config import load_params
+    from pipeline.infra import layout
+    from pipeline.infra.params import load_params
     from tests.conftest import write_params
 
     probe = load_params(write_params(tmp_path / "probe", {"classifier": {"epochs": 1},

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.nets import DetachedSlopeLeakyReLU
-from pipeline.training import Trainer, run_spec
+from pipeline.core.nets import DetachedSlopeLeakyReLU
+from pipeline.core.variants.base import registry
+from pipeline.training.loop import Trainer
 from pipeline.training.optim import OPTIMIZERS
-from pipeline.variants import registry
+from pipeline.training.spec import run_spec
 from tests.conftest import REPO
 from tests.hostile import whole_and_resumed
 from tests.test_protocol import _assert_same_run, _params
@@ -93,7 +94,7 @@ def classic_loader(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path)
 def test_every_model_has_a_classic_reference_loop() -> None:
     """The six models outside the plain GAN loop have theirs in benchmarks/classic_loops.py;
     every other one is a plain Adversarial whose D returns one tensor (the GAN loop)."""
-    from pipeline.training import build_nets
+    from pipeline.training.loop import build_nets
 
     params = train_speed.load_params(REPO / "params.yaml")
     cpu = torch.device("cpu")
@@ -190,9 +191,9 @@ def test_cublas_workspace_is_set_at_process_start(
     anything trains; an explicit setting wins."""
     from typer.testing import CliRunner
 
-    import pipeline.training
-    from pipeline import devices
+    import pipeline.stages.train
     from pipeline.cli import app
+    from pipeline.infra import devices
     from tests.conftest import write_params
 
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == devices.CUBLAS_WORKSPACE
@@ -202,7 +203,7 @@ def test_cublas_workspace_is_set_at_process_start(
         seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
         raise SystemExit(0)
 
-    monkeypatch.setattr(pipeline.training, "train_variant", spy)
+    monkeypatch.setattr(pipeline.stages.train, "train_variant", spy)
     for deterministic in (False, True):
         monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
         path = write_params(tmp_path / str(deterministic), {"train": {
@@ -220,8 +221,8 @@ def test_the_classifier_trains_at_the_evaluators_precision(
     """One TF32 rule (issue 27): the evaluator CNN trains and is tested at evaluate.tf32, the
     precision its features are extracted at (torch's default would be TF32 convs on CUDA);
     metrics.json records the precision that applied."""
-    import pipeline.classifier as clf
-    from pipeline.devices import numerics
+    import pipeline.stages.classifier as clf
+    from pipeline.infra.devices import numerics
 
     flags: list[bool] = []
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import merge_overrides
-from pipeline.runlock import _OUR_TEMP
+from pipeline.infra.params import merge_overrides
+from pipeline.infra.runlock import _OUR_TEMP
 from tests.conftest import REPO, run_dvc
 from tests.test_dvc import _copy_tree
 
@@ -304,8 +304,8 @@ def test_a_dask_scheduler_and_two_workers_by_address_survive_a_killed_worker(
 
 
 def test_gpu_workers_are_pinned_per_device_and_cpu_workers_see_none(tmp_path: Path) -> None:
-    from pipeline.config import load_params
-    from pipeline.grid.cluster import worker_specs
+    from pipeline.infra.params import load_params
+    from pipeline.stages.grid.cluster import worker_specs
     from tests.conftest import write_params
 
     p = load_params(write_params(tmp_path, {"grid": {"per_device": 2}}))
@@ -322,7 +322,7 @@ def test_gpu_workers_are_pinned_per_device_and_cpu_workers_see_none(tmp_path: Pa
 def test_the_live_view_reads_epoch_and_speed_from_the_curves_file(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from pipeline.grid.view import ChainRow, table
+    from pipeline.stages.grid.view import ChainRow, table
 
     curves = tmp_path / "seed0.csv"
     row = ChainRow("gan-0", ("train", "sample", "evaluate"), epochs=4, curves=curves)

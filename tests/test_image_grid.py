@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.image_grid import save_png
+from pipeline.infra.image_grid import save_png
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_grid_pixels_equal_torchvision(
 
 def test_a_grid_needs_no_torchvision(tmp_path: Path) -> None:
     code = (
-        "import sys, torch; from pipeline.image_grid import save_png; "
+        "import sys, torch; from pipeline.infra.image_grid import save_png; "
         f"save_png(torch.zeros(4, 1, 28, 28), {str(tmp_path / 'g.png')!r}, nrow=2); "
         "print('torchvision' in sys.modules)"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.io import DOWNLOAD_ERRORS, download
+from pipeline.infra.io import DOWNLOAD_ERRORS, download
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def test_atomic_outputs_get_the_modes_open_and_mkdir_would_give(tmp_path: Path) 
     import os
     import stat
 
-    from pipeline.io import atomic_dir, atomic_path
+    from pipeline.infra.io import atomic_dir, atomic_path
 
     umask = os.umask(0)
     os.umask(umask)
@@ -85,7 +85,7 @@ def test_atomic_outputs_get_the_modes_open_and_mkdir_would_give(tmp_path: Path) 
 def test_save_torch_gives_the_same_bytes_for_the_same_content(tmp_path: Path) -> None:
     import torch
 
-    from pipeline.io import save_torch
+    from pipeline.infra.io import save_torch
 
     obj = {"w": torch.arange(12.0).reshape(3, 4), "meta": {"seed": 0}}
     save_torch(obj, tmp_path / "a.pt")
@@ -104,7 +104,7 @@ def _leftovers(folder: Path, name: str) -> list[Path]:
 
 
 def test_an_atomic_write_removes_what_a_killed_write_of_that_file_left(tmp_path: Path) -> None:
-    from pipeline.io import atomic_dir, write_json
+    from pipeline.infra.io import atomic_dir, write_json
 
     left = _leftovers(tmp_path, "a.json")
     other = _leftovers(tmp_path, "b.json")  # another file's: not this write's to remove
@@ -124,13 +124,13 @@ def test_a_live_writers_temp_is_not_removed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from pipeline.io import atomic_path, write_json
+    from pipeline.infra.io import atomic_path, write_json
 
     target = tmp_path / "a.json"
     with atomic_path(target) as first:
         first.write_text('{"first": true}')
         # The sweep in another process (a lock held in this one is what it sees).
-        code = "import sys, pathlib; from pipeline.io import write_json; "
+        code = "import sys, pathlib; from pipeline.infra.io import write_json; "
         code += "write_json(pathlib.Path(sys.argv[1]), {'second': True})"
         subprocess.run([sys.executable, "-c", code, str(target)], check=True, timeout=120)
         assert first.exists()
@@ -146,10 +146,10 @@ def test_the_sample_stage_removes_its_leftovers(tmp_path: Path, prepared_dir: Pa
     import subprocess
     import sys
 
-    from pipeline import layout
-    from pipeline.config import load_params
-    from pipeline.sample import sample_variant
-    from pipeline.training import train_variant
+    from pipeline.infra import layout
+    from pipeline.infra.params import load_params
+    from pipeline.stages.sample import sample_variant
+    from pipeline.stages.train import train_variant
     from tests.conftest import REPO, TINY, deep_update, write_params
 
     params = load_params(

@@ -7,16 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.algorithms import Adversarial
-from pipeline.losses import OBJECTIVES, Scores, gradient_penalty
-from pipeline.nets import (
+from pipeline.core.algorithms import Adversarial
+from pipeline.core.losses import OBJECTIVES, Scores, gradient_penalty
+from pipeline.core.nets import (
     DetachedSlopeLeakyReLU,
     NetSpec,
     couples_batch,
     detach_activation_slopes,
 )
-from pipeline.training import RunSpec, build_nets
-from pipeline.variants import registry
+from pipeline.core.variants.base import registry
+from pipeline.training.loop import build_nets
+from pipeline.training.spec import RunSpec
 
 VARIANTS = registry.names()
 ADVERSARIAL = [n for n in VARIANTS if isinstance(registry.get(n).algorithm, Adversarial)]
@@ -122,7 +123,12 @@ def test_gradient_penalty_of_a_quadratic_critic_is_differentiable() -> None:
 
 
 def test_net_spec_img_shape_is_respected() -> None:
-    from pipeline.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+    from pipeline.core.nets import (
+        DCGANDiscriminator,
+        DCGANGenerator,
+        MLPDiscriminator,
+        MLPGenerator,
+    )
 
     spec = NetSpec(z_dim=16, img_shape=(3, 32, 32), n_classes=0)
     for gen, dis in [(MLPGenerator, MLPDiscriminator), (DCGANGenerator, DCGANDiscriminator)]:

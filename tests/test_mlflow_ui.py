@@ -1,4 +1,4 @@
-"""pipeline/mlflow_ui.py: direct links into the MLflow UI, looked up in a real SQLite store."""
+"""pipeline/stages/mlflow_ui.py: direct links into the MLflow UI, looked up in a real SQLite store."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import mlflow
 
-from pipeline.config import load_params
-from pipeline.mlflow_ui import experiment_links, run_url
-from pipeline.tracking import resolve_uri, setup, study_experiment
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri, setup, study_experiment
+from pipeline.stages.mlflow_ui import experiment_links, run_url
 from tests.conftest import REPO, write_params
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import (
+from pipeline.core.losses import (
     OBJECTIVES,
     Scores,
     divergence_penalty,

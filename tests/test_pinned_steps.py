@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_params
-from pipeline.sample import load_generator
-from pipeline.training import train_variant
+from pipeline.infra.params import load_params
+from pipeline.stages.train import train_variant
+from pipeline.training.restore import load_generator
 from tests.conftest import write_params
 
 GOLDEN = Path(__file__).parent / "golden" / "first_steps.json"

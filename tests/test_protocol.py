@@ -13,14 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import checkpoint as ckpt
-from pipeline.algorithms import Algorithm, StepContext
-from pipeline.algorithms.base import Figure
-from pipeline.config import load_params
-from pipeline.nets import MLPGenerator, NetSpec
-from pipeline.sample import generate, load_nets
-from pipeline.training import Trainer, run_spec, train_variant
-from pipeline.variants import Options, Variant, registry
+from pipeline.core.algorithms import Algorithm, StepContext
+from pipeline.core.algorithms.base import Figure
+from pipeline.core.nets import MLPGenerator, NetSpec
+from pipeline.core.variants.base import Options, Variant, registry
+from pipeline.infra import checkpoint as ckpt
+from pipeline.infra.params import load_params
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import Trainer
+from pipeline.training.restore import load_nets
+from pipeline.training.sampling import generate
+from pipeline.training.spec import run_spec
 from tests.conftest import representative_variants, training_signature, write_params
 from tests.hostile import whole_and_resumed
 
@@ -212,25 +215,26 @@ def test_a_critic_learning_rate_of_its_own(tmp_path: Path, prepared_dir: Path) -
 def test_lr_d_is_refused_for_a_model_without_a_critic(
     throwaway: str, tmp_path: Path, prepared_dir: Path
 ) -> None:
-    from pipeline.errors import ConfigError
+    from pipeline.infra.errors import ConfigError
+    from pipeline.training.params import load_checked
 
     path = write_params(tmp_path, {"variants": {throwaway: {"lr_d": 1e-3}}})
     with pytest.raises(ConfigError, match=f"variants.{throwaway}.lr_d: .*no critic"):
-        load_params(path)
+        load_checked(path)
 
 
 def test_a_variant_with_helper_modules_hashes_them(throwaway: str) -> None:
     """code_files follows what a variant is made of: the algorithm's module, its nets' and
     objectives' modules, hooks and options (so DVC and the run identity see a helper edit)."""
-    from pipeline.training import code_files
+    from pipeline.training.spec import code_files
 
     files = code_files(registry.get("wgan_gp"))
-    assert {"losses.py", "nets.py", "algorithms/adversarial.py", "variants/_options.py",
-            "variants/wgan_gp.py"} <= set(files)  # fmt: skip
-    assert "variants/wgan.py" not in files
+    assert {"core/losses.py", "core/nets.py", "core/algorithms/adversarial.py",
+            "core/variants/_options.py", "core/variants/wgan_gp.py"} <= set(files)  # fmt: skip
+    assert "core/variants/wgan.py" not in files
     outside = Variant(name="x", epochs=1, lr=1.0, algorithm=FeatureMatching())
     # a class defined in a test file is outside pipeline/: only the core files are hashed
-    assert "algorithms/adversarial.py" not in code_files(outside)
+    assert "core/algorithms/adversarial.py" not in code_files(outside)
 
 
 def test_sampling_records_its_cost_beside_the_samples(
@@ -238,10 +242,10 @@ def test_sampling_records_its_cost_beside_the_samples(
 ) -> None:
     """Seconds per 1,000 images go to metrics/sampling/<V>.json (the sample stage's metrics),
     outside samples/<V>, whose bytes stay the same from run to run."""
-    import pipeline.sample
-    from pipeline import layout
-    from pipeline.devices import numerics
-    from pipeline.sample import sample_variant
+    import pipeline.stages.sample
+    from pipeline.infra import layout
+    from pipeline.infra.devices import numerics
+    from pipeline.stages.sample import sample_variant
 
     params = load_params(tiny_params_path)
     train_variant(params, "gan", epochs=1, track=False, progress=False)
@@ -253,7 +257,7 @@ def test_sampling_records_its_cost_beside_the_samples(
 
     # One TF32 rule (issue 27): the generator samples at train.tf32, as it trained; the
     # precision that applied is recorded (a CPU never uses TF32).
-    monkeypatch.setattr(pipeline.sample, "numerics", spy)
+    monkeypatch.setattr(pipeline.stages.sample, "numerics", spy)
     sample_variant(params.with_section("train", tf32=True), "gan")
     assert flags == [True]
     cost = json.loads(layout.sampling_path(params, "gan").read_text())

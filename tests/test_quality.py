@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import Params, load_params
-from pipeline.training import Trainer, run_spec, train_variant
+from pipeline.core.variants.base import registry
+from pipeline.infra.config import Params
+from pipeline.infra.params import load_params
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import Trainer
 from pipeline.training.quality import COLUMNS, QualityCurve
-from pipeline.variants import registry
+from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 from tests.hostile import whole_and_resumed
 from tests.test_classifier import train_once
@@ -44,8 +47,8 @@ def test_curve_in_the_csv_and_mlflow_at_the_scored_epochs(
 ) -> None:
     import mlflow
 
-    from pipeline.layout import curves_path, quality_path
-    from pipeline.tracking import resolve_uri
+    from pipeline.infra.layout import curves_path, quality_path
+    from pipeline.infra.tracking import resolve_uri
 
     params = _params(tmp_path, prepared_dir, classifier_dir)
     result = train_variant(params, "gan", epochs=3, progress=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.variants import registry
+from pipeline.core.variants.base import registry
 from tests.conftest import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.data import DataError, load_split
+from pipeline.infra.data import DataError, load_split
+from pipeline.infra.params import load_params
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 

@@ -20,16 +20,17 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from pipeline import layout
-from pipeline.config import Params, load_params
-from pipeline.report import (
+from pipeline.core.variants.base import registry
+from pipeline.infra import layout
+from pipeline.infra.config import Params
+from pipeline.infra.params import load_params
+from pipeline.stages.report import (
     FLOOR_CSV_NAME,
     FLOOR_LABEL,
     MISSING,
     NOT_COMPUTED,
     build_report,
 )
-from pipeline.variants import registry
 from tests.conftest import _mirror, write_params
 
 VARIANTS = ["gan", "cgan", "dcgan", "wgan", "wgan_gp"]
@@ -442,7 +443,7 @@ def test_missing_inputs_show_a_dash_and_a_note(tmp_path: Path) -> None:
 def test_run_ids_and_studies_link_to_the_mlflow_ui(tmp_path: Path) -> None:
     """With the store holding the experiments (real MLflow, SQLite), each run id links to its
     run and a study to its own experiment, in the page and in comparison.md."""
-    from pipeline.tracking import setup, study_experiment
+    from pipeline.infra.tracking import setup, study_experiment
 
     params = make_stage_outputs(tmp_path)
     comparison = setup(params)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import layout
-from pipeline.config import load_params
-from pipeline.report import NOT_COMPUTED, build_report
-from pipeline.report.inputs import _Reader
-from pipeline.report.plots import curve_panels
+from pipeline.infra import layout
+from pipeline.infra.params import load_params
+from pipeline.stages.report import NOT_COMPUTED, build_report
+from pipeline.stages.report.inputs import _Reader
+from pipeline.stages.report.plots import curve_panels
 from tests.conftest import REPO
 from tests.test_report import VARIANTS, _parse, make_stage_outputs
 
@@ -151,7 +151,7 @@ def test_model_figures_and_sampling_cost_reach_the_page(tmp_path: Path) -> None:
     captions; the sample stage's cost per 1,000 images shows in the score table."""
     import shutil
 
-    from pipeline import layout
+    from pipeline.infra import layout
     from tests.test_report import _parse
 
     root = tmp_path / "project"

@@ -1,14 +1,14 @@
-"""The report's "Quality over training" section (pipeline/report/quality.py)."""
+"""The report's "Quality over training" section (pipeline/stages/report/quality.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.config import load_params
-from pipeline.report.inputs import VariantData
-from pipeline.report.plots import curve_panels
-from pipeline.report.quality import points, quality_section, seed_points
+from pipeline.infra.params import load_params
+from pipeline.stages.report.inputs import VariantData
+from pipeline.stages.report.plots import curve_panels
+from pipeline.stages.report.quality import points, quality_section, seed_points
 
 N = None
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import Params, load_params, merge_overrides
-from pipeline.data import SPLITS
-from pipeline.variants import registry
+from pipeline.core.variants.base import registry
+from pipeline.infra.config import Params
+from pipeline.infra.data import SPLITS
+from pipeline.infra.params import load_params, merge_overrides
 from tests.conftest import REPO
 
 
@@ -90,8 +91,8 @@ def test_null_under_variants_drops_a_model_and_nowhere_else() -> None:
 def test_a_left_out_model_is_stated_with_its_rate_and_the_hours_it_would_take(
     tmp_path: Path,
 ) -> None:
-    from pipeline.errors import PipelineError
-    from pipeline.results_extra import left_out_lines, read_left_out
+    from pipeline.infra.errors import PipelineError
+    from pipeline.stages.results_extra import left_out_lines, read_left_out
 
     rate = {"steps_per_s": 0.5, "epochs": 10, "steps_per_epoch": 900, "steps": 4,
             "device": "cpu", "threads": 2}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Folder locks and leftovers of killed writers (pipeline/runlock.py), with real processes."""
+"""Folder locks and leftovers of killed writers (pipeline/infra/runlock.py), with real processes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.faults import KILL_ENV
-from pipeline.runlock import (
+from pipeline.infra.faults import KILL_ENV
+from pipeline.infra.runlock import (
     FolderLockedError,
     folder_lock,
     lock_file,
@@ -23,7 +23,7 @@ from pipeline.runlock import (
 HOLD = """
 import sys
 from pathlib import Path
-from pipeline.runlock import folder_lock, scratch_folder
+from pipeline.infra.runlock import folder_lock, scratch_folder
 mode, target = sys.argv[1], Path(sys.argv[2])
 if mode == "lock":
     with folder_lock(target):
@@ -67,7 +67,7 @@ def test_a_second_writer_is_refused_while_the_first_lives(tmp_path: Path) -> Non
 KILLED_WRITE = """
 import sys
 from pathlib import Path
-from pipeline.io import atomic_dir, write_text
+from pipeline.infra.io import atomic_dir, write_text
 target = Path(sys.argv[1])
 if target.suffix:
     write_text(target, "half")

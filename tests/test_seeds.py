@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline import layout
-from pipeline import sample as sampling
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.tracking import resolve_uri
-from pipeline.training import train_variant
+from pipeline.infra import layout
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages import sample as sampling
+from pipeline.stages.train import train_variant
 
 
 def test_each_seed_is_its_own_run_folder_and_mlflow_run_under_one_parent(

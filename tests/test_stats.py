@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from pipeline.report import seeds, stats
-from pipeline.report.inputs import VariantData
+from pipeline.stages.report import seeds, stats
+from pipeline.stages.report.inputs import VariantData
 
 
 def test_student_t_interval_below_the_bootstrap_threshold() -> None:

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import Scores
-from pipeline.nets import NetSpec
-from pipeline.sample import generate
-from pipeline.variants import registry
+from pipeline.core.losses import Scores
+from pipeline.core.nets import NetSpec
+from pipeline.core.variants.base import registry
+from pipeline.training.sampling import generate
 
 SPEC = NetSpec(z_dim=8, img_shape=(1, 28, 28))
 
@@ -52,7 +52,7 @@ def test_sampling_is_deterministic_for_a_seed(name: str) -> None:
 
 # ------------------------------------------------------------------ acgan
 def test_acgan_losses_by_hand() -> None:
-    from pipeline.variants.acgan import ACGAN
+    from pipeline.core.variants.acgan import ACGAN
 
     real_cls = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     fake_cls = torch.tensor([[0.5, 0.5, 0.0], [1.0, -1.0, 3.0]])
@@ -80,7 +80,7 @@ def test_acgan_discriminator_predicts_the_label_without_seeing_it() -> None:
 
 # ------------------------------------------------------------------ infogan
 def test_infogan_mutual_information_term_by_hand() -> None:
-    from pipeline.variants.infogan import info_loss
+    from pipeline.core.variants.infogan import info_loss
 
     cat_logits = torch.tensor([[1.0] + [0.0] * 9, [0.0] * 9 + [2.0]])
     codes = torch.zeros(2, 12)
@@ -113,7 +113,7 @@ def test_infogan_latent_carries_the_codes_and_its_figures_sweep_them() -> None:
 
 # ------------------------------------------------------------------ began
 def test_began_losses_k_update_and_convergence_measure_by_hand() -> None:
-    from pipeline.variants.began import BEGAN_OBJECTIVE, m_global, next_k
+    from pipeline.core.variants.began import BEGAN_OBJECTIVE, m_global, next_k
 
     l_real, l_fake = torch.tensor([0.2, 0.4]), torch.tensor([0.1, 0.3])
     s = Scores(l_real, l_fake, state={"k_t": torch.tensor(0.5)})
@@ -128,7 +128,7 @@ def test_began_losses_k_update_and_convergence_measure_by_hand() -> None:
 
 
 def test_began_k_t_is_state_that_starts_at_zero_and_moves() -> None:
-    from pipeline.variants.began import BEGAN
+    from pipeline.core.variants.began import BEGAN
 
     alg = registry.get("began").algorithm
     assert isinstance(alg, BEGAN)
@@ -149,7 +149,7 @@ def test_autoencoder_energies_are_per_sample_reconstruction_errors() -> None:
 
 # ------------------------------------------------------------------ ebgan
 def test_ebgan_losses_and_pulling_away_term_by_hand() -> None:
-    from pipeline.variants.ebgan import EBGAN_OBJECTIVE, pulling_away
+    from pipeline.core.variants.ebgan import EBGAN_OBJECTIVE, pulling_away
 
     codes = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
     # cos^2 of the pairs (1,2), (1,3), (2,3): 1/2, 0, 1/2; each pair twice over 3 * 2

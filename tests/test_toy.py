@@ -13,11 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.errors import ConfigError
-from pipeline.nets import MLPDiscriminator, MLPGenerator, NetSpec
-from pipeline.toy import applicable_variants, run_toy
-from pipeline.toy.problems import (
+from pipeline.core.nets import MLPDiscriminator, MLPGenerator, NetSpec
+from pipeline.core.variants.base import registry
+from pipeline.infra.errors import ConfigError
+from pipeline.infra.params import load_params
+from pipeline.stages.toy.problems import (
     LN2,
     gaussian_bins,
     histogram,
@@ -26,8 +26,8 @@ from pipeline.toy.problems import (
     mode_stats,
     ring_modes,
 )
-from pipeline.toy.run import not_applicable, train_toy
-from pipeline.variants import registry
+from pipeline.stages.toy.run import not_applicable, train_toy
+from pipeline.stages.toy.stage import applicable_variants, run_toy
 from tests.conftest import write_params
 
 CPU = torch.device("cpu")
@@ -166,8 +166,8 @@ def test_a_toy_run_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 def test_pipeline_toy_writes_figures_mlflow_runs_and_the_report_section(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from pipeline.report import build_report
-    from pipeline.tracking import resolve_uri
+    from pipeline.infra.tracking import resolve_uri
+    from pipeline.stages.report import build_report
 
     path = write_params(tmp_path, {"toy": SMALL}, variants=["gan", "wgan", "cgan"])
     params = load_params(path)

@@ -16,8 +16,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.config import load_params
-from pipeline.tracking import resolve_uri
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
 from tests.conftest import REPO, TINY, deep_update, write_params
 from tests.test_crash import killed, run_cli
 
@@ -133,8 +133,8 @@ OPEN_AT_ONCE = """
     import sys, time
     from pathlib import Path
     from mlflow import MlflowClient
-    from pipeline.config import load_params
-    from pipeline.tracking import resolve_uri, setup
+    from pipeline.infra.params import load_params
+    from pipeline.infra.tracking import resolve_uri, setup
 
     params, ready, go = load_params(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     ready.touch()
@@ -184,7 +184,7 @@ def test_four_processes_opening_a_fresh_store_at_once_all_succeed(
 def test_a_store_of_a_newer_mlflow_is_never_rebuilt(tmp_path: Path) -> None:
     """Not at this MLflow's head but at a revision it does not know, even with no runs: a
     newer MLflow's store, not a half-created one."""
-    from pipeline.tracking_store import StoreError, ensure_sqlite_store
+    from pipeline.infra.tracking_store import StoreError, ensure_sqlite_store
 
     artifacts = (tmp_path / "mlartifacts").as_uri()
     ensure_sqlite_store(tmp_path / "a.db", artifacts)  # built here: complete, no runs

@@ -18,24 +18,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline import checkpoint as ckpt
-from pipeline.algorithms import Adversarial
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.errors import PipelineError
-from pipeline.faults import AFTER_ENV, KILL_ENV
-from pipeline.losses import OBJECTIVES
-from pipeline.nets import MLPDiscriminator, MLPGenerator
-from pipeline.tracking import resolve_uri
-from pipeline.training import (
-    NonFiniteLossError,
-    ResumeRefusedError,
-    Trainer,
-    build_nets,
-    run_spec,
-    train_variant,
-)
-from pipeline.variants import Variant, registry
+from pipeline.core.algorithms import Adversarial
+from pipeline.core.losses import OBJECTIVES
+from pipeline.core.nets import MLPDiscriminator, MLPGenerator
+from pipeline.core.variants.base import Variant, registry
+from pipeline.infra import checkpoint as ckpt
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.faults import AFTER_ENV, KILL_ENV
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import NonFiniteLossError, Trainer, build_nets
+from pipeline.training.rundir import ResumeRefusedError
+from pipeline.training.spec import run_spec
 from tests.conftest import REPO, deep_update, representative_variants, write_params
 from tests.hostile import refuse_capture
 
@@ -235,7 +231,7 @@ def test_non_finite_loss_stops_the_run_and_marks_mlflow_failed(tiny_params_path:
 def test_a_new_variant_needs_only_its_declaration_and_a_params_block(
     tmp_path: Path, prepared_dir: Path
 ) -> None:
-    """Registering a variant (what a new file in pipeline/variants does) is all the trainer needs."""
+    """Registering a variant (what a new file in pipeline/core/variants does) is all the trainer needs."""
     from functools import partial
 
     registry.register(
@@ -507,7 +503,7 @@ def test_cuda_graph_replays_train_like_eager_steps(
 def test_fast_path_detaches_activation_slopes_only_under_a_gradient_penalty(
     name: str, tiny_params_path: Path
 ) -> None:
-    from pipeline.nets import DetachedSlopeLeakyReLU
+    from pipeline.core.nets import DetachedSlopeLeakyReLU
 
     params = load_params(tiny_params_path)
     for fast in (True, False):

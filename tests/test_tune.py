@@ -28,16 +28,17 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FixedTrial, TrialState
 from typer.testing import CliRunner
 
-from pipeline import tune
-from pipeline.algorithms import Adversarial
 from pipeline.cli import app
-from pipeline.config import Params, TuneConfig, load_params, parse_params
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.faults import KILL_ENV
-from pipeline.losses import OBJECTIVES
-from pipeline.nets import MLPDiscriminator, MLPGenerator
-from pipeline.tracking import resolve_uri
-from pipeline.variants import Variant, registry
+from pipeline.core.algorithms import Adversarial
+from pipeline.core.losses import OBJECTIVES
+from pipeline.core.nets import MLPDiscriminator, MLPGenerator
+from pipeline.core.variants.base import Variant, registry
+from pipeline.infra.config import Params, TuneConfig
+from pipeline.infra.errors import ConfigError, PipelineError
+from pipeline.infra.faults import KILL_ENV
+from pipeline.infra.params import load_params, parse_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages import tune
 from tests.conftest import REPO, TINY, deep_update, run_dvc, write_params
 from tests.hostile import refuse_capture
 
@@ -58,7 +59,7 @@ TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 @pytest.fixture(scope="session")
 def classifier_dir(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
     """The evaluator CNN, trained once per session on a small subset (the objective needs it)."""
-    from pipeline.classifier import train_classifier
+    from pipeline.stages.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("tune-classifier")
     over = {"data": {"dir": str(prepared_dir)}, "classifier": {"subset": 2000, "epochs": 1}}
@@ -593,7 +594,7 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     procs = []
     for i, log in enumerate(logs):
         # The first worker SIGKILLs itself mid-trial: its trial and MLflow run exist, and
-        # its scratch folder is locked (pipeline.faults' "trial-started" point).
+        # its scratch folder is locked (pipeline.infra.faults' "trial-started" point).
         own = {**env, KILL_ENV: "trial-started"} if i == 0 else env
         with log.open("w") as f:
             procs.append(
@@ -720,8 +721,8 @@ def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
 ) -> None:
     """The summary's --apply hint, followed verbatim, applies the study just run (not
     tune-VARIANT in the default storage); the --apply errors name the study asked for."""
-    monkeypatch.setattr("pipeline.classifier.load_checkpoint", lambda path: None)
-    monkeypatch.setattr("pipeline.tune.study._Objective", _FakeObjective)
+    monkeypatch.setattr("pipeline.training.evaluator.load_checkpoint", lambda path: None)
+    monkeypatch.setattr("pipeline.stages.tune.study._Objective", _FakeObjective)
     folder = tmp_path / "my dir"
     path = write_params(folder).rename(folder / "my params.yaml")
     params = load_params(path)
@@ -859,11 +860,11 @@ def test_tuning_scores_against_held_out_training_images_never_trained_on(
 ) -> None:
     """The tuning reference is a seeded slice of the training set: disjoint from the images
     a trial's trainer loads and from the test set the final scores use."""
-    from pipeline.data import load_split, to_uint8
-    from pipeline.evaluate import score
-    from pipeline.training import run_spec
-    from pipeline.tune.holdout import split_indices
-    from pipeline.tune.objective import _Objective
+    from pipeline.infra.data import load_split, to_uint8
+    from pipeline.stages.evaluate.scoring import score
+    from pipeline.stages.tune.holdout import split_indices
+    from pipeline.stages.tune.objective import _Objective
+    from pipeline.training.spec import run_spec
 
     path = make_params(tmp_path)
     over = yaml.safe_load(path.read_text())

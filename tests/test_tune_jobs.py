@@ -1,5 +1,5 @@
 """`pipeline tune V --jobs N`: real worker processes on one journal file, kills at named points
-(pipeline.faults), and the optuna-dashboard server on that study."""
+(pipeline.infra.faults), and the optuna-dashboard server on that study."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from pipeline import tune
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
+from pipeline.infra.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
+from pipeline.infra.params import load_params
+from pipeline.stages import tune
 from tests import test_tune as base
 from tests.conftest import REPO, TINY, write_params
 
@@ -132,7 +132,7 @@ def test_make_optuna_dashboard_serves_the_journal_study(tmp_path: Path) -> None:
          f"STORAGE={JOURNAL}"], cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
     line = dry.stdout.strip().splitlines()[-1]  # the target's recipe (after any venv set-up)
-    assert line.startswith("python -m pipeline.tune.dashboard "), dry.stdout
+    assert line.startswith("python -m pipeline.stages.tune.dashboard "), dry.stdout
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
         [sys.executable, *shlex.split(line)[1:]], cwd=REPO, env=env,

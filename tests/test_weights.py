@@ -11,12 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import pipeline.evaluate as ev
+import pipeline.stages.evaluate.stage as ev
 from pipeline.cli import app
-from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError
-from pipeline.evaluate import weights as ew
-from pipeline.io import file_hash
+from pipeline.infra import weights as ew
+from pipeline.infra.config import Params
+from pipeline.infra.errors import PipelineError
+from pipeline.infra.io import file_hash
+from pipeline.infra.params import load_params
 from tests.conftest import TINY, deep_update, write_params
 from tests.hostile import TouchOnLoad
 

@@ -13,11 +13,13 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline import checkpoint as ckpt
-from pipeline.config import load_params
-from pipeline.report.assets import gif_asset
-from pipeline.tracking import resolve_uri
-from pipeline.training import Trainer, run_spec, train_variant
+from pipeline.infra import checkpoint as ckpt
+from pipeline.infra.params import load_params
+from pipeline.infra.tracking import resolve_uri
+from pipeline.stages.report.assets import gif_asset
+from pipeline.stages.train import train_variant
+from pipeline.training.loop import Trainer
+from pipeline.training.spec import run_spec
 from pipeline.training.writes import frame_epochs, gif_frames
 from tests.conftest import REPO, write_params
 from tests.hostile import TickingClock, whole_and_resumed

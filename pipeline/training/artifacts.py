@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pipeline.data import N_CLASSES
-from pipeline.image_grid import save_png
-from pipeline.io import atomic_path, write_json
-from pipeline.layout import FIGURES_INDEX, SUMMARY_FILE, read_run_id
-from pipeline.nets import NetSpec
+from pipeline.core.nets import NetSpec
+from pipeline.infra.data import N_CLASSES
+from pipeline.infra.image_grid import save_png
+from pipeline.infra.io import atomic_path, write_json
+from pipeline.infra.layout import FIGURES_INDEX, SUMMARY_FILE, read_run_id
 
 if TYPE_CHECKING:
-    from pipeline.algorithms.base import Algorithm
+    from pipeline.core.algorithms.base import Algorithm
 
 GRID_SEED = 20_250_101  # fixed latents for grids: identical across unconditional variants
 GRID_ROWS = 10

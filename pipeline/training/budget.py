@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipeline.algorithms import Algorithm
-from pipeline.variants import Hyper
+from pipeline.core.algorithms import Algorithm
+from pipeline.core.variants.base import Hyper
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The one training loop for every model family.
 
-The loop runs the variant's :class:`~pipeline.algorithms.Algorithm` through a
-:class:`~pipeline.algorithms.StepContext` and never branches on a variant's name.
+Over 300 lines: the Trainer is one state machine (resume, epochs, graphs, rollback); split after
+the parallel edits of this round are merged.
+
+The loop runs the variant's :class:`~pipeline.core.algorithms.Algorithm` through a
+:class:`~pipeline.core.algorithms.StepContext` and never branches on a variant's name.
 Fast-path choices, all numerically float32-equivalent to the classic loop:
 
 * the whole training set lives on the device as one float tensor, shuffled once per epoch
@@ -18,7 +21,7 @@ Fast-path choices, all numerically float32-equivalent to the classic loop:
 * the algorithm's own fast-path changes (``prepare_fast``: e.g. detached activation slopes
   under a gradient penalty, ``train.detach_slopes``);
 * with ``train.cuda_graphs``, each kind of step is replayed as a CUDA graph
-  (``pipeline.graphs``).
+  (``pipeline.training.graphs``).
 
 Every random draw comes from explicit generators saved in the checkpoint, so a run killed
 and resumed ends with exactly the same weights as an uninterrupted one on the CPU. On CUDA
@@ -41,18 +44,18 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from pipeline import checkpoint as ckpt
-from pipeline.algorithms.base import Algorithm, StepContext
-from pipeline.config import Params
-from pipeline.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
-from pipeline.devices import numerics
-from pipeline.divergence import DivergedError, DivergenceMonitor
-from pipeline.errors import PipelineError, first_line
-from pipeline.graphs import GraphCaptureError, StepGraphs
-from pipeline.io import write_json
-from pipeline.layout import FIGURES_DIR
-from pipeline.nets import NetSpec, couples_batch
-from pipeline.runlock import folder_lock, remove_stale_temps
+from pipeline.infra import checkpoint as ckpt
+from pipeline.core.algorithms.base import Algorithm, StepContext
+from pipeline.infra.config import Params
+from pipeline.infra.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
+from pipeline.infra.devices import numerics
+from pipeline.core.divergence import DivergedError, DivergenceMonitor
+from pipeline.infra.errors import PipelineError, first_line
+from pipeline.training.graphs import GraphCaptureError, StepGraphs
+from pipeline.infra.io import write_json
+from pipeline.infra.layout import FIGURES_DIR
+from pipeline.core.nets import NetSpec, couples_batch
+from pipeline.infra.runlock import folder_lock, remove_stale_temps
 from pipeline.training.artifacts import (
     curve_columns,
     grid_inputs,
@@ -67,8 +70,8 @@ from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.spec import RunSpec
+from pipeline.core.variants.base import Hyper, Variant, registry
 from pipeline.training.writes import WritePlan, gif_frames
-from pipeline.variants import Hyper, Variant, registry
 
 
 class NonFiniteLossError(DivergedError):
@@ -164,7 +167,7 @@ class Trainer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``indices``: int64 rows of the training set to train on (tuning leaves its held-out
-        reference out, pipeline.tune.holdout); None: all of it. Not part of the run's
+        reference out, pipeline.stages.tune.holdout); None: all of it. Not part of the run's
         identity: only tuning's throw-away scratch runs pass it. ``clock``: the seconds that
         ``train.checkpoint_every_s`` counts (tests pass a fake one)."""
         self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
@@ -423,7 +426,7 @@ class Trainer:
         first epoch includes warm-up, so this errs long, not short)."""
         from tqdm.auto import tqdm
 
-        from pipeline.units import duration
+        from pipeline.infra.units import duration
 
         rate = steps_per_epoch / elapsed if elapsed > 0 else float("inf")
         left = (epochs - self.epoch) * steps_per_epoch

@@ -4,7 +4,7 @@ Every ``train.score_every`` epochs and after the last one, ``train.score_n`` sam
 fixed latents (``sample.seed``: the same for every epoch and variant) are scored with the MNIST
 classifier against the evaluation reference (the first ``evaluate.n_real`` test images, their
 features from the evaluate stage's cache, at ``evaluate.tf32``'s precision):
-FID and KID (features centred and scaled as in pipeline/evaluate/features.py, with
+FID and KID (features centred and scaled as in pipeline/core/features.py, with
 ``CURVE_KID_SUBSETS`` subsets: the curve needs its trend, not its spread) as the curve columns
 ``clf_fid`` and ``clf_kid``, and ``score_s``, the seconds the scoring took. ``elapsed_s`` does
 not include them: it stays the training time.
@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pipeline import layout
-from pipeline.config import Params
-from pipeline.devices import numerics
+from pipeline.infra import layout
+from pipeline.infra.config import Params
+from pipeline.infra.devices import numerics
 from pipeline.training.artifacts import evaluating
 
 if TYPE_CHECKING:
-    from pipeline.evaluate.features import Reference
+    from pipeline.core.features import Reference
+    from pipeline.core.variants.base import Variant
     from pipeline.training.spec import RunSpec
-    from pipeline.variants import Variant
 
 COLUMNS = ("clf_fid", "clf_kid", "score_s")
 FILE_COLUMNS = ("epoch", "step", "elapsed_s", *COLUMNS)
@@ -89,10 +89,9 @@ class QualityCurve:
             self.missing = False
         if not self.enabled or self.model is not None:
             return
-        from pipeline.classifier import load_classifier
-        from pipeline.evaluate.scoring import real_features, real_reference
-        from pipeline.evaluate.weights import Weights
-        from pipeline.io import file_hash
+        from pipeline.infra.io import file_hash
+        from pipeline.infra.weights import Weights
+        from pipeline.training.evaluator import load_classifier, real_features, real_reference
 
         path = layout.classifier_checkpoint(self.params)
         # Building the classifier initialises its layers from the global RNG before its
@@ -113,8 +112,8 @@ class QualityCurve:
 
     def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
         """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
-        from pipeline.evaluate.features import extract, fid, kid
-        from pipeline.sample import generate
+        from pipeline.core.features import extract, fid, kid
+        from pipeline.training.sampling import generate
 
         assert self.model is not None and self.ref is not None
         start = time.perf_counter()

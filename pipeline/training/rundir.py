@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline import checkpoint as ckpt
-from pipeline.errors import PipelineError
+from pipeline.infra import checkpoint as ckpt
+from pipeline.infra.errors import PipelineError
 
 
 class ResumeRefusedError(PipelineError):

@@ -10,19 +10,20 @@ from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Params
-from pipeline.variants import Hyper, Variant, known
+from pipeline.core.variants._known import known
+from pipeline.core.variants.base import Hyper, Variant
+from pipeline.infra.config import Params
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # The sources every run's math depends on, whatever the variant (relative to pipeline/).
 CORE_FILES = (
     "training/loop.py",
     "training/optim.py",
-    "graphs.py",
-    "data.py",
-    "checkpoint.py",
-    "algorithms/base.py",
-    "variants/base.py",
+    "training/graphs.py",
+    "infra/data.py",
+    "infra/checkpoint.py",
+    "core/algorithms/base.py",
+    "core/variants/base.py",
 )
 
 
@@ -75,7 +76,7 @@ def code_files(variant: Variant) -> list[str]:
     found: set[Path] = {PACKAGE / rel for rel in CORE_FILES}
     _source_files(variant.algorithm, set(), found)
     _source_files(variant.options, set(), found)
-    variant_file = PACKAGE / "variants" / f"{variant.name}.py"
+    variant_file = PACKAGE / "core" / "variants" / f"{variant.name}.py"
     if variant_file.is_file():  # a variant registered from elsewhere (tests) has no file here
         found.add(variant_file)
     return sorted(p.relative_to(PACKAGE).as_posix() for p in found if p.is_file())
@@ -96,7 +97,7 @@ def _drop_docstring(body: list[ast.stmt]) -> None:
 
 class _Normalise(ast.NodeTransformer):
     """Strips what cannot change a run's math: docstrings, and where a module imports from
-    inside this package (a move renames ``pipeline.nets`` to ``pipeline.core.nets``; the
+    inside this package (a move renames ``pipeline.core.nets`` to ``pipeline.core.nets``; the
     names imported and their aliases stay in the hash, so swapping ``bce`` for ``hinge``
     still counts). Comments and layout are gone already: the AST has neither."""
 
@@ -150,7 +151,7 @@ def code_hash(name: str) -> str:
 def _epochs_for_budget(params: Params, variant: Variant, hyper: Hyper, subset: int | None) -> int:
     """train.budget g_updates: the epochs that give ``variant`` train.g_updates generator
     updates on this data size and batch size (an explicit ``epochs`` still wins)."""
-    from pipeline.data import SPLITS
+    from pipeline.infra.data import SPLITS
     from pipeline.training.budget import epochs_for_g_updates
 
     n = subset if subset is not None else params.train.subset

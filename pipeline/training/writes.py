@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pipeline.config import TrainConfig
+from pipeline.infra.config import TrainConfig
 
 GRID_NAME = re.compile(r"epoch_(\d+)\.png")
 
