@@ -33,8 +33,12 @@ else
 fi
 profile=$(sed -n 2p "$dest/.results-source")
 cd "$dest"
-# The stages run the copy's code, not the one an editable install of the venv points at.
-export PYTHONPATH="$dest${PYTHONPATH:+:$PYTHONPATH}"
+# The stages run the copy's code, not the one an editable install of the venv points at; the
+# snapshot is rendered, and a left-out model timed, by this working tree's code (`here`), so a
+# run resumed after the code moved on still renders.
+outer=${PYTHONPATH:-}
+export PYTHONPATH="$dest${outer:+:$outer}"
+here() { PYTHONPATH="$repo${outer:+:$outer}" "$@"; }
 
 # train_pass N: pipeline grid + dvc repro, timed (every attempt counts, an interrupted one
 # too, not after a kill -9), once: a finished pass is only rendered again.
@@ -57,7 +61,7 @@ render() {
   wall=$(awk '{s += $1} END {print s}' ".results-wall$n")
   attempts=$(wc -l < ".results-wall$n")
   echo "results: pass $n (pipeline grid + dvc repro) took ${wall} s in all (${attempts} attempt(s))"
-  python -m pipeline.cli results --params "$params" --out "$out" --command "make results" \
+  here python -m pipeline.cli results --params "$params" --out "$out" --command "make results" \
     --commit "$commit" --profile "$prof" --wall-time "$wall" --attempts "$attempts" "$@"
 }
 
@@ -68,7 +72,7 @@ v = (yaml.safe_load(open(sys.argv[1])) or {}).get("variants") or {}
 print(" ".join(k for k, x in v.items() if x is None))' "$repo/$profile" 2>/dev/null || true)
 args=()
 if [ -n "$left_out" ] && [ -f .results-base.yaml ]; then
-  [ -f .results-left-out.json ] || python benchmarks/step_rate.py $left_out \
+  [ -f .results-left-out.json ] || here python "$repo/benchmarks/step_rate.py" $left_out \
     --params .results-base.yaml --epochs 20 --steps 3 --out .results-left-out.json
   args=(--left-out .results-left-out.json)
 fi
