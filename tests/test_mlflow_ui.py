@@ -44,3 +44,35 @@ def test_the_links_command_without_a_store_says_so_and_creates_none(tmp_path: Pa
     result = CliRunner().invoke(app, ["mlflow-links", "--params", str(tmp_path / "params.yaml")])
     assert result.exit_code == 0 and "MLflow: no runs yet" in result.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_reports_experiment_lookup_reads_sqlite_without_importing_mlflow(
+    tmp_path: Path,
+) -> None:
+    """The report's links need one experiment id: read from the store with sqlite3, equal to
+    MlflowClient's answer, in a process that never imports mlflow (its ~1.5 s of start-up)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "a project"  # a space in the store's path: the URI must quote it
+    root.mkdir()
+    params = load_params(write_params(root))
+    client = mlflow.MlflowClient(resolve_uri(params))
+    client.create_experiment("someone-else")
+    comparison = setup(params)
+    code = (
+        "import sys\n"
+        "from pipeline.infra.params import load_params\n"
+        "from pipeline.stages.mlflow_ui import experiment_id\n"
+        f"p = load_params({str(root / 'params.yaml')!r})\n"
+        "print(experiment_id(p, p.tracking.experiment), experiment_id(p, 'nobody'),\n"
+        "      'mlflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(comparison), "None", "False"]
+    assert client.get_experiment_by_name(params.tracking.experiment).experiment_id == comparison
+
+    (root / "mlflow.db").write_bytes(b"not a database at all" * 100)  # unreadable: no links
+    from pipeline.stages.mlflow_ui import experiment_id
+
+    assert experiment_id(params, params.tracking.experiment) is None
