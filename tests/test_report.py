@@ -542,3 +542,41 @@ def test_renders_in_headless_chromium(built: tuple[Params, Path], tmp_path: Path
         ["--window-size=1400,3000", f"--screenshot={shot}", index.as_uri()], tmp_path / "profile"
     )
     assert shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+def test_a_runs_model_card_spares_the_report_the_registry_and_torch(
+    tmp_path: Path, prepared_dir: Path
+) -> None:
+    """train writes each model's description, family, conditional flag and literature rows
+    into summary.json; the report reads them there, in a process that never imports torch."""
+    import sys
+
+    from pipeline.infra.params import load_params
+    from pipeline.stages.train import train_variant
+    from tests.conftest import TINY, deep_update, write_params
+
+    over = deep_update(TINY, {"data": {"dir": str(prepared_dir)}, "train": {"subset": 128}})
+    path = write_params(tmp_path, over, variants=["cgan", "wgan_gp"])
+    params = load_params(path)
+    for name in ("cgan", "wgan_gp"):
+        train_variant(params, name, epochs=1, track=False, progress=False)
+        summary = json.loads(layout.summary_path(params, name).read_text())
+        v = registry.get(name)
+        assert summary["model"] == {
+            "description": v.description, "family": v.family, "conditional": v.conditional,
+            "published": [list(row) for row in v.published],
+        }  # fmt: skip
+    code = (
+        "import sys\n"
+        "from pipeline.infra.params import load_params\n"
+        "from pipeline.stages.report import build_report\n"
+        f"build_report(load_params({str(path)!r}))\n"
+        "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    page = (layout.report_dir(params) / "comparison.md").read_text()
+    for name in ("cgan", "wgan_gp"):
+        assert registry.get(name).description in page
+    published = registry.get("wgan_gp").published
+    assert published and all(label in page for label, _ in published)

@@ -8,7 +8,7 @@ from pipeline.infra.config import Params
 from pipeline.infra.devices import resolve_device
 from pipeline.infra.layout import curves_path, quality_path, variant_dir
 from pipeline.infra.params import to_plain
-from pipeline.training.artifacts import write_summary
+from pipeline.training.artifacts import model_card, write_summary
 from pipeline.training.loop import (
     TrainCallback,
     Trainer,
@@ -51,5 +51,7 @@ def train_variant(
         quality_path=quality_path(params, name, spec.seed),
     )
     result = trainer.run()
-    write_summary(result, spec.as_dict()["hyper"])
+    from pipeline.core.variants.base import registry
+
+    write_summary(result, spec.as_dict()["hyper"], model_card(registry.get(name)))
     return result

@@ -119,7 +119,19 @@ def make_gif(grids: Sequence[Path], path: Path, ms_per_frame: int = 200) -> None
                        duration=ms_per_frame, loop=0)  # fmt: skip
 
 
-def write_summary(result: Any, hyper: dict[str, Any]) -> None:
+def model_card(variant: Any) -> dict[str, Any]:
+    """What the report says about a model besides its scores (description, family, whether
+    it is conditional, the literature's rows), recorded with each run so that the report
+    reads it from summary.json instead of importing the variant registry, and so torch."""
+    return {
+        "description": variant.description,
+        "family": variant.family,
+        "conditional": variant.conditional,
+        "published": [list(row) for row in variant.published],
+    }
+
+
+def write_summary(result: Any, hyper: dict[str, Any], model: dict[str, Any] | None = None) -> None:
     write_json(
         result.out_dir / SUMMARY_FILE,
         {
@@ -139,5 +151,6 @@ def write_summary(result: Any, hyper: dict[str, Any]) -> None:
             "device": result.device,
             "hyper": hyper,
             "run_id": read_run_id(result.out_dir),
+            **({"model": model} if model is not None else {}),
         },
     )

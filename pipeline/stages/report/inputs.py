@@ -116,6 +116,23 @@ class _Reader:
         return {col: [to_float(row.get(col)) for row in rows] for col in columns if col}
 
 
+def _from_card(data: VariantData, summary: dict[str, Any] | None) -> bool:
+    """Description, family and published rows from the run's own summary.json (its ``model``
+    card, training/artifacts.model_card): no variant registry, so no torch, in the report.
+    False when the summary has no usable card."""
+    card = summary.get("model") if isinstance(summary, dict) else None
+    if not isinstance(card, dict) or not isinstance(summary.get("hyper"), dict):
+        return False
+    try:
+        published = tuple((str(label), float(fid)) for label, fid in card.get("published", []))
+        data.description, data.family = str(card["description"]), str(card["family"])
+        data.conditional = bool(card["conditional"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    data.published = published
+    return True
+
+
 def _variant_info(data: VariantData, block: Any) -> None:
     """Description, family, published rows and configured hyperparameters from the registry
     (nothing for a name the registry does not know)."""
@@ -158,13 +175,14 @@ def read_inputs(params: Params) -> Inputs:
     seed = params.train.first_seed
     for name, block in params.variants.items():
         data = VariantData(name, seed=seed)
-        _variant_info(data, block)
+        data.summary = reader.json(layout.summary_path(params, name, seed))
+        if not _from_card(data, data.summary):
+            _variant_info(data, block)  # a run from before the card, or none yet
         # Only the seeds in params: a removed seed's files on disk are not aggregated.
         data.runs = {
             s: reader.metrics(layout.metrics_path(params, name, s)) for s in params.train.seeds
         }
         data.metrics = data.runs[seed]
-        data.summary = reader.json(layout.summary_path(params, name, seed))
         data.curves = reader.curves(layout.curves_path(params, name, seed))
         # The other seeds' curves feed only the quality section's mean and band (its Seeds
         # column counts them); a missing one is not a note of its own.
