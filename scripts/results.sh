@@ -27,7 +27,8 @@ else
   bash "$repo/scripts/copy_project.sh" "$dest" "$repo/$profile"
   cp "$repo/params.yaml" "$dest/.results-base.yaml"   # the models the profile leaves out
   cp "$repo/$seeds_profile" "$dest/.results-seeds.yaml"
-  rm -f "$dest"/.results-wall* "$dest"/.results-done* "$dest/.results-pass2" \
+  rm -f "$dest"/.results-wall* "$dest"/.results-done* "$dest"/.results-start* \
+    "$dest"/.results-beat* "$dest/.results-pass2" \
     "$dest/.results-left-out.json" "$dest/.results-params1.yaml"
   printf '%s\n%s\n' "$commit" "$profile" > "$dest/.results-source"
 fi
@@ -40,17 +41,26 @@ outer=${PYTHONPATH:-}
 export PYTHONPATH="$dest${outer:+:$outer}"
 here() { PYTHONPATH="$repo${outer:+:$outer}" "$@"; }
 
-# train_pass N: pipeline grid + dvc repro, timed (every attempt counts, an interrupted one
-# too, not after a kill -9), once: a finished pass is only rendered again.
+# train_pass N: pipeline grid + dvc repro, timed, once: a finished pass is only rendered
+# again. Every attempt's time counts, a killed one too: a heartbeat file, touched every 30 s,
+# closes the books of an attempt that ended without its EXIT trap (kill -9, a lost machine).
 train_pass() {
-  local n=$1 start
+  local n=$1 start beat
   [ ! -f ".results-done$n" ] || return 0
+  if [ -f ".results-start$n" ] && [ -f ".results-beat$n" ]; then
+    echo "$(( $(stat -c %Y ".results-beat$n") - $(cat ".results-start$n") ))" >> ".results-wall$n"
+  fi
   start=$(date +%s)
-  trap 'echo "$(( $(date +%s) - start ))" >> "$dest/.results-wall$n"' EXIT
+  echo "$start" > ".results-start$n" && touch ".results-beat$n"
+  (while sleep 30 && kill -0 $$ 2>/dev/null; do touch "$dest/.results-beat$n"; done) & beat=$!
+  trap 'kill $beat; echo "$(( $(date +%s) - start ))" >> "$dest/.results-wall$n";
+        rm -f "$dest/.results-start$n" "$dest/.results-beat$n"' EXIT
   pipeline grid   # the (variant, seed) chains at once, recorded in dvc.lock
   dvc repro       # what is left: floor, noise, toy, report
   trap - EXIT
+  kill "$beat"
   echo "$(( $(date +%s) - start ))" >> ".results-wall$n"
+  rm -f ".results-start$n" ".results-beat$n"
   touch ".results-done$n"
 }
 
