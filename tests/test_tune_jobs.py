@@ -128,10 +128,12 @@ def test_make_optuna_dashboard_serves_the_journal_study(tmp_path: Path) -> None:
         )
     port = base._free_port()
     dry = subprocess.run(
-        ["make", "-n", "optuna-dashboard", f"PARAMS={path}", f"OPTUNA_PORT={port}",
-         f"STORAGE={JOURNAL}"], cwd=REPO, capture_output=True, text=True, check=True,
+        ["make", "--no-print-directory", "-n", "optuna-dashboard", f"PARAMS={path}",
+         f"OPTUNA_PORT={port}", f"STORAGE={JOURNAL}"],
+        cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    line = dry.stdout.strip().splitlines()[-1]  # the target's recipe (after any venv set-up)
+    # the target's recipe, after any venv set-up (and whatever a make that runs the suite adds)
+    (line,) = [r for r in dry.stdout.splitlines() if "pipeline.stages.tune.dashboard" in r]
     assert line.startswith("python -m pipeline.stages.tune.dashboard "), dry.stdout
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
