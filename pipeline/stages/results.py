@@ -217,7 +217,8 @@ def write_snapshot(
     from pipeline.stages import results_extra
 
     data = collect(params)
-    left = results_extra.left_out_lines(results_extra.read_left_out(left_out))
+    rates = results_extra.read_left_out(left_out)
+    left = results_extra.left_out_lines(rates)
     seeds, seed_assets = (
         results_extra.seeds_markdown(params) if len(params.train.seeds) > 1 else ([], {})
     )
@@ -244,7 +245,7 @@ def write_snapshot(
             {"variant": r["variant"], "metrics": r["metrics"].to_json(), "train": r["train"]}
             for r in data["variants"]
         ],
-        "left_out": results_extra.read_left_out(left_out),
+        "left_out": rates,
     }
     if seeds:  # every seed's scores, for scripts (the table shows the first seed's)
         doc["per_seed"] = {
