@@ -59,6 +59,7 @@ from pipeline.infra.params import load_params, merge_overrides  # noqa: E402
 from pipeline.training.graphs import GraphCaptureError  # noqa: E402
 from pipeline.training.loop import Trainer, build_nets  # noqa: E402
 from pipeline.training.optim import OPTIMIZERS  # noqa: E402
+from pipeline.training.setup import run_setup  # noqa: E402
 from pipeline.training.spec import run_spec  # noqa: E402
 
 
@@ -215,7 +216,7 @@ def pipeline_steps_per_s(
     params = params.with_section("train", score_every=0, **MODES[mode])  # training alone
     spec = run_spec(params, name, epochs=epochs, subset=steps * 64)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(params, spec, Path(out), device, progress=False)
+        trainer = Trainer(run_setup(params), spec, Path(out), device, progress=False)
         result = trainer.run()
     return statistics.median(h["steps_per_s"] for h in result.history[1:])
 

@@ -90,12 +90,15 @@ def whole_and_resumed(
 
     from pipeline.infra import checkpoint as ckpt
     from pipeline.training.loop import Trainer
+    from pipeline.training.setup import run_setup
 
     def trainer(folder: str, *callbacks: Any) -> Any:
         if tick_s is None:
-            return Trainer(params, spec, root / folder, device, list(callbacks), progress=False)
+            return Trainer(
+                run_setup(params), spec, root / folder, device, list(callbacks), progress=False
+            )
         clock = TickingClock(tick_s)
-        return Trainer(params, spec, root / folder, device, [clock, *callbacks], progress=False,
+        return Trainer(run_setup(params), spec, root / folder, device, [clock, *callbacks], progress=False,
                        clock=clock)  # fmt: skip
 
     whole = trainer("whole")

@@ -15,6 +15,7 @@ from pipeline.core.variants.vae import MLPEncoder, bernoulli_logits, elbo_terms
 from pipeline.infra.params import load_params
 from pipeline.training.loop import Trainer
 from pipeline.training.sampling import generate
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 
@@ -29,7 +30,7 @@ def _trained(
         over["variants"] = {name: {"options": options}}
     path = write_params(root, over)
     params = load_params(path)
-    trainer = Trainer(params, run_spec(params, name, epochs=1), root / "run",
+    trainer = Trainer(run_setup(params), run_spec(params, name, epochs=1), root / "run",
                       torch.device("cpu"), progress=False)  # fmt: skip
     trainer._fresh_state()
     before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in trainer.nets.items()}

@@ -25,6 +25,7 @@ from pipeline.core.variants.ddpm import (
 from pipeline.infra import checkpoint as ckpt
 from pipeline.infra.params import load_params
 from pipeline.training.loop import Trainer
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 from tests.hostile import StopAt
@@ -137,7 +138,7 @@ def test_a_resumed_run_continues_the_ema_warm_up_exactly(
     def trainer(root: Path, callbacks: list) -> Trainer:
         params = load_params(write_params(root, over))
         spec = run_spec(params, "ddpm")
-        return Trainer(params, spec, root / "run", torch.device("cpu"), callbacks,
+        return Trainer(run_setup(params), spec, root / "run", torch.device("cpu"), callbacks,
                        progress=False)  # fmt: skip
 
     straight = trainer(tmp_path / "a", []).run()

@@ -15,6 +15,7 @@ from pipeline.core.nets import DetachedSlopeLeakyReLU
 from pipeline.core.variants.base import registry
 from pipeline.training.loop import Trainer
 from pipeline.training.optim import OPTIMIZERS
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import REPO
 from tests.hostile import whole_and_resumed
@@ -149,7 +150,7 @@ def test_train_deterministic_and_tf32_hold_during_the_run_only(
     for deterministic in (True, False):
         params = _params(tmp_path / str(deterministic), prepared_dir, deterministic=deterministic)
         flags = Flags()
-        trainer = Trainer(params, run_spec(params, name, epochs=1), tmp_path / str(deterministic)
+        trainer = Trainer(run_setup(params), run_spec(params, name, epochs=1), tmp_path / str(deterministic)
                           / "run", torch.device("cpu"), [flags], progress=False)  # fmt: skip
         trainer.run()
         want = (True, True, False) if deterministic else before[:3]
@@ -163,7 +164,7 @@ def test_detach_slopes_off_keeps_the_critics_plain_leaky_relus(
     """train.detach_slopes is the per-device choice the GPU check measures (mode plain_slopes)."""
     for detach in (True, False):
         params = _params(tmp_path, prepared_dir, detach_slopes=detach)
-        trainer = Trainer(params, run_spec(params, "wgan_gp"), tmp_path / "run",
+        trainer = Trainer(run_setup(params), run_spec(params, "wgan_gp"), tmp_path / "run",
                           torch.device("cpu"), progress=False)  # fmt: skip
         trainer.restore_or_start()
         d = trainer.nets["discriminator"]

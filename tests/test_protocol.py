@@ -23,6 +23,7 @@ from pipeline.stages.train import train_variant
 from pipeline.training.loop import Trainer
 from pipeline.training.restore import load_nets
 from pipeline.training.sampling import generate
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import representative_variants, training_signature, write_params
 from tests.hostile import whole_and_resumed
@@ -127,7 +128,9 @@ def test_a_new_family_trains_with_its_own_head_state_and_metric(
 ) -> None:
     params = _params(tmp_path, prepared_dir, subset=64 * 2)
     spec = run_spec(params, throwaway, epochs=1)
-    trainer = Trainer(params, spec, tmp_path / "run", torch.device("cpu"), progress=False)
+    trainer = Trainer(
+        run_setup(params), spec, tmp_path / "run", torch.device("cpu"), progress=False
+    )
     trainer._fresh_state()
     before = {n: [p.detach().clone() for p in m.parameters()] for n, m in trainer.nets.items()}
     result = trainer.run()
@@ -162,7 +165,7 @@ def test_the_throwaway_family_resumes_and_graph_steps_bit_identically(
     whole, resumed = _interrupted_and_resumed(throwaway, tmp_path, prepared_dir)
     _assert_same_run(whole, resumed)
     params = _params(tmp_path / "graphs", prepared_dir, cuda_graphs=True)
-    graphed = Trainer(params, run_spec(params, throwaway, epochs=3), tmp_path / "graphs" / "run",
+    graphed = Trainer(run_setup(params), run_spec(params, throwaway, epochs=3), tmp_path / "graphs" / "run",
                       torch.device("cpu"), progress=False)  # fmt: skip
     graphed.run()
     assert graphed.step_mode == "static"
@@ -205,7 +208,7 @@ def test_a_critic_learning_rate_of_its_own(tmp_path: Path, prepared_dir: Path) -
          "variants": {"wgan_gp": {"lr": 1e-4, "lr_d": 4e-4}}},
     )  # fmt: skip
     params = load_params(path)
-    trainer = Trainer(params, run_spec(params, "wgan_gp", epochs=1), tmp_path / "run",
+    trainer = Trainer(run_setup(params), run_spec(params, "wgan_gp", epochs=1), tmp_path / "run",
                       torch.device("cpu"), progress=False)  # fmt: skip
     trainer._fresh_state()
     assert trainer.optimizers["d"].param_groups[0]["lr"] == 4e-4

@@ -16,6 +16,7 @@ from pipeline.infra.params import load_params
 from pipeline.stages.train import train_variant
 from pipeline.training.loop import Trainer
 from pipeline.training.quality import COLUMNS, QualityCurve
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import write_params
 from tests.hostile import whole_and_resumed
@@ -88,7 +89,9 @@ def test_scoring_leaves_the_weights_and_exact_resume_alone(
     # classifier after restoring it: that load must not draw from it).
     assert torch.equal(torch.get_rng_state(), whole_rng)
     off = params.with_section("train", score_every=0)
-    plain = Trainer(off, run_spec(off, "gan", epochs=3), tmp_path / "plain", dev, progress=False)
+    plain = Trainer(
+        run_setup(off), run_spec(off, "gan", epochs=3), tmp_path / "plain", dev, progress=False
+    )
     plain.run()
     assert torch.equal(torch.get_rng_state(), whole_rng)  # and a run without the curve's
 
@@ -109,7 +112,7 @@ def test_without_the_classifier_the_run_says_so_once_and_has_no_curve(
 ) -> None:
     params = _params(tmp_path, prepared_dir, tmp_path / "no-classifier")
     spec = run_spec(params, "gan", epochs=1)
-    curve = QualityCurve(params, registry.get("gan"), spec, torch.device("cpu"))
+    curve = QualityCurve(run_setup(params).curve, registry.get("gan"), spec, torch.device("cpu"))
     assert curve.columns() == () and not curve.due(1, last=True)
     curve.start()
     curve.start()

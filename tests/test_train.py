@@ -31,6 +31,7 @@ from pipeline.infra.tracking import resolve_uri
 from pipeline.stages.train import train_variant
 from pipeline.training.loop import NonFiniteLossError, Trainer, build_nets
 from pipeline.training.rundir import ResumeRefusedError
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from tests.conftest import REPO, deep_update, representative_variants, write_params
 from tests.hostile import refuse_capture
@@ -43,7 +44,7 @@ REPRESENTATIVE = representative_variants()
 def _trainer(params_path: Path, name: str, out: Path, epochs: int = 1) -> Trainer:
     params = load_params(params_path)
     spec = run_spec(params, name, epochs=epochs)
-    return Trainer(params, spec, out, torch.device("cpu"), progress=False)
+    return Trainer(run_setup(params), spec, out, torch.device("cpu"), progress=False)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -446,7 +447,7 @@ def test_a_failed_graph_capture_stops_with_one_line_naming_the_flag(
     params = load_params(tiny_params_path)
     params = params.with_section("train", cuda_graphs=True)
     out = tiny_params_path.parent / "models" / "gan" / "seed0"
-    trainer = Trainer(params, run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
+    trainer = Trainer(run_setup(params), run_spec(params, "gan", epochs=2), out, torch.device("cpu"),
                       progress=False)  # fmt: skip
     with pytest.raises(PipelineError) as info:
         trainer.run()
@@ -476,7 +477,7 @@ def test_cuda_graph_replays_train_like_eager_steps(
         )
         params = load_params(path)
         trainer = Trainer(
-            params, run_spec(params, name, epochs=2), root / "run", torch.device("cuda"),
+            run_setup(params), run_spec(params, name, epochs=2), root / "run", torch.device("cuda"),
             progress=False,
         )  # fmt: skip
         trainer.run()
@@ -508,7 +509,7 @@ def test_fast_path_detaches_activation_slopes_only_under_a_gradient_penalty(
     params = load_params(tiny_params_path)
     for fast in (True, False):
         p = params.with_section("train", fast=fast)
-        trainer = Trainer(p, run_spec(p, name), tiny_params_path.parent / "run",
+        trainer = Trainer(run_setup(p), run_spec(p, name), tiny_params_path.parent / "run",
                           torch.device("cpu"), progress=False)  # fmt: skip
         trainer.restore_or_start()
         penalty = getattr(trainer.algorithm, "penalty", None)

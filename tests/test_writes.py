@@ -19,6 +19,7 @@ from pipeline.infra.tracking import resolve_uri
 from pipeline.stages.report.assets import gif_asset
 from pipeline.stages.train import train_variant
 from pipeline.training.loop import Trainer
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 from pipeline.training.writes import frame_epochs, gif_frames
 from tests.conftest import REPO, write_params
@@ -74,7 +75,7 @@ def test_checkpoints_follow_the_interval_and_the_end(tmp_path: Path, prepared_di
     spec = run_spec(params, "gan", epochs=7)
     out = tmp_path / "run"
     clock, seen = TickingClock(100.0), CheckpointSeen(out / ckpt.CHECKPOINT)
-    Trainer(params, spec, out, CPU, [clock, seen], progress=False, clock=clock).run()
+    Trainer(run_setup(params), spec, out, CPU, [clock, seen], progress=False, clock=clock).run()
     # what was on disk at each epoch end (before that epoch's own checkpoint)
     assert seen.seen == [None, None, None, 3, 3, 3, 6]
     state = ckpt.load(out / ckpt.CHECKPOINT)
@@ -86,7 +87,7 @@ def test_checkpoints_follow_the_interval_and_the_end(tmp_path: Path, prepared_di
                      score_every=0)  # fmt: skip
     out = tmp_path / "b" / "run"
     clock, seen = TickingClock(100.0), CheckpointSeen(out / ckpt.CHECKPOINT)
-    Trainer(params, run_spec(params, "gan", epochs=7), out, CPU, [clock, seen], progress=False,
+    Trainer(run_setup(params), run_spec(params, "gan", epochs=7), out, CPU, [clock, seen], progress=False,
             clock=clock).run()  # fmt: skip
     assert seen.seen == [None, None, None, None, 4, 4, 4]
 
@@ -155,8 +156,8 @@ def test_write_settings_are_not_part_of_the_run_identity(
     assert run_spec(a, "gan", epochs=3) == run_spec(b, "gan", epochs=3)
     # a finished run with other write settings is complete: nothing retrains
     out = tmp_path / "run"
-    Trainer(a, run_spec(a, "gan", epochs=3), out, CPU, progress=False).run()
-    again = Trainer(b, run_spec(b, "gan", epochs=3), out, CPU, progress=False)
+    Trainer(run_setup(a), run_spec(a, "gan", epochs=3), out, CPU, progress=False).run()
+    again = Trainer(run_setup(b), run_spec(b, "gan", epochs=3), out, CPU, progress=False)
     assert again.restore_or_start() == [] and again.complete
     # and changing them in params.yaml does not re-run a DVC train stage
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]

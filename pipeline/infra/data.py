@@ -160,12 +160,19 @@ def load_split(
     params: Params, split: str, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images [N, 28, 28], int64 labels [N]) of a prepared split, on ``device``."""
-    path = mnist_dir(params) / f"{split}.pt"
+    return read_split(mnist_dir(params), split, device)
+
+
+def read_split(
+    folder: Path, split: str, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`load_split` from the prepared MNIST folder ``folder`` (``<data.dir>/mnist``)."""
+    path = folder / f"{split}.pt"
     if not path.is_file():
         raise DataError(f"{path}: prepared MNIST not found; run `pipeline prepare` first")
     # weights_only: a crafted file cannot run code; whatever it holds, the error names the
     # file and the fix rather than the unpickler's complaint.
-    rebuild = f"run `pipeline prepare` to rebuild {mnist_dir(params)}"
+    rebuild = f"run `pipeline prepare` to rebuild {folder}"
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:

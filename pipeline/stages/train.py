@@ -1,5 +1,6 @@
 """The train stage's edge: :func:`train_variant` (what ``pipeline train`` calls) resolves what
-a run needs (its identity, device, folder, tracking recorder) and hands it to the trainer.
+a run needs (its identity, device, folder, tracking recorder, and the params it reads:
+:func:`~pipeline.training.setup.run_setup`) and hands it to the trainer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pipeline.training.loop import (
     Trainer,
     TrainResult,
 )
+from pipeline.training.setup import run_setup
 from pipeline.training.spec import run_spec
 
 
@@ -41,7 +43,7 @@ def train_variant(
         setup(params)  # an unusable tracking store fails here, before the output folder changes
         callbacks.append(TrainRecorder(params, to_plain(params.train), load_generator))
     trainer = Trainer(
-        params,
+        run_setup(params),
         spec,
         variant_dir(params, name, spec.seed),
         dev,

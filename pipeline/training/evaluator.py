@@ -14,7 +14,7 @@ from pipeline.core import features as fx
 from pipeline.core.classifier import ARCH, MnistCNN, model_from_checkpoint
 from pipeline.infra import layout
 from pipeline.infra.config import Params
-from pipeline.infra.data import load_split
+from pipeline.infra.data import mnist_dir, read_split
 from pipeline.infra.devices import numerics, precision_tag, resolve_device
 from pipeline.infra.errors import PipelineError, first_line
 from pipeline.infra.io import save_torch
@@ -53,14 +53,24 @@ def load_classifier(params: Params, device: torch.device | str = "cpu") -> Mnist
 
     ``device`` may be a name ("auto", "cpu", "cuda:0"), resolved like every stage's option.
     """
+    return classifier_at(checkpoint_path(params), device)
+
+
+def classifier_at(path: Path, device: torch.device | str = "cpu") -> MnistCNN:
+    """:func:`load_classifier` from the checkpoint file ``path``."""
     dev = resolve_device(device) if isinstance(device, str) else device
-    return model_from_checkpoint(load_checkpoint(checkpoint_path(params)), dev)
+    return model_from_checkpoint(load_checkpoint(path), dev)
 
 
 def real_reference(params: Params) -> torch.Tensor:
     """The reference set: the first ``evaluate.n_real`` MNIST test images, uint8 [n, 28, 28]."""
-    images, _ = load_split(params, "test")
-    return images[: params.evaluate.n_real]
+    return reference_images(mnist_dir(params), params.evaluate.n_real)
+
+
+def reference_images(data: Path, n_real: int) -> torch.Tensor:
+    """The first ``n_real`` test images of the prepared MNIST folder ``data``."""
+    images, _ = read_split(data, "test")
+    return images[:n_real]
 
 
 def real_features(
@@ -69,11 +79,24 @@ def real_features(
     """The reference set's classifier features, extracted once per classifier and kept beside
     the fidelity features (same key: set size, weights, device type and precision); a cache
     file that is not a plain tensor of the set's size is named in one line and replaced."""
-    name = real_cache_name(len(real), CLASSIFIER_EXTRACTOR, weights, dev, params.evaluate.tf32)
-    path = real_features_path(params, name)
+    cache = params.path(params.evaluate.cache_dir)
+    return cached_real_features(cache, params.evaluate.tf32, model, real, weights, dev)
+
+
+def cached_real_features(
+    cache: Path,
+    tf32: bool,
+    model: torch.nn.Module,
+    real: torch.Tensor,
+    weights: Weights,
+    dev: torch.device,
+) -> fx.Reference:
+    """:func:`real_features` with its cache folder and precision given."""
+    name = real_cache_name(len(real), CLASSIFIER_EXTRACTOR, weights, dev, tf32)
+    path = features_file(cache, name)
     feats = load_features(path, len(real))
     if feats is None:
-        with numerics(params.evaluate.tf32):
+        with numerics(tf32):
             feats = fx.extract(model, real).feats
         save_torch(feats, path)
     return fx.Reference.of(feats)
@@ -82,7 +105,11 @@ def real_features(
 def real_features_path(params: Params, name: str) -> Path:
     """Where :func:`real_features` keeps the classifier's penultimate features of the
     reference set named ``name`` (:func:`real_cache_name`)."""
-    return params.path(params.evaluate.cache_dir) / f"{name}-penultimate.pt"
+    return features_file(params.path(params.evaluate.cache_dir), name)
+
+
+def features_file(cache: Path, name: str) -> Path:
+    return cache / f"{name}-penultimate.pt"
 
 
 def real_cache_name(

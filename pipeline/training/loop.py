@@ -46,8 +46,7 @@ from torch import nn
 
 from pipeline.infra import checkpoint as ckpt
 from pipeline.core.algorithms.base import Algorithm, StepContext
-from pipeline.infra.config import Params
-from pipeline.infra.data import IMG_SHAPE, N_CLASSES, load_split, to_model_range
+from pipeline.infra.data import IMG_SHAPE, N_CLASSES, read_split, to_model_range
 from pipeline.infra.devices import numerics
 from pipeline.core.divergence import DivergedError, DivergenceMonitor
 from pipeline.infra.errors import PipelineError, first_line
@@ -69,6 +68,7 @@ from pipeline.training.budget import kinds, updates
 from pipeline.training.optim import make_optimizers, portable
 from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
+from pipeline.training.setup import RunSetup
 from pipeline.training.spec import RunSpec
 from pipeline.core.variants.base import Hyper, Variant, registry
 from pipeline.training.writes import WritePlan, gif_frames
@@ -155,7 +155,7 @@ class Trainer:
 
     def __init__(
         self,
-        params: Params,
+        setup: RunSetup,
         spec: RunSpec,
         out_dir: Path,
         device: torch.device,
@@ -166,11 +166,12 @@ class Trainer:
         indices: torch.Tensor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``indices``: int64 rows of the training set to train on (tuning leaves its held-out
+        """``setup``: what the run reads from the params (:func:`~pipeline.training.setup.run_setup`,
+        called at the stage's edge). ``indices``: int64 rows of the training set to train on (tuning leaves its held-out
         reference out, pipeline.stages.tune.holdout); None: all of it. Not part of the run's
         identity: only tuning's throw-away scratch runs pass it. ``clock``: the seconds that
         ``train.checkpoint_every_s`` counts (tests pass a fake one)."""
-        self.params, self.spec, self.out_dir, self.device = params, spec, out_dir, device
+        self.setup, self.spec, self.out_dir, self.device = setup, spec, out_dir, device
         self.clock = clock
         self.indices = indices
         self.callbacks = list(callbacks)
@@ -179,11 +180,11 @@ class Trainer:
         self.progress = progress
         self.variant = registry.get(spec.variant)
         self.algorithm = self.variant.algorithm
-        self.cfg = params.train
+        self.cfg = setup.train
         self.folder = RunFolder(out_dir, spec.as_dict(), spec.variant)
-        div = params.train.divergence
+        div = setup.train.divergence
         self.divergence = DivergenceMonitor(div.enabled, div.max_loss, div.zero_grad_windows)
-        self.quality = QualityCurve(params, self.variant, spec, device)
+        self.quality = QualityCurve(setup.curve, self.variant, spec, device)
 
     # ---------------------------------------------------------------- state
     def _fresh_state(self) -> None:
@@ -339,7 +340,7 @@ class Trainer:
         return result
 
     def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = load_split(self.params, "train")
+        images, labels = read_split(self.setup.data, "train")
         if self.indices is not None:
             images, labels = images[self.indices], labels[self.indices]
         if self.spec.subset is not None:

@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from pipeline.infra import layout
-from pipeline.infra.config import Params
 from pipeline.infra.devices import numerics
 from pipeline.training.artifacts import evaluating
 
 if TYPE_CHECKING:
     from pipeline.core.features import Reference
     from pipeline.core.variants.base import Variant
+    from pipeline.training.setup import CurveSetup
     from pipeline.training.spec import RunSpec
 
 COLUMNS = ("clf_fid", "clf_kid", "score_s")
@@ -56,13 +55,13 @@ class QualityCurve:
     """Scores the sampler after the epochs that are due; inert when ``score_every`` is 0."""
 
     def __init__(
-        self, params: Params, variant: Variant, spec: RunSpec, device: torch.device
+        self, setup: CurveSetup, variant: Variant, spec: RunSpec, device: torch.device
     ) -> None:
-        self.params, self.variant, self.spec, self.device = params, variant, spec, device
-        self.every = params.train.score_every
+        self.setup, self.variant, self.spec, self.device = setup, variant, spec, device
+        self.every = setup.every
         self.model: nn.Module | None = None
         self.ref: Reference | None = None
-        self.missing = self.every > 0 and not layout.classifier_checkpoint(params).is_file()
+        self.missing = self.every > 0 and not setup.classifier.is_file()
         if self.missing:
             self.every = 0  # said once when training starts (a finished run trains nothing)
 
@@ -81,8 +80,8 @@ class QualityCurve:
         line when the classifier is missing."""
         if self.missing:
             print(
-                f"warning: {layout.classifier_checkpoint(self.params)} not found: no quality "
-                f"curve for this run (train.score_every={self.params.train.score_every}); run "
+                f"warning: {self.setup.classifier} not found: no quality "
+                f"curve for this run (train.score_every={self.setup.every}); run "
                 "`pipeline classifier` first, or set train.score_every: 0",
                 file=sys.stderr,
             )
@@ -91,9 +90,14 @@ class QualityCurve:
             return
         from pipeline.infra.io import file_hash
         from pipeline.infra.weights import Weights
-        from pipeline.training.evaluator import load_classifier, real_features, real_reference
+        from pipeline.training.evaluator import (
+            cached_real_features,
+            classifier_at,
+            reference_images,
+        )
 
-        path = layout.classifier_checkpoint(self.params)
+        setup = self.setup
+        path = setup.classifier
         # Building the classifier initialises its layers from the global RNG before its
         # weights are loaded. start() runs after a resume has restored that RNG (and at the
         # start of an uninterrupted run): without the fork the two would go on from
@@ -102,13 +106,15 @@ class QualityCurve:
         # would not; tests/test_quality.py compares the states.
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            self.model = load_classifier(self.params, self.device)
+            self.model = classifier_at(path, self.device)
             # The evaluate stage's cached reference features (extracted once per
             # classifier, device type and precision): after the first run, starting the
             # curve is instant.
             weights = Weights(path, file_hash(path)[:16])
-            real = real_reference(self.params)
-            self.ref = real_features(self.params, self.model, real, weights, self.device)
+            real = reference_images(setup.data, setup.n_real)
+            self.ref = cached_real_features(
+                setup.cache, setup.tf32, self.model, real, weights, self.device
+            )
 
     def score(self, nets: dict[str, nn.Module]) -> dict[str, float]:
         """``clf_fid``, ``clf_kid`` and ``score_s`` of the sampler as it is now."""
@@ -117,17 +123,18 @@ class QualityCurve:
 
         assert self.model is not None and self.ref is not None
         start = time.perf_counter()
-        n = self.params.train.score_n
+        setup = self.setup
+        n = setup.n
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda), evaluating(nets), torch.no_grad():
             images, _ = generate(
-                self.variant, nets, n, self.spec.z_dim, self.params.sample.seed,
-                self.params.sample.batch_size, self.device,
+                self.variant, nets, n, self.spec.z_dim, setup.sample_seed,
+                setup.sample_batch, self.device,
             )  # fmt: skip
             # Features at the reference's precision (evaluate.tf32), never mixed.
-            with numerics(self.params.evaluate.tf32):
+            with numerics(setup.tf32):
                 feats = extract(self.model, images).feats
-        subset = min(self.params.evaluate.kid_subset_size, n, len(self.ref.feats))
+        subset = min(setup.kid_subset, n, len(self.ref.feats))
         return {
             "clf_fid": fid(feats, self.ref),
             "clf_kid": kid(feats, self.ref, subset, CURVE_KID_SUBSETS)["kid_mean"],

@@ -139,9 +139,10 @@ class _Objective:
     def trainer(self, spec: RunSpec, out_dir: Path, callbacks: list[_EpochScorer]) -> Trainer:
         """A trial's trainer: the training set less the held-out reference."""
         from pipeline.training.loop import Trainer
+        from pipeline.training.setup import run_setup
 
         return Trainer(
-            self.train_params, spec, out_dir, self.device, callbacks=callbacks,
+            run_setup(self.train_params), spec, out_dir, self.device, callbacks=callbacks,
             curves_path=None, progress=False, indices=self.reference.train_indices,
         )  # fmt: skip
 
