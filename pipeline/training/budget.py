@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from pipeline.core.algorithms import Algorithm
-from pipeline.core.variants.base import Hyper
+from pipeline.core.hyper import Hyper
 
 
 @dataclass(frozen=True)

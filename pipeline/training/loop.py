@@ -70,7 +70,8 @@ from pipeline.training.quality import QualityCurve, write_quality
 from pipeline.training.rundir import ResumeRefusedError, RunFolder
 from pipeline.training.setup import RunSetup
 from pipeline.training.spec import RunSpec
-from pipeline.core.variants.base import Hyper, Variant, registry
+from pipeline.core.hyper import Hyper
+from pipeline.core.variants.base import Variant, registry
 from pipeline.training.writes import WritePlan, gif_frames
 
 

@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.hyper import Hyper
 from pipeline.core.variants._known import known
-from pipeline.core.variants.base import Hyper, Variant
+from pipeline.core.variants.base import Variant
 from pipeline.infra.config import Params
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ CORE_FILES = (
     "infra/data.py",
     "infra/checkpoint.py",
     "core/algorithms/base.py",
+    "core/hyper.py",
     "core/variants/base.py",
 )
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pipeline.core.algorithms.base import Algorithm, Outputs, StepContext
+from pipeline.core.algorithms.base import Algorithm, Declaration, Outputs, StepContext
 from pipeline.core.losses import Objective, Penalty, Scores
 from pipeline.core.nets import NetSpec, detach_activation_slopes
 
 if TYPE_CHECKING:
-    from pipeline.core.variants.base import Hyper, Variant
+    from pipeline.core.hyper import Hyper
 
 NetBuilder = Callable[[NetSpec], nn.Module]
 # Called after every critic optimiser step with the critic and the resolved options.
@@ -47,7 +47,7 @@ class Adversarial(Algorithm):
     critics = ("d",)
     losses = ("d_loss", "g_loss")
 
-    def check(self, variant: Variant) -> None:
+    def check(self, variant: Declaration) -> None:
         if self.penalty is not None and "penalty_weight" not in variant.default_options():
             raise ValueError(f"variant {variant.name}: a penalty needs a penalty_weight option")
 

@@ -16,7 +16,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -24,7 +24,18 @@ from torch import nn
 from pipeline.core.nets import NetSpec
 
 if TYPE_CHECKING:
-    from pipeline.core.variants.base import Hyper, Variant
+    from pipeline.core.hyper import Hyper
+
+
+class Declaration(Protocol):
+    """What an algorithm's hooks read of the variant that declares it
+    (:class:`~pipeline.core.variants.base.Variant` is one; the algorithms sit below it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def default_options(self) -> dict[str, float]: ...
+
 
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]
 """What a scoring net returns: a tensor [B], or a tuple whose first element is [B]."""
@@ -73,10 +84,10 @@ class Algorithm(ABC):
         """The kinds of step in order, repeated over training (step i takes entry i % len)."""
         return (next(iter(self.kinds)),)
 
-    def check(self, variant: Variant) -> None:  # noqa: B027 - optional hook
+    def check(self, variant: Declaration) -> None:  # noqa: B027 - optional hook
         """Refuse a declaration that cannot work (called when a variant is declared)."""
 
-    def metric_names(self, variant: Variant) -> tuple[str, ...]:
+    def metric_names(self, variant: Declaration) -> tuple[str, ...]:
         """The metrics this variant logs (an option may switch one off)."""
         return self.metrics
 

@@ -1,4 +1,5 @@
-"""Variant declaration, per-variant options, resolved hyperparameters and the registry.
+"""Variant declaration, per-variant options and the registry (the resolved
+hyperparameters, :class:`~pipeline.core.hyper.Hyper`, live below the algorithms).
 
 A variant is data: its :class:`~pipeline.core.algorithms.Algorithm` (how it trains and samples,
 with its nets and objective), its published hyperparameters and its options. The trainer,
@@ -10,10 +11,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from pipeline.core.hyper import Hyper
 
 if TYPE_CHECKING:
     import optuna
@@ -94,24 +97,6 @@ class Variant:
             options=self.validate_options(block.options if block else {}),
             lr_d=pick("lr_d", self.lr_d),
         )
-
-
-@dataclass(frozen=True)
-class Hyper:
-    """A variant's resolved training hyperparameters."""
-
-    epochs: int
-    lr: float
-    betas: tuple[float, float]
-    n_critic: int
-    optimizer: str
-    options: dict[str, float] = field(default_factory=dict)
-    lr_d: float | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Hyper:
-        """From a run config's ``hyper`` (JSON: betas as a list; older runs lack lr_d)."""
-        return cls(**{**d, "betas": tuple(d["betas"])})
 
 
 class Registry:

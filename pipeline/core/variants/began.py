@@ -19,10 +19,11 @@ from pydantic import Field
 from torch import nn
 
 from pipeline.core.algorithms import Adversarial, StepContext
+from pipeline.core.hyper import Hyper
 from pipeline.core.losses import Objective, Scores
 from pipeline.core.nets import MLPGenerator, NetSpec
 from pipeline.core.variants._heads import AutoEncoderEnergy
-from pipeline.core.variants.base import STRUCTURED, Hyper, Options, Variant, registry
+from pipeline.core.variants.base import STRUCTURED, Options, Variant, registry
 
 
 class BeganOptions(Options):

@@ -29,9 +29,10 @@ from pydantic import Field
 from torch import nn
 
 from pipeline.core.algorithms import Algorithm, StepContext
+from pipeline.core.hyper import Hyper
 from pipeline.core.nets import NetSpec
 from pipeline.core.variants._unet import UNet
-from pipeline.core.variants.base import BASELINES, Hyper, Options, Variant, registry
+from pipeline.core.variants.base import BASELINES, Options, Variant, registry
 
 T = 1000
 BETA_1, BETA_T = 1e-4, 0.02

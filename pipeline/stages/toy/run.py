@@ -26,7 +26,8 @@ from pipeline.training.artifacts import evaluating
 from pipeline.training.loop import step_context
 
 if TYPE_CHECKING:
-    from pipeline.core.variants.base import Hyper, Variant
+    from pipeline.core.hyper import Hyper
+    from pipeline.core.variants.base import Variant
     from pipeline.infra.config import ToyConfig
 
 CURVE_POINTS = 200  # where the 1-D figure draws D(x)

@@ -37,7 +37,7 @@ from pipeline.stages.toy.problems import PROBLEMS, make_problem
 from pipeline.stages.toy.run import ToyResult, not_applicable, train_toy
 
 if TYPE_CHECKING:
-    from pipeline.core.variants.base import Hyper
+    from pipeline.core.hyper import Hyper
     from pipeline.infra.config import ToyConfig
 
 __all__ = ["PROBLEMS", "ToyOutcome", "applicable_variants", "run_toy"]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.core.variants.base import Hyper, Variant
+from pipeline.core.hyper import Hyper
+from pipeline.core.variants.base import Variant
 from pipeline.infra.config import Params
 from pipeline.infra.errors import describe
 from pipeline.infra.faults import kill_point

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.variants.base import Hyper, Variant
+from pipeline.core.hyper import Hyper
+from pipeline.core.variants.base import Variant
 from pipeline.infra.config import TuneConfig
 
 if TYPE_CHECKING:

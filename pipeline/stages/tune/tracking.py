@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.variants.base import Hyper
+from pipeline.core.hyper import Hyper
 from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError, describe
 from pipeline.stages.tune.common import (
