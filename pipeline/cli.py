@@ -411,7 +411,6 @@ def tune(
     if p.train.deterministic:
         deterministic_cublas()  # before anything runs on CUDA: ATen reads it once
     from pipeline.infra.faults import WORKER_ENV
-    from pipeline.stages import tune as tuning
 
     # each worker's trials train with train.threads; a worker of --jobs with one thread
     use_threads(1 if os.environ.get(WORKER_ENV) else p.train.threads)
@@ -422,7 +421,9 @@ def tune(
         # SIGINT ignored (a background job of a script), which a child would inherit.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if apply:
-        changes = tuning.apply_best(p, params, variant, storage=storage, study_name=study)
+        from pipeline.stages.tune.apply import apply_best
+
+        changes = apply_best(p, params, variant, storage=storage, study_name=study)
         _echo(f"{variant}: {changes}")
         return
     if jobs > 1:
@@ -443,7 +444,9 @@ def tune(
             )  # fmt: skip
         )
         return
-    summary = tuning.run_study(
+    from pipeline.stages.tune.study import run_study
+
+    summary = run_study(
         p,
         variant,
         trials=trials,

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.core.variants.base import registry
-from tests.conftest import write_params
+from tests.conftest import REPO, write_params
 
 COMMANDS = [
     "prepare",
@@ -116,3 +116,24 @@ def test_an_unknown_variant_is_named_as_such(name: str, tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == [
         f"Error: unknown variant 'gna' (known: {', '.join(registry.names())})"
     ]
+
+
+def test_package_inits_import_nothing_heavy() -> None:
+    """Every package of the stages, training and infra layers can be imported for one of its
+    modules without paying for a library it does not use (the tune package once re-exported
+    its study and so imported optuna and torch for a constant)."""
+    root = REPO / "pipeline"
+    packages = sorted(
+        ".".join(p.parent.relative_to(REPO).parts)
+        for p in root.rglob("__init__.py")
+        if p.parent.relative_to(root).parts[:1] in {(), ("stages",), ("training",), ("infra",)}
+    )
+    assert "pipeline.stages.tune" in packages and "pipeline.stages.report" in packages
+    heavy = ("torch", "optuna", "mlflow", "matplotlib", "scipy", "dask", "torch_fidelity")
+    code = (
+        f"import importlib, sys\nfor p in {packages!r}: importlib.import_module(p)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

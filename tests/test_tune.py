@@ -38,7 +38,24 @@ from pipeline.infra.errors import ConfigError, PipelineError
 from pipeline.infra.faults import KILL_ENV
 from pipeline.infra.params import load_params, parse_params
 from pipeline.infra.tracking import resolve_uri
-from pipeline.stages import tune
+from pipeline.stages.tune.apply import apply_best
+from pipeline.stages.tune.common import (
+    ATTR_BUDGET,
+    ATTR_FAIL,
+    ATTR_PID,
+    ATTR_PRUNE,
+    ATTR_ROLE,
+    ATTR_RUN,
+    MAX_FAILURES_IN_A_ROW,
+    OBJECTIVE,
+    default_study_name,
+    tune_command,
+)
+from pipeline.stages.tune.results import write_results
+from pipeline.stages.tune.space import block_updates, default_trial_params, suggest
+from pipeline.stages.tune.storage import open_storage, public_url, resolve_storage_url
+from pipeline.stages.tune.study import run_study
+from pipeline.stages.tune.tracking import parent_attr
 from tests.conftest import REPO, TINY, deep_update, run_dvc, write_params
 from tests.hostile import refuse_capture
 
@@ -110,28 +127,28 @@ def assert_mlflow_mirrors(params: Params, study: optuna.Study) -> None:
     assert len(parents) == 1, [p.info.run_name for p in parents]
     parent = parents[0]
     assert parent.info.run_name == study.study_name
-    assert parent.info.run_id == study.user_attrs[tune.parent_attr(params)]
+    assert parent.info.run_id == study.user_attrs[parent_attr(params)]
     trials = study.get_trials()
     by_number = {int(r.data.tags["optuna.trial"]): r for r in children}
     assert sorted(by_number) == [t.number for t in trials] and len(children) == len(trials)
     for t in trials:
         run = by_number[t.number]
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.info.run_id == t.user_attrs[tune.ATTR_RUN]
+        assert run.info.run_id == t.user_attrs[ATTR_RUN]
         assert run.data.tags["optuna.state"] == t.state.name
         expected = {"COMPLETE": {"FINISHED"}, "PRUNED": {"FINISHED"}, "FAIL": {"FAILED", "KILLED"}}
         assert run.info.status in expected[t.state.name]
         for key, value in t.params.items():
             assert run.data.params[key] == str(value)
-        steps = [m.step for m in c.get_metric_history(run.info.run_id, tune.OBJECTIVE)]
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, OBJECTIVE)]
         if t.state != TrialState.FAIL:  # a killed worker may die between the two writes
             assert steps == sorted(t.intermediate_values)
         if t.state == TrialState.COMPLETE:
-            assert run.data.metrics[f"final_{tune.OBJECTIVE}"] == pytest.approx(t.value)
+            assert run.data.metrics[f"final_{OBJECTIVE}"] == pytest.approx(t.value)
 
 
 def load(params: Params, name: str, storage: str | None = None) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=tune.open_storage(params, storage))
+    return optuna.load_study(study_name=name, storage=open_storage(params, storage))
 
 
 # ------------------------------------------------------------------------------ search space
@@ -150,7 +167,7 @@ def test_search_space_per_variant(name: str) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(25):
         trial = study.ask()
-        hyper = tune.suggest(trial, v, base, cfg)
+        hyper = suggest(trial, v, base, cfg)
         assert set(trial.params) == expected
         d = trial.distributions
         assert d["lr"] == FloatDistribution(1e-5, 1e-2, log=True)
@@ -175,7 +192,7 @@ def test_search_space_per_variant(name: str) -> None:
         assert (hyper.optimizer, hyper.epochs) == (base.optimizer, base.epochs)
         study.tell(trial, 1.0)
     # The published defaults enqueued as the first trial are inside the space.
-    fixed = tune.suggest(FixedTrial(tune.default_trial_params(v)), v, base, cfg)
+    fixed = suggest(FixedTrial(default_trial_params(v)), v, base, cfg)
     assert (fixed.lr, fixed.betas, fixed.n_critic, fixed.options) == (
         base.lr,
         base.betas,
@@ -187,20 +204,18 @@ def test_search_space_per_variant(name: str) -> None:
 def test_fixed_trials_map_onto_hyper_and_configured_ranges_apply() -> None:
     gan, wgan = registry.get("gan"), registry.get("wgan")
     cfg = TuneConfig()
-    h = tune.suggest(FixedTrial({"lr": 3e-4, "beta1": 0.1, "beta2": 0.95}), gan, gan.resolve(), cfg)
+    h = suggest(FixedTrial({"lr": 3e-4, "beta1": 0.1, "beta2": 0.95}), gan, gan.resolve(), cfg)
     assert (h.lr, h.betas, h.n_critic, h.optimizer) == (3e-4, (0.1, 0.95), 1, "adam")
-    h = tune.suggest(
-        FixedTrial({"lr": 1e-4, "n_critic": 3, "clip": 0.02}), wgan, wgan.resolve(), cfg
-    )
+    h = suggest(FixedTrial({"lr": 1e-4, "n_critic": 3, "clip": 0.02}), wgan, wgan.resolve(), cfg)
     assert (h.lr, h.betas, h.n_critic, h.optimizer) == (1e-4, (0.0, 0.0), 3, "rmsprop")
     assert h.options == {"clip": 0.02}
     narrow = TuneConfig(lr=(1e-4, 2e-4), n_critic=(2, 3))
     study = optuna.create_study()
     trial = study.ask()
-    tune.suggest(trial, wgan, wgan.resolve(), narrow)
+    suggest(trial, wgan, wgan.resolve(), narrow)
     assert trial.distributions["lr"] == FloatDistribution(1e-4, 2e-4, log=True)
     assert trial.distributions["n_critic"] == IntDistribution(2, 3)
-    assert tune.block_updates(
+    assert block_updates(
         {"lr": 1e-4, "beta1": 0.1, "beta2": 0.95, "n_critic": 2, "clip": 0.02}
     ) == {
         "lr": 1e-4,
@@ -228,13 +243,13 @@ def test_bad_tune_settings_name_their_key(over: dict[str, Any], where: str) -> N
 def test_storage_urls_resolve_against_the_params_folder(tmp_path: Path) -> None:
     params = load_params(write_params(tmp_path))
     root = str(tmp_path.resolve())
-    assert tune.resolve_storage_url(params) == f"sqlite:///{root}/optuna.db"
-    assert tune.resolve_storage_url(params, "sqlite:////abs/o.db") == "sqlite:////abs/o.db"
-    assert tune.resolve_storage_url(params, "journal://t/o.log") == f"journal://{root}/t/o.log"
-    assert tune.resolve_storage_url(params, "journal:///abs/o.log") == "journal:///abs/o.log"
-    pg = tune.resolve_storage_url(params, "postgresql://u:secret@h:5/db")
+    assert resolve_storage_url(params) == f"sqlite:///{root}/optuna.db"
+    assert resolve_storage_url(params, "sqlite:////abs/o.db") == "sqlite:////abs/o.db"
+    assert resolve_storage_url(params, "journal://t/o.log") == f"journal://{root}/t/o.log"
+    assert resolve_storage_url(params, "journal:///abs/o.log") == "journal:///abs/o.log"
+    pg = resolve_storage_url(params, "postgresql://u:secret@h:5/db")
     assert pg.startswith("postgresql") and pg.endswith("://u:secret@h:5/db")
-    assert "secret" not in tune.public_url(pg)
+    assert "secret" not in public_url(pg)
 
 
 # ---------------------------------------------------------------------------- real studies
@@ -245,24 +260,24 @@ def test_study_runs_resumes_and_records_results_and_mlflow_runs(
 ) -> None:
     path = make_params(tmp_path)
     params = load_params(path)
-    first = tune.run_study(params, "gan", trials=1, device="cpu")
+    first = run_study(params, "gan", trials=1, device="cpu")
     assert "tune-gan: 1 trial(s) run here (1 complete" in first
     study = load(params, "tune-gan")
     assert len(study.trials) == 1
     # Same command again: the same study grows; the defaults trial is not enqueued twice.
-    second = tune.run_study(params, "gan", trials=1, device="cpu")
+    second = run_study(params, "gan", trials=1, device="cpu")
     assert "study: 2 complete" in second
     study = load(params, "tune-gan")
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1]
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert [t.user_attrs.get(tune.ATTR_ROLE) for t in trials] == ["defaults", None]
-    assert trials[0].params == tune.default_trial_params(registry.get("gan"))
+    assert [t.user_attrs.get(ATTR_ROLE) for t in trials] == ["defaults", None]
+    assert trials[0].params == default_trial_params(registry.get("gan"))
     assert trials[1].params != trials[0].params
     for t in trials:  # one report per epoch; the value is the last epoch's FID
         assert sorted(t.intermediate_values) == [1, 2]
         assert t.value == t.intermediate_values[2] and 0 < t.value < 1e4
-        assert t.user_attrs[tune.ATTR_PID] == os.getpid()
+        assert t.user_attrs[ATTR_PID] == os.getpid()
 
     out = tmp_path / "reports" / "tuning" / "gan"
     best = yaml.safe_load((out / "best.json").read_text())
@@ -274,7 +289,7 @@ def test_study_runs_resumes_and_records_results_and_mlflow_runs(
     assert best["epochs_per_trial"] == 2 and best["trials_per_hour"] > 0
     exp = mlflow.MlflowClient(resolve_uri(params)).get_experiment(best["mlflow"]["experiment_id"])
     assert exp.name == best["mlflow"]["experiment"] == "mnist-gan-comparison/tune-gan"
-    assert best["mlflow"]["parent_run_id"] == study.user_attrs[tune.parent_attr(params)]
+    assert best["mlflow"]["parent_run_id"] == study.user_attrs[parent_attr(params)]
     for plot in ("optimization_history", "param_importances"):
         assert (out / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Trials train in temp dirs: no stage output appears in the project.
@@ -285,13 +300,13 @@ def test_study_runs_resumes_and_records_results_and_mlflow_runs(
 
     # Another per-trial budget would make the scores incomparable: refused, nothing run.
     with pytest.raises(PipelineError, match="another per-trial budget"):
-        tune.run_study(params, "gan", trials=1, epochs=3, device="cpu")
+        run_study(params, "gan", trials=1, epochs=3, device="cpu")
     assert len(load(params, "tune-gan").trials) == 2
 
 
 def test_forced_pruning_on_a_journal_storage(tmp_path: Path, make_params) -> None:
     params = load_params(make_params(tmp_path))
-    summary = tune.run_study(
+    summary = run_study(
         params, "gan", trials=1, epochs=3, storage="journal://journal/tune.log",
         pruner=AlwaysPrune(), device="cpu",
     )  # fmt: skip
@@ -301,14 +316,12 @@ def test_forced_pruning_on_a_journal_storage(tmp_path: Path, make_params) -> Non
     (trial,) = study.get_trials()
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [1]  # stopped right after the first report
-    assert "pruned at epoch 1" in trial.user_attrs[tune.ATTR_PRUNE]
+    assert "pruned at epoch 1" in trial.user_attrs[ATTR_PRUNE]
     assert_mlflow_mirrors(params, study)
     best = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "best.json").read_text())
     assert best["trials"]["PRUNED"] == 1 and best["best_value"] is None
     with pytest.raises(PipelineError, match="no complete trial"):
-        tune.apply_best(
-            params, tmp_path / "params.yaml", "gan", storage="journal://journal/tune.log"
-        )
+        apply_best(params, tmp_path / "params.yaml", "gan", storage="journal://journal/tune.log")
 
 
 def _register(name: str, hook) -> None:
@@ -334,22 +347,22 @@ def test_non_finite_loss_prunes_and_other_errors_fail_with_their_reason(
     _register("oom_tune", oom)
     try:
         params = load_params(make_params(tmp_path, {"epochs": 1}))
-        tune.run_study(params, "nan_tune", trials=1, device="cpu")
+        run_study(params, "nan_tune", trials=1, device="cpu")
         study = load(params, "tune-nan_tune")
         (trial,) = study.get_trials()
         assert trial.state == TrialState.PRUNED
-        assert "non-finite" in trial.user_attrs[tune.ATTR_PRUNE]
+        assert "non-finite" in trial.user_attrs[ATTR_PRUNE]
         assert_mlflow_mirrors(params, study)
 
         # A failing trial is recorded and the study goes on, until failures in a row say
         # that something is wrong with the setup.
         with pytest.raises(PipelineError, match="3 trials in a row failed.*out of memory"):
-            tune.run_study(params, "oom_tune", trials=5, device="cpu")
+            run_study(params, "oom_tune", trials=5, device="cpu")
         study = load(params, "tune-oom_tune")
         trials = study.get_trials()
-        assert [t.state for t in trials] == [TrialState.FAIL] * tune.MAX_FAILURES_IN_A_ROW
+        assert [t.state for t in trials] == [TrialState.FAIL] * MAX_FAILURES_IN_A_ROW
         for t in trials:
-            assert t.user_attrs[tune.ATTR_FAIL] == "RuntimeError: CUDA out of memory (simulated)"
+            assert t.user_attrs[ATTR_FAIL] == "RuntimeError: CUDA out of memory (simulated)"
         assert_mlflow_mirrors(params, study)
         best = yaml.safe_load(
             (tmp_path / "reports" / "tuning" / "oom_tune" / "best.json").read_text()
@@ -382,7 +395,7 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_continues(
         params = load_params(path)
         study = load(params, "tune-kbi_tune")
         assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL]
-        assert "interrupted" in study.trials[1].user_attrs[tune.ATTR_FAIL]
+        assert "interrupted" in study.trials[1].user_attrs[ATTR_FAIL]
         out = tmp_path / "reports" / "tuning" / "kbi_tune"
         best = yaml.safe_load((out / "best.json").read_text())
         assert best["trials"] == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}
@@ -429,18 +442,18 @@ def _fake_study(
     """A study of ``name``'s space with the given (params, value) trials, no training."""
     v = registry.get(name)
     study = optuna.create_study(
-        storage=tune.resolve_storage_url(params),
-        study_name=study_name or tune.default_study_name(name),
+        storage=resolve_storage_url(params),
+        study_name=study_name or default_study_name(name),
     )
-    study.set_user_attr(tune.ATTR_BUDGET, {"epochs": 3})
+    study.set_user_attr(ATTR_BUDGET, {"epochs": 3})
     for trial_params, value in values:
-        role = "defaults" if trial_params == tune.default_trial_params(v) else None
-        study.enqueue_trial(trial_params, user_attrs={tune.ATTR_ROLE: role})
+        role = "defaults" if trial_params == default_trial_params(v) else None
+        study.enqueue_trial(trial_params, user_attrs={ATTR_ROLE: role})
         trial = study.ask()
-        tune.suggest(trial, v, v.resolve(), params.tune)
+        suggest(trial, v, v.resolve(), params.tune)
         study.tell(trial, value)
     pruned = study.ask()
-    tune.suggest(pruned, v, v.resolve(), params.tune)
+    suggest(pruned, v, v.resolve(), params.tune)
     study.tell(pruned, state=TrialState.PRUNED)
     return study
 
@@ -460,7 +473,7 @@ def test_apply_writes_the_best_trial_and_dvc_sees_the_variant_change(tmp_path: P
     params = load_params(path)
     gan_best = {"lr": 3.3e-4, "beta1": 0.25, "beta2": 0.97}
     _fake_study(
-        params, "gan", [(tune.default_trial_params(registry.get("gan")), 40.0), (gan_best, 30.0)]
+        params, "gan", [(default_trial_params(registry.get("gan")), 40.0), (gan_best, 30.0)]
     )
     wgan_best = {"lr": 1.23e-5, "n_critic": 3, "clip": 0.02}
     _fake_study(
@@ -606,7 +619,7 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
         return "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in logs)
 
     try:
-        storage = tune.open_storage(params, postgres_url)
+        storage = open_storage(params, postgres_url)
         assert victim.wait(timeout=150) == -signal.SIGKILL, show_logs()
         for p in procs[1:]:
             assert p.wait(timeout=150) == 0, show_logs()
@@ -621,14 +634,14 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials)))  # unique, none lost
     listing = "\n".join(
-        f"{t.number} {t.state.name} pid={t.user_attrs.get(tune.ATTR_PID)} "
+        f"{t.number} {t.state.name} pid={t.user_attrs.get(ATTR_PID)} "
         f"retry_of={t.system_attrs.get('failed_trial')} {t.datetime_start} {t.datetime_complete}"
         for t in trials
     )
     assert all(t.state in TERMINAL for t in trials), listing + show_logs()
     # The victim died in its first trial, after the trial and its MLflow run were recorded.
-    victims = [t for t in trials if t.user_attrs.get(tune.ATTR_PID) == victim.pid]
-    assert len(victims) == 1 and tune.ATTR_RUN in victims[0].user_attrs, listing
+    victims = [t for t in trials if t.user_attrs.get(ATTR_PID) == victim.pid]
+    assert len(victims) == 1 and ATTR_RUN in victims[0].user_attrs, listing
     killed = victims[0].number
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -640,11 +653,11 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_retr
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert retry.params == trials[killed].params
-    assert retry.user_attrs[tune.ATTR_PID] != victim.pid
+    assert retry.user_attrs[ATTR_PID] != victim.pid
     # The published defaults ran once (plus its retry, should the victim have run it).
     originals = [t for t in trials if "failed_trial" not in t.system_attrs]
-    assert sum(t.user_attrs.get(tune.ATTR_ROLE) == "defaults" for t in originals) == 1
-    assert len({t.user_attrs[tune.ATTR_PID] for t in trials}) >= 2  # several workers took part
+    assert sum(t.user_attrs.get(ATTR_ROLE) == "defaults" for t in originals) == 1
+    assert len({t.user_attrs[ATTR_PID] for t in trials}) >= 2  # several workers took part
     # MLflow: one parent for all workers; the dead worker's run was closed as FAIL.
     assert_mlflow_mirrors(params, study)
     best = yaml.safe_load((tmp_path / "reports" / "tuning" / "gan" / "best.json").read_text())
@@ -658,9 +671,9 @@ def test_apply_says_so_when_the_defaults_won(tmp_path: Path) -> None:
     path.write_text((REPO / "params.yaml").read_text())
     params = load_params(path)
     v = registry.get("gan")
-    _fake_study(params, "gan", [(tune.default_trial_params(v), 20.0), ({"lr": 1e-3}, 50.0)])
+    _fake_study(params, "gan", [(default_trial_params(v), 20.0), ({"lr": 1e-3}, 50.0)])
     before = path.read_text()
-    message = tune.apply_best(params, path, "gan")
+    message = apply_best(params, path, "gan")
     assert "nothing for `dvc repro` to retrain" in message and "retrains" not in message
     # Nothing to change, nothing written: no applied.json whose "previous block" is the block
     # that stays, no comment pointing at it.
@@ -683,20 +696,20 @@ def test_apply_again_keeps_the_block_from_before_tuning(tmp_path: Path) -> None:
     untuned = params.variants["gan"].model_dump(mode="json", exclude_unset=True)
     v = registry.get("gan")
     gan_best = {"lr": 3.3e-4, "beta1": 0.25, "beta2": 0.97}
-    _fake_study(params, "gan", [(tune.default_trial_params(v), 40.0), (gan_best, 30.0)])
-    assert "`dvc repro` retrains gan" in tune.apply_best(params, path, "gan")
+    _fake_study(params, "gan", [(default_trial_params(v), 40.0), (gan_best, 30.0)])
+    assert "`dvc repro` retrains gan" in apply_best(params, path, "gan")
     applied = tmp_path / "reports" / "tuning" / "gan" / "applied.json"
     record, tuned_text = applied.read_text(), path.read_text()
     assert json.loads(record)["previous_block"] == untuned
 
-    again = tune.apply_best(load_params(path), path, "gan")
+    again = apply_best(load_params(path), path, "gan")
     assert "nothing written" in again and "nothing for `dvc repro` to retrain" in again
     assert applied.read_text() == record and path.read_text() == tuned_text
 
     other = {"lr": 1.1e-4, "beta1": 0.4, "beta2": 0.95}
     _fake_study(params, "gan", [(other, 25.0)], study_name="gan-b")
     tuned = load_params(path)
-    assert "retrains" in tune.apply_best(tuned, path, "gan", study_name="gan-b")
+    assert "retrains" in apply_best(tuned, path, "gan", study_name="gan-b")
     doc = json.loads(applied.read_text())
     assert doc["study"] == "gan-b"
     assert doc["previous_block"] == tuned.variants["gan"].model_dump(
@@ -712,7 +725,7 @@ class _FakeObjective:
         self.params, self.v, self.hyper = params, v, hyper
 
     def __call__(self, trial: optuna.Trial) -> float:
-        tune.suggest(trial, self.v, self.hyper, self.params.tune)
+        suggest(trial, self.v, self.hyper, self.params.tune)
         return 50.0 - trial.number
 
 
@@ -727,7 +740,7 @@ def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
     path = write_params(folder).rename(folder / "my params.yaml")
     params = load_params(path)
 
-    summary = tune.run_study(
+    summary = run_study(
         params, "gan", trials=2, storage="sqlite:///other.db", study_name="s 2", device="cpu",
         params_path=path,
     )  # fmt: skip
@@ -747,7 +760,7 @@ def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
 
     def suggested(**kwargs: Any) -> list[str]:
         with pytest.raises(PipelineError) as err:
-            tune.apply_best(params, path, "gan", **kwargs)
+            apply_best(params, path, "gan", **kwargs)
         found = re.search(r"`(pipeline tune [^`]*)`", str(err.value))
         assert found, str(err.value)
         return shlex.split(found.group(1))
@@ -761,10 +774,10 @@ def test_hints_repeat_params_study_and_storage_so_they_act_on_the_same_study(
         "pipeline", "tune", "gan", "--params", str(path), "--storage", "journal://no such.log"
     ]  # fmt: skip
     # Defaults are not repeated; a password is not printed.
-    assert tune.tune_command("gan", params_path="params.yaml", study_name="tune-gan") == (
+    assert tune_command("gan", params_path="params.yaml", study_name="tune-gan") == (
         "pipeline tune gan"
     )
-    assert tune.tune_command("gan", storage="postgresql://u:secret@h/db", apply=True) == (
+    assert tune_command("gan", storage="postgresql://u:secret@h/db", apply=True) == (
         "pipeline tune gan --storage 'postgresql://u:***@h/db' --apply"
     )
 
@@ -776,12 +789,12 @@ def test_results_of_another_study_leave_no_stale_plots(tmp_path: Path) -> None:
     path.write_text((REPO / "params.yaml").read_text())
     params = load_params(path)
     v = registry.get("gan")
-    first = _fake_study(params, "gan", [(tune.default_trial_params(v), 40.0), ({"lr": 1e-3}, 30.0)])
+    first = _fake_study(params, "gan", [(default_trial_params(v), 40.0), ({"lr": 1e-3}, 30.0)])
     out = tmp_path / "reports" / "tuning" / "gan"
-    tune.write_results(params, first, "gan")
+    write_results(params, first, "gan")
     assert (out / "param_importances.png").is_file()
     second = _fake_study(params, "gan", [({"lr": 2e-3}, 35.0)], study_name="s2")
-    tune.write_results(params, second, "gan")
+    write_results(params, second, "gan")
     assert json.loads((out / "best.json").read_text())["study"] == "s2"
     assert (out / "optimization_history.png").is_file()
     assert not (out / "param_importances.png").exists()
@@ -796,13 +809,13 @@ def test_a_failed_graph_capture_stops_the_study_after_that_trial(
     path = make_params(tmp_path, {"epochs": 1})
     params = load_params(path).with_section("train", cuda_graphs=True)
     with pytest.raises(PipelineError) as info:
-        tune.run_study(params, "gan", trials=3, device="cpu", params_path=path)
+        run_study(params, "gan", trials=3, device="cpu", params_path=path)
     msg = str(info.value)
     assert "\n" not in msg and "CUDA graph capture failed (operation not permitted" in msg
     assert "set train.cuda_graphs: false and rerun `pipeline tune gan --params" in msg
     (trial,) = load(params, "tune-gan").get_trials()  # no second trial in this process
     assert trial.state == TrialState.FAIL
-    assert "CUDA graph capture failed" in trial.user_attrs[tune.ATTR_FAIL]
+    assert "CUDA graph capture failed" in trial.user_attrs[ATTR_FAIL]
 
 
 def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
@@ -838,12 +851,12 @@ def test_a_killed_workers_scratch_folder_is_removed_by_the_next_study(
 def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, make_params) -> None:
     """Finite divergence (gan at lr 1e6: d_loss ~1e25) prunes the trial like a NaN does."""
     params = load_params(make_params(tmp_path, {"epochs": 1, "lr": [1e6, 1e6]}))
-    tune.run_study(params, "gan", trials=2, device="cpu")
+    run_study(params, "gan", trials=2, device="cpu")
     study = load(params, "tune-gan")
     defaults, diverged = study.get_trials()
     assert defaults.state == TrialState.COMPLETE  # the published lr trains normally
     assert diverged.state == TrialState.PRUNED and diverged.params["lr"] == 1e6
-    assert "beyond train.divergence.max_loss" in diverged.user_attrs[tune.ATTR_PRUNE]
+    assert "beyond train.divergence.max_loss" in diverged.user_attrs[ATTR_PRUNE]
 
 
 def _digests(images: torch.Tensor) -> set[str]:

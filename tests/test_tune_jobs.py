@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV, ONLY_WORKER_ENV
 from pipeline.infra.params import load_params
-from pipeline.stages import tune
+from pipeline.stages.tune.common import ATTR_PID, ATTR_ROLE
+from pipeline.stages.tune.storage import open_storage
 from tests import test_tune as base
 from tests.conftest import REPO, TINY, write_params
 
@@ -44,7 +45,7 @@ def _tune(path: Path, n: int, jobs: int, **env: str) -> subprocess.CompletedProc
 
 def _study(path: Path) -> optuna.Study:
     params = load_params(path)
-    return optuna.load_study(study_name="tune-gan", storage=tune.open_storage(params, JOURNAL))
+    return optuna.load_study(study_name="tune-gan", storage=open_storage(params, JOURNAL))
 
 
 def _states(study: optuna.Study) -> Counter[str]:
@@ -63,9 +64,9 @@ def test_two_workers_finish_exactly_the_studys_trials_together(tmp_path: Path, m
     # trial are one step under the claim lock, and live local trials count towards the target.
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    pids = {t.user_attrs[tune.ATTR_PID] for t in trials}
+    pids = {t.user_attrs[ATTR_PID] for t in trials}
     assert len(pids) == 2 and os.getpid() not in pids
-    assert [t.user_attrs.get(tune.ATTR_ROLE) for t in trials].count("defaults") == 1
+    assert [t.user_attrs.get(ATTR_ROLE) for t in trials].count("defaults") == 1
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # no sampler twins
     assert_mlflow_mirrors(load_params(path), study)
     assert "tune-gan: 2 workers; study: 4 complete / 0 pruned / 0 failed" in out.stdout
@@ -86,7 +87,7 @@ def test_a_dead_worker_is_local_and_a_killed_study_resumes(tmp_path: Path, make_
     (dead,) = [t for t in trials if t.state == TrialState.FAIL]
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
-    assert retry.user_attrs[tune.ATTR_PID] != dead.user_attrs[tune.ATTR_PID]
+    assert retry.user_attrs[ATTR_PID] != dead.user_attrs[ATTR_PID]
 
     # Now every worker is killed at the start of its second trial: the whole command dies
     # with a new session half done and two trials left RUNNING by dead processes.
@@ -116,7 +117,7 @@ def test_make_optuna_dashboard_serves_the_journal_study(tmp_path: Path) -> None:
     """The Makefile target's command line, run as make would run it, serves the study of the
     params file's storage on 127.0.0.1."""
     path = write_params(tmp_path, TINY)
-    storage = tune.open_storage(load_params(path), JOURNAL)
+    storage = open_storage(load_params(path), JOURNAL)
     study = optuna.create_study(study_name="tune-gan", storage=storage)
     for lr in (1e-3, 2e-4):
         study.add_trial(
