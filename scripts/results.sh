@@ -39,7 +39,9 @@ cd "$dest"
 # run resumed after the code moved on still renders.
 outer=${PYTHONPATH:-}
 export PYTHONPATH="$dest${outer:+:$outer}"
-here() { PYTHONPATH="$repo${outer:+:$outer}" "$@"; }
+# PYTHONSAFEPATH: `python -m` would otherwise put the current folder (the copy) first on
+# sys.path, ahead of PYTHONPATH, and render with the copy's code after all.
+here() { PYTHONSAFEPATH=1 PYTHONPATH="$repo${outer:+:$outer}" "$@"; }
 
 # train_pass N: pipeline grid + dvc repro, timed, once: a finished pass is only rendered
 # again. Every attempt's time counts, a killed one too: a heartbeat file, touched every 30 s,
