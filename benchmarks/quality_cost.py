@@ -55,13 +55,14 @@ def main() -> None:
             params = params.with_section("classifier", out_dir=args.classifier_dir.resolve())
         dev = torch.device(args.device)
         spec = run_spec(params, args.variant, epochs=args.epochs)
-        trainer = Trainer(run_setup(params), spec, work / "run", dev, progress=False)
+        setup = run_setup(params)
+        trainer = Trainer(setup, spec, work / "run", dev, progress=False)
         # The one-off part (classifier, reference features), timed on its own: the first
         # time extracts the reference features, later runs read the evaluate stage's cache.
         setup_s = []
         for _ in range(2):
             start = time.perf_counter()
-            QualityCurve(run_setup(params).curve, trainer.variant, spec, dev).start()
+            QualityCurve(setup.curve, trainer.variant, spec, dev).start()
             setup_s.append(time.perf_counter() - start)
         result = trainer.run()
     scored = [(int(h["epoch"]), h["score_s"]) for h in result.history if "score_s" in h]

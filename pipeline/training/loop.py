@@ -167,9 +167,10 @@ class Trainer:
         indices: torch.Tensor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``setup``: what the run reads from the params (:func:`~pipeline.training.setup.run_setup`,
-        called at the stage's edge). ``indices``: int64 rows of the training set to train on (tuning leaves its held-out
-        reference out, pipeline.stages.tune.holdout); None: all of it. Not part of the run's
+        """``setup``: what the run reads from the params (:func:`~pipeline.training.setup.
+        run_setup`, called at the stage's edge). ``indices``: int64 rows of the training set to
+        train on (tuning leaves its held-out reference out, pipeline.stages.tune.holdout); None:
+        all of it. Not part of the run's
         identity: only tuning's throw-away scratch runs pass it. ``clock``: the seconds that
         ``train.checkpoint_every_s`` counts (tests pass a fake one)."""
         self.setup, self.spec, self.out_dir, self.device = setup, spec, out_dir, device
