@@ -2,7 +2,7 @@
 
 Usage (from the repo root; MNIST from $PIPELINE_MNIST_MIRROR or ../shared/data/mnist):
 
-    OMP_NUM_THREADS=1 python benchmarks/startup.py [--repeats 3] [--out reports/benchmarks/startup_cpu.md]
+    OMP_NUM_THREADS=1 python benchmarks/startup.py [--repeats 3] [--only train,sample] [--out reports/benchmarks/startup_cpu.md]
 
 Builds a tiny project in a temporary folder (prepared MNIST, a one-epoch classifier, gan
 trained for one epoch on 512 images, its samples and scores), then runs each stage command as
@@ -71,6 +71,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "reports/benchmarks/startup_cpu.md")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated commands to report (their inputs are still built)",
+    )
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     commands = {
@@ -81,13 +86,22 @@ def main() -> None:
         "evaluate": ["evaluate", "gan"],
         "report": ["report"],
     }
+    only = set(filter(None, args.only.split(",")))
+    if only - set(commands):
+        raise SystemExit(f"--only: unknown commands {sorted(only - set(commands))}")
+    order = list(commands)
+    last = max((order.index(c) for c in only), default=len(order) - 1)
+    needed = set(order[: last + 1])  # each command reads what the ones before it wrote
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         params = _project(root)
         rows = []
         for name, cmd in commands.items():
+            if name not in needed:
+                continue
             runs = []
-            for i in range(args.repeats if name not in ("prepare", "classifier") else 1):
+            repeats = args.repeats if (name in only or not only) else 1
+            for i in range(repeats if name not in ("prepare", "classifier") else 1):
                 if name == "train" and i:  # a finished run would train nothing: start over
                     import shutil
 
@@ -97,6 +111,8 @@ def main() -> None:
             wall = statistics.median(r[1] for r in runs)
             first = statistics.median(r[3] for r in runs)
             heavy = sorted(set().union(*(r[2] for r in runs)))
+            if only and name not in only:
+                continue
             rows.append((name, imports, wall, first, heavy, len(runs)))
             print(f"{name}: imports {imports:.2f} s, wall {wall:.2f} s, {', '.join(heavy)}")
     load = os.getloadavg()

@@ -6,11 +6,10 @@ generator as a logged model. The store, client and naming helpers are in trackin
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from mlflow.entities import Param, RunTag
 
 from pipeline.infra.config import Params
 from pipeline.infra.faults import kill_point
@@ -41,6 +40,10 @@ class TrainRecorder:
     sample grids, the progress GIF, the final checkpoint and the generator as an MLflow model
     named ``<variant>-generator``.
     The run id goes to ``run_id.txt`` beside the checkpoint; a resumed run continues it.
+    The run is opened in a thread while the first epoch trains (importing mlflow and
+    creating the run take about two seconds on a CPU); every later hook first waits for it
+    and fails the run if it could not be opened. The stage checks the store before the
+    output folder changes (:func:`~pipeline.infra.tracking.check_store`), so that is rare.
     ``load_generator(checkpoint, device) -> (net, config)`` reads the generator to log (handed
     in by the training layer, which knows the nets; tracking sits below it).
     """
@@ -56,15 +59,40 @@ class TrainRecorder:
         self.train_config = dict(train_config)
         self.run_id: str | None = None
         self.out_dir: Path | None = None
+        self._opening: threading.Thread | None = None
+        self._open_error: BaseException | None = None
 
     def on_start(self, spec: Any, out_dir: Path, resumed_epoch: int) -> None:
+        self.out_dir = out_dir
+        self._opening = threading.Thread(
+            target=self._open_in_thread, args=(spec, out_dir), name="mlflow-run", daemon=True
+        )
+        self._opening.start()
+
+    def _open_in_thread(self, spec: Any, out_dir: Path) -> None:
+        try:
+            self._open(spec, out_dir)
+        except BaseException as err:  # raised in the trainer's thread by _opened
+            self._open_error = err
+
+    def _opened(self) -> None:
+        """Wait for the run to be open; raise what opening it raised."""
+        if self._opening is not None:
+            self._opening.join()
+            self._opening = None
+        err, self._open_error = self._open_error, None
+        if err is not None:
+            raise err
+
+    def _open(self, spec: Any, out_dir: Path) -> None:
+        from mlflow.entities import Param
+
         from pipeline.infra.io import write_text
         from pipeline.infra.layout import RUN_ID_FILE, read_run_id
         from pipeline.infra.params import flatten
 
         c = client(self.params)
         exp_id = setup(self.params)
-        self.out_dir = out_dir
         run_id = read_run_id(out_dir)
         if run_id is not None:
             try:
@@ -99,6 +127,7 @@ class TrainRecorder:
         import math
         import sys
 
+        self._opened()
         metrics = {
             f"train.{k}": v
             for k, v in event.metrics.items()
@@ -113,7 +142,9 @@ class TrainRecorder:
 
     def on_end(self, result: Any) -> None:
         import mlflow
+        from mlflow.entities import RunTag
 
+        self._opened()
         c = client(self.params)
         for name in ("progress.gif", "grid.png", "config.json", "checkpoint.pt"):
             path = result.out_dir / name
@@ -180,6 +211,10 @@ class TrainRecorder:
             print(f"warning: MLflow run {run_id} not repaired: {err}", file=sys.stderr)
 
     def on_failure(self, exc: BaseException) -> None:
+        try:
+            self._opened()
+        except BaseException:  # the run never opened: nothing to mark
+            return
         if self.run_id is None:
             return
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"

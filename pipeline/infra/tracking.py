@@ -71,12 +71,12 @@ def ensure_store(params: Params) -> str:
     return uri
 
 
-def setup(params: Params, experiment: str | None = None) -> str:
-    """Point MLflow at the configured store; return the id of ``experiment`` (default
-    ``tracking.experiment``, the comparison's), created if needed."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
+def check_store(params: Params) -> str:
+    """Fail now, with one line, when the configured store cannot be used: a tracking server
+    that does not answer, or a SQLite file that is no complete MLflow store (built here
+    when missing: :func:`ensure_store`). Imports no mlflow for a complete store, so the
+    trainer calls it before its output folder changes and opens the run while it trains.
+    Returns the resolved URI."""
     uri = resolve_uri(params)
     if uri.startswith(("http://", "https://")):
         # MLflow retries for minutes by default; fail fast instead.
@@ -84,6 +84,16 @@ def setup(params: Params, experiment: str | None = None) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(params.tracking.timeout_s)))
         _check_server(uri, params.tracking.timeout_s)
     ensure_store(params)
+    return uri
+
+
+def setup(params: Params, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store; return the id of ``experiment`` (default
+    ``tracking.experiment``, the comparison's), created if needed."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = check_store(params)
     mlflow.set_tracking_uri(uri)
     name = experiment or params.tracking.experiment
     key = f"{uri}#{name}"

@@ -37,10 +37,12 @@ def train_variant(
     callbacks: list[TrainCallback] = []
     if track:
         from pipeline.infra.recorder import TrainRecorder
-        from pipeline.infra.tracking import setup
+        from pipeline.infra.tracking import check_store
         from pipeline.training.restore import load_generator
 
-        setup(params)  # an unusable tracking store fails here, before the output folder changes
+        # An unusable tracking store fails here, before the output folder changes; the
+        # recorder opens the MLflow run (importing mlflow) while the first epoch trains.
+        check_store(params)
         callbacks.append(TrainRecorder(params, to_plain(params.train), load_generator))
     trainer = Trainer(
         run_setup(params),
