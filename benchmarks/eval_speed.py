@@ -63,10 +63,10 @@ def random_inception(device: torch.device):  # type: ignore[no-untyped-def]
 
 
 def classifier_seconds(images: torch.Tensor, device: torch.device) -> float:
-    from pipeline.core.classifier import MnistCNN
+    from pipeline.core.classifier import MnistCNN, for_inference
     from pipeline.core.features import extract
 
-    model = MnistCNN().to(device).eval()
+    model = for_inference(MnistCNN().to(device))  # as the evaluator loads it
     extract(model, images[:1000])  # warm-up (cuDNN's choices, allocator)
     with numerics(False):
         return _timed(lambda: extract(model, images), device)

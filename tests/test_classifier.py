@@ -15,9 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.core.classifier import MnistCNN, accuracy
+from pipeline.core.classifier import MnistCNN, accuracy, model_from_checkpoint, predict
 from pipeline.infra.config import Params
-from pipeline.infra.data import RESOURCES, load_split
+from pipeline.infra.data import RESOURCES, load_split, to_model_range
 from pipeline.infra.errors import PipelineError
 from pipeline.infra.faults import AFTER_ENV, KILL_ENV
 from pipeline.infra.params import load_params
@@ -99,6 +99,30 @@ def test_reaches_98_percent_and_stores_the_measured_accuracy(
     images, labels = load_split(params, "test")
     assert len(labels) == 10_000
     assert accuracy(model, images, labels) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_inference_is_channels_last_and_scores_as_the_trained_layout(
+    trained: ClassifierResult, tmp_path: Path, prepared_dir: Path
+) -> None:
+    """The evaluator scores with channels-last conv weights (faster on a CPU): the same
+    predictions and, to float rounding, the same features as the layout it trained in."""
+    ckpt = torch.load(trained.path, weights_only=True)
+    plain = MnistCNN()
+    plain.load_state_dict(ckpt["state_dict"])
+    plain.train()
+    fast = model_from_checkpoint(ckpt)
+    assert fast.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.conv[4].weight.is_contiguous(memory_format=torch.channels_last)
+    images, labels = load_split(_params(tmp_path, prepared_dir, {}), "test")
+    x = to_model_range(images[:1000])
+    with torch.no_grad():
+        want, got = plain.eval().features_and_logits(x), fast.features_and_logits(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(predict(fast, images[:1000]), want[1].argmax(1))
+    # accuracy() scores a channels-last copy and leaves the model it was given as it was
+    plain.train()
+    assert accuracy(plain, images, labels) == pytest.approx(trained.test_accuracy, abs=1e-6)
+    assert plain.training and plain.conv[4].weight.is_contiguous()
 
 
 def test_checkpoint_is_plain_tensors_and_primitives(trained: ClassifierResult) -> None:

