@@ -272,16 +272,18 @@ def representative_variants() -> list[str]:
     return sorted(chosen.values())
 
 
-# The files that take minutes (measured: test_dvc ~7 min, the others 1.5-4 min on the idle
-# 2-core VM). `make test` runs `--dist loadfile --no-loadscope-reorder`, so xdist hands out
-# files in this collection order: the long ones start first, on both workers, and no long
-# file starts near the end to finish alone (xdist's default reorder, by test count, put
-# test_dvc's few tests late). test_evaluate goes second, so that the other worker builds the
-# session classifier at once while test_dvc (which trains its own) runs: test_classifier,
-# test_quality and the report tests then find it built instead of waiting on its lock.
+# The files that take minutes (measured in the suite, 2026-12-07: test_dvc ~3.5 min, the
+# others 0.5-1.7 min on the idle 2-core VM). `make test` runs `--dist loadfile
+# --no-loadscope-reorder`, so xdist hands out files in this collection order: the long ones
+# start first, on both workers, and no long file starts near the end to finish alone
+# (xdist's default reorder, by test count, put test_dvc's few tests late). test_evaluate goes
+# second, so that the other worker builds the session classifier at once while test_dvc
+# (which trains its own) runs: test_classifier, test_quality and the report tests then find
+# it built instead of waiting on its lock.
 LONG_FILES = (
-    "test_dvc.py", "test_evaluate.py", "test_grid.py", "test_gpu_check.py", "test_tune.py",
-    "test_crash.py", "test_classifier.py", "test_train.py", "test_protocol.py",
+    "test_dvc.py", "test_evaluate.py", "test_train.py", "test_tune_jobs.py", "test_crash.py",
+    "test_tune.py", "test_classifier.py", "test_tracking_store.py", "test_gpu_check.py",
+    "test_protocol.py",
 )  # fmt: skip
 
 

@@ -1,4 +1,14 @@
-"""The DVC pipeline end to end on a tiny budget, in a copy of the working tree."""
+"""The comparison end to end on a tiny budget, in a copy of the working tree: one chain as
+`dvc repro` alone runs it (each stage its own command), the other three at once through
+`pipeline grid`, then `dvc repro` for the rest (the README's `make repro`); what DVC would
+re-run after an edit; what a failed chain, a killed grid client and a killed Dask worker
+leave behind. Real DVC, Dask, MLflow on SQLite and MNIST.
+
+Over 300 lines: every test here shares one project (gan and wgan x seeds 0 and 1, the smoke
+profile's two scored epochs), built once, and pytest shares a fixture only within a module.
+The tests run in file order; each leaves the project as up to date as it found it, except
+the grid's failure tests at the end, which make chains stale on purpose.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,18 +28,19 @@ import yaml
 
 from pipeline.infra.params import merge_overrides
 from tests.conftest import REPO, run_dvc
-
-
-def _copy_tree(dest: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
+from tests.project_helpers import (
+    alive,
+    bump_epochs,
+    check_complete_run,
+    children,
+    copy_tree,
+    current,
+    grid,
+    no_leftovers,
+    project_env,
+    stale,
+    train_runs,
+)
 
 
 def _ran(log: str) -> set[str]:
@@ -44,12 +58,19 @@ GAN_CHAIN = {f"{stage}@gan-{s}" for stage in ("train", "sample", "evaluate") for
     "report",
 }
 N_SAMPLES = 200  # generated and real images per scoring
+VARIANTS, SEEDS = ("gan", "wgan"), (0, 1)
+CHAINS = {f"{v}-{s}" for v in VARIANTS for s in SEEDS}
+BY_DVC = "gan-0"  # the chain `dvc repro` runs stage by stage; the grid runs the other three
+GRID_WORKERS = 3  # the grid's three chains at once on the one SQLite store
+# What DVC finds stale once chains re-ran (or a variant's params changed) after a full build:
+# the stages that read every run (noise, report) and the toy stage (it reads `variants`).
+AFTER_CHAINS = {"noise", "toy", "report"}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Path:
     root = tmp_path_factory.mktemp("dvcproj")
-    _copy_tree(root)
+    copy_tree(root)
     params = merge_overrides(
         yaml.safe_load((REPO / "params.yaml").read_text()),
         yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text()),
@@ -65,6 +86,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Pat
         n_real=N_SAMPLES, floor_n=N_SAMPLES, kid_subset_size=100, noise_draws=2
     )
     params["toy"]["workers"] = 1  # its four tiny runs in the stage's process: no pool to start
+    params["grid"]["workers"] = GRID_WORKERS
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["PIPELINE_MNIST_MIRROR"] = str(mnist_mirror)
     run_dvc(root, "init", "--no-scm", "-f", "-q")
@@ -72,23 +94,38 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_mirror: Path) -> Pat
 
 
 @pytest.fixture(scope="module")
-def built(project: Path) -> str:
-    """The project after its one full `dvc repro` (the log it printed), shared by the tests
-    that read its outputs or ask DVC what an edit would re-run. Each of them leaves the
-    project as up to date as it found it."""
-    return run_dvc(project, "repro")
+def built(project: Path) -> dict[str, str]:
+    """The project after one full build (the logs it printed: ``dvc`` for the chain that
+    `dvc repro` ran, ``grid``, and ``rest`` for the `dvc repro` after the grid), shared by
+    the tests that read its outputs or ask DVC what an edit would re-run."""
+    by_dvc = run_dvc(project, "repro", f"evaluate@{BY_DVC}")
+    out = grid(project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {"dvc": by_dvc, "grid": out.stdout + out.stderr, "rest": run_dvc(project, "repro")}
 
 
 @pytest.mark.slow
-def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(
-    project: Path, built: str
+def test_one_chain_by_dvc_three_by_the_grid_and_repro_runs_each_stage_once(
+    project: Path, built: dict[str, str]
 ) -> None:
-    assert _ran(built) == {"prepare", "classifier", "floor", "noise", "report", "toy"} | {
-        f"{stage}@{v}-{s}" for stage in ("train", "sample", "evaluate")
-        for v in ("gan", "wgan") for s in (0, 1)
-    }  # fmt: skip
-    for v in ("gan", "wgan"):
-        for s in (0, 1):
+    assert _ran(built["dvc"]) == {"prepare", "classifier"} | {
+        f"{stage}@{BY_DVC}" for stage in ("train", "sample", "evaluate")
+    }
+    log = built["grid"]  # (its upstream, prepare and classifier, is up to date here; the
+    # smoke's grid runs it through DVC first)
+    for chain in CHAINS - {BY_DVC}:
+        assert re.search(rf"^{chain}: done in [\d.]+ s \(train", log, re.M), log
+    assert "grid: 3/3 chains done and committed" in log
+    # Three writers on one SQLite store: nothing locked out, nothing lost.
+    assert "locked" not in log and "MLflow logging" not in log
+    # DVC finds the grid's chains recorded: repro runs only the stages after them.
+    assert _ran(built["rest"]) == {"floor", "noise", "toy", "report"}
+    runs = train_runs(project)
+    assert set(runs) == CHAINS and all(len(r) == 1 for r in runs.values())
+    for (run,) in runs.values():
+        check_complete_run(project, run, epochs=2)
+    for v in VARIANTS:
+        for s in SEEDS:
             doc = json.loads((project / "metrics" / v / f"seed{s}.json").read_text())
             assert (doc["variant"], doc["seed"], doc["n_generated"]) == (v, s, N_SAMPLES)
             assert doc["classifier"]["fid"] > 0
@@ -100,12 +137,13 @@ def test_repro_runs_the_whole_chain_and_a_second_repro_does_nothing(
     assert 'id="seeds-table"' in html and 'id="paired-table"' in html and 'id="noise-table"' in html
     noise = json.loads((project / "reports" / "noise.json").read_text())
     assert len(noise["draws"]) == 2 and (noise["variant"], noise["seed"]) in {
-        (v, s) for v in ("gan", "wgan") for s in (0, 1)
+        (v, s) for v in VARIANTS for s in SEEDS
     }
     assert (project / "reports" / "plots" / "seeds.png").is_file()
-    assert (project / "mlflow.db").is_file()
     again = run_dvc(project, "repro")
     assert _ran(again) == set() and "Data and pipelines are up to date" in again
+    again = grid(project)
+    assert again.returncode == 0 and "chain is up to date" in again.stdout
     metrics = run_dvc(project, "metrics", "show")
     assert "metrics/gan/seed1.json" in metrics and "metrics/floor.json" in metrics
 
@@ -139,7 +177,7 @@ def _check_curve_plot(spec: dict, csv_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dvc_plots_draw_each_variants_losses_by_epoch_and_the_fid_bars(
-    project: Path, built: str
+    project: Path, built: dict[str, str]
 ) -> None:
     specs, errors = _plots(project)
     assert errors == []
@@ -203,7 +241,9 @@ def test_dvc_plots_draw_every_variant_that_has_the_plotted_columns(
 
 
 @pytest.mark.slow
-def test_results_snapshot_of_the_smoke_chain(project: Path, built: str, tmp_path: Path) -> None:
+def test_results_snapshot_of_the_smoke_chain(
+    project: Path, built: dict[str, str], tmp_path: Path
+) -> None:
     """pipeline/stages/results.py (`make results`) on the smoke profile's outputs."""
     from PIL import Image
 
@@ -282,7 +322,9 @@ def test_results_snapshot_of_the_smoke_chain(project: Path, built: str, tmp_path
 
 
 @pytest.mark.slow
-def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(project: Path, built: str) -> None:
+def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(
+    project: Path, built: dict[str, str]
+) -> None:
     """A kill between writing a temp file and renaming it leaves .<name>.<random>.tmp inside
     a stage output (models/<V>/seed<S>/ is persistent): DVC must not see the output as changed."""
     planted = [
@@ -305,7 +347,7 @@ def test_leftovers_of_killed_atomic_writes_are_out_of_dvcs_view(project: Path, b
 
 @pytest.mark.slow
 def test_changing_one_variant_reruns_only_its_chain_and_the_report(
-    project: Path, built: str
+    project: Path, built: dict[str, str]
 ) -> None:
     path = project / "params.yaml"
     original = path.read_text()
@@ -324,7 +366,7 @@ def test_changing_one_variant_reruns_only_its_chain_and_the_report(
 
 @pytest.mark.slow
 def test_adding_a_seed_runs_only_its_stages_and_removing_one_only_the_report(
-    project: Path, built: str
+    project: Path, built: dict[str, str]
 ) -> None:
     """train.seeds is a dimension of the pipeline: a new seed is new stages, nothing else
     re-runs but the noise stage (which picks the best run among every seed) and the report;
@@ -348,7 +390,9 @@ def test_adding_a_seed_runs_only_its_stages_and_removing_one_only_the_report(
 
 
 @pytest.mark.slow
-def test_a_finished_tuning_study_re_renders_only_the_report(project: Path, built: str) -> None:
+def test_a_finished_tuning_study_re_renders_only_the_report(
+    project: Path, built: dict[str, str]
+) -> None:
     """`pipeline tune` runs outside DVC; its best.json must still reach the report."""
     best = project / "reports" / "tuning" / "gan" / "best.json"
     best.parent.mkdir(parents=True, exist_ok=True)
@@ -367,7 +411,9 @@ def test_a_finished_tuning_study_re_renders_only_the_report(project: Path, built
 
 
 @pytest.mark.slow
-def test_moving_jobs_to_another_device_re_runs_nothing(project: Path, built: str) -> None:
+def test_moving_jobs_to_another_device_re_runs_nothing(
+    project: Path, built: dict[str, str]
+) -> None:
     """device (and the evaluators' batch size) change where and how fast a stage runs, not
     its result: DVC must not re-train, re-sample or re-score for them."""
     path = project / "params.yaml"
@@ -488,3 +534,121 @@ def test_dvc_yaml_paths_follow_the_output_folders_in_params_yaml(tmp_path: Path)
                 continue
             assert any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
                        for out in produced), f"{name} depends on {dep}, which no stage writes"  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_failed_chain_stays_local_a_killed_client_resumes_an_edit_is_not_recorded(
+    project: Path, built: dict[str, str], tmp_path: Path
+) -> None:
+    epochs = bump_epochs(project, "gan")  # both gan chains stale
+    (project / "models" / "wgan" / "seed0" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert stale(project) == AFTER_CHAINS | {
+        "train@gan-0", "train@gan-1", "train@wgan-0", "sample@wgan-0"  # its input changed
+    }  # fmt: skip
+    # kill -9 of the client as the first chain finishes, before it is recorded: its
+    # embedded cluster's workers (one still training) go with it, none left orphaned.
+    client = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "grid"], cwd=project, env=project_env(
+            project, PIPELINE_KILL_AT="grid-commit"), stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "killed.log").open("w"),
+    )  # fmt: skip
+    workers: set[int] = set()
+    while client.poll() is None:
+        workers |= children(client.pid)
+        time.sleep(0.2)
+    assert client.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    assert len(workers) >= GRID_WORKERS  # the worker processes (grid.workers)
+    deadline = time.time() + 60
+    while left := {w for w in workers if alive(w)}:
+        assert time.time() < deadline, f"workers left running: {left}"
+        time.sleep(0.5)
+    # The rerun completes every chain it can; the broken one fails alone, in one line.
+    out = grid(project)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(r"^wgan-0: failed: CheckpointError: .*checkpoint", out.stdout, re.M), (
+        out.stdout
+    )
+    assert "1 chains failed (wgan-0); rerun to resume" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert stale(project) == AFTER_CHAINS | {"train@wgan-0", "sample@wgan-0"}  # not recorded
+    runs = train_runs(project)
+    for seed in SEEDS:
+        # New epochs, a new run (the finished one is set aside with its folder); the kill
+        # and the rerun continued it: none lost, none doubled.
+        assert len(runs[f"gan-{seed}"]) == 2
+        check_complete_run(project, current(project, runs, "gan", seed), epochs=epochs)
+    no_leftovers(project)
+
+    # Its cause removed (as its message says: delete the run folder), wgan-0 runs again, and
+    # params.yaml is edited while it runs: the client, stopped at the commit point meanwhile,
+    # refuses to record it. (The next test completes it.)
+    shutil.rmtree(project / "models" / "wgan" / "seed0")
+    log = tmp_path / "log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "grid"], cwd=project, text=True,
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=project_env(project, PIPELINE_KILL_AT="grid-commit", PIPELINE_KILL_SIGNAL="STOP"),
+    )  # fmt: skip
+    stat, deadline = Path(f"/proc/{proc.pid}/stat"), time.time() + 300
+    while stat.read_text().split(") ")[1][0] != "T":  # stopped at the kill point
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.5)
+    params = project / "params.yaml"
+    params.write_text(params.read_text() + "# edited while the grid ran\n")
+    os.kill(proc.pid, signal.SIGCONT)
+    assert proc.wait(timeout=300) == 1, log.read_text()
+    assert re.search(
+        r"^wgan-0: failed: not committed: \S+params.yaml changed", log.read_text(), re.M
+    )
+    assert {"train@wgan-0", "sample@wgan-0"} <= stale(project)
+
+
+@pytest.mark.slow
+def test_a_dask_scheduler_and_two_workers_by_address_survive_a_killed_worker(
+    project: Path, built: dict[str, str], tmp_path: Path
+) -> None:
+    """`dask scheduler` and two `dask worker`s on 127.0.0.1; one worker is killed (SIGKILL at
+    its checkpoint write) mid-chain: Dask runs that chain again on the other worker, where
+    training resumes, and the grid completes."""
+    from distributed import Client
+
+    epochs = bump_epochs(project, "wgan")
+    sched_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).parent / "dask")
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1",
+             "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+            env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not sched_file.is_file():
+            assert time.time() < deadline, "the scheduler did not start"
+            time.sleep(0.5)
+        common = ["--scheduler-file", str(sched_file), "--nthreads", "1", "--host", "127.0.0.1",
+                  "--no-dashboard"]  # fmt: skip
+        procs.append(subprocess.Popen([dask, "worker", *common], env=project_env(project)))
+        victim = subprocess.Popen(
+            [dask, "worker", *common, "--no-nanny"],  # no nanny: it stays dead
+            env=project_env(project, PIPELINE_KILL_AT="replace:checkpoint.pt"),
+        )
+        procs.append(victim)
+        with Client(scheduler_file=str(sched_file), timeout="60s") as c:
+            c.wait_for_workers(2, timeout=120)
+            address = c.scheduler.address
+        out = grid(project, "--scheduler", address)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert victim.poll() == -signal.SIGKILL  # it did die mid-chain
+        assert f"grid: 2 chains on {address} (2 workers now)" in out.stdout
+        assert stale(project) == AFTER_CHAINS
+        runs = train_runs(project)
+        for seed in SEEDS:
+            check_complete_run(project, current(project, runs, "wgan", seed), epochs=epochs)
+        no_leftovers(project)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
