@@ -23,6 +23,11 @@ def test_gpu_workers_are_pinned_per_device_and_cpu_workers_see_none(tmp_path: Pa
     assert len(cpu) == 3 and all(v["OMP_NUM_THREADS"] == "1" for v in cpu.values())
     p = load_params(write_params(tmp_path, {"grid": {"workers": 5}}))
     assert len(worker_specs(p, [], cores=2)) == 5
+    # No more workers than chains (each pays its imports), spread over the GPUs first.
+    assert list(worker_specs(p, [], cores=2, chains=2)) == ["cpu-0", "cpu-1"]
+    p = load_params(write_params(tmp_path, {"grid": {"per_device": 2}}))
+    spread = worker_specs(p, [0, 1], cores=16, chains=3)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in spread.values()] == ["0", "1", "0"]
 
 
 def test_the_live_view_reads_epoch_and_speed_from_the_curves_file(tmp_path: Path) -> None:

@@ -57,22 +57,31 @@ def _gpus(params: Params) -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def worker_specs(params: Params, gpus: list[int], cores: int) -> dict[str, dict[str, Any]]:
+def worker_specs(
+    params: Params, gpus: list[int], cores: int, chains: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Worker name -> its environment: per GPU ``grid.per_device`` workers pinned to it, or
-    ``grid.workers`` (default ``cores``) CPU workers that see no GPU."""
+    ``grid.workers`` (default ``cores``) CPU workers that see no GPU; no more than ``chains``
+    (a worker costs seconds of imports, and one chain runs on one worker), spread over the
+    GPUs first."""
     one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if gpus:
-        return {
+        specs = {
             f"gpu{g}-{k}": {**one, "CUDA_VISIBLE_DEVICES": str(g)}
-            for g in gpus
             for k in range(params.grid.per_device)
+            for g in gpus
         }
-    n = params.grid.workers or cores
-    return {f"cpu-{k}": {**one, "CUDA_VISIBLE_DEVICES": ""} for k in range(n)}
+    else:
+        n = params.grid.workers or cores
+        specs = {f"cpu-{k}": {**one, "CUDA_VISIBLE_DEVICES": ""} for k in range(n)}
+    if chains is not None:
+        specs = dict(list(specs.items())[: max(1, chains)])
+    return specs
 
 
-def start(params: Params, scheduler: str | None = None) -> Engine:
-    """A Dask client on ``scheduler`` (default ``grid.scheduler``) or an embedded cluster."""
+def start(params: Params, scheduler: str | None = None, chains: int | None = None) -> Engine:
+    """A Dask client on ``scheduler`` (default ``grid.scheduler``) or an embedded cluster of
+    at most ``chains`` workers."""
     from distributed import Client
 
     address = scheduler or params.grid.scheduler
@@ -89,7 +98,7 @@ def start(params: Params, scheduler: str | None = None) -> Engine:
     from distributed import Nanny, Scheduler, SpecCluster
 
     gpus = _gpus(params)
-    specs = worker_specs(params, gpus, os.cpu_count() or 1)
+    specs = worker_specs(params, gpus, os.cpu_count() or 1, chains)
     dashboard = importlib.util.find_spec("bokeh") is not None
     cluster = SpecCluster(
         scheduler={
@@ -117,7 +126,7 @@ def start(params: Params, scheduler: str | None = None) -> Engine:
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
-    what = f"{len(gpus)} GPU x {params.grid.per_device}" if gpus else "CPU"
+    what = f"{len({env['CUDA_VISIBLE_DEVICES'] for env in specs.values()})} GPU" if gpus else "CPU"
     return Engine(
         client,
         cluster,

@@ -112,7 +112,7 @@ def run_grid(
         for c in work.chains
     }
     result.rows = list(rows.values())
-    engine = start(p, scheduler)
+    engine = start(p, scheduler, chains=len(work.chains))
     result.engine = engine.description
     console.print(f"grid: {len(rows)} chains on {engine.description}", soft_wrap=True)
     title = f"pipeline grid: {len(rows)} chains on {engine.description}"
