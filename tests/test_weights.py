@@ -142,3 +142,13 @@ def test_missing_inception_weights_stop_train_before_it_trains(
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == expected
     assert not (tmp_path / "models" / "gan").exists()  # nothing trained, nothing created
+
+
+def test_the_weights_addresses_are_the_ones_the_libraries_load() -> None:
+    """infra.weights writes the two URLs out (importing torch-fidelity and torchvision for
+    them cost every importer ~1.5 s): they must stay the ones the libraries download."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    from torchvision.models import VGG16_Weights
+
+    assert ew.URL_INCEPTION_V3 == URL_INCEPTION_V3
+    assert ew.VGG16_URL == VGG16_Weights.IMAGENET1K_V1.url

@@ -10,16 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torchvision.models import VGG16_Weights
 
 from pipeline.infra.config import Params
 from pipeline.infra.errors import PipelineError, first_line
 from pipeline.infra.io import DOWNLOAD_ERRORS, download
 from pipeline.infra.trusted_weights import check_cached, published_prefix, trusted_copy
 
-# What torch-fidelity's default VGG16 loads (torchvision's ImageNet weights).
-VGG16_URL = VGG16_Weights.IMAGENET1K_V1.url
+# The two files torch-fidelity loads: its Inception-v3 (torch_fidelity's URL_INCEPTION_V3) and
+# torchvision's ImageNet VGG16 (VGG16_Weights.IMAGENET1K_V1.url). Written out, not imported:
+# importing either library costs about a second and a half in every process that only needs
+# the address (the `pipeline tune --jobs` parent); tests/test_weights.py checks they match.
+URL_INCEPTION_V3 = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    "weights-inception-2015-12-05-6726825d.pth"
+)
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
 
 @dataclass(frozen=True)

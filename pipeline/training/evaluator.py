@@ -6,11 +6,10 @@ curve during training and by the evaluate stage, so it sits in the training laye
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline.core import features as fx
 from pipeline.core.classifier import ARCH, MnistCNN, model_from_checkpoint
 from pipeline.infra import layout
 from pipeline.infra.config import Params
@@ -20,6 +19,9 @@ from pipeline.infra.errors import PipelineError, first_line
 from pipeline.infra.io import save_torch
 from pipeline.infra.refcache import load_features
 from pipeline.infra.weights import Weights
+
+if TYPE_CHECKING:  # its torch-fidelity import costs ~1.3 s: loaded where features are made
+    from pipeline.core import features as fx
 
 CLASSIFIER_EXTRACTOR = "mnist-classifier"
 
@@ -92,6 +94,8 @@ def cached_real_features(
     dev: torch.device,
 ) -> fx.Reference:
     """:func:`real_features` with its cache folder and precision given."""
+    from pipeline.core import features as fx
+
     name = real_cache_name(len(real), CLASSIFIER_EXTRACTOR, weights, dev, tf32)
     path = features_file(cache, name)
     feats = load_features(path, len(real))
