@@ -44,6 +44,9 @@ class TrainRecorder:
     creating the run take about two seconds on a CPU); every later hook first waits for it
     and fails the run if it could not be opened. The stage checks the store before the
     output folder changes (:func:`~pipeline.infra.tracking.check_store`), so that is rare.
+    The two threads import side by side: measured, what opening the run imports (mlflow,
+    sqlalchemy, alembic, pandas, ...) and what a scored first epoch imports (torch-fidelity,
+    torchvision, PIL, tqdm) share only tqdm.auto's chain, which both import in one order.
     ``load_generator(checkpoint, device) -> (net, config)`` reads the generator to log (handed
     in by the training layer, which knows the nets; tracking sits below it).
     """
