@@ -245,3 +245,24 @@ def test_a_run_that_cannot_be_opened_fails_the_training_with_that_error(
     with pytest.raises(PipelineError, match="the store went away"):
         train_variant(load_params(params_path), "gan", epochs=1, progress=False)
     assert not (params_path.parent / "models" / "gan" / "seed0" / "checkpoint.pt").exists()
+
+
+def test_the_head_reader_knows_both_alembic_templates_and_refuses_what_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    """head_of reads `revision = "a"` and `revision: str = "a"` (Alembic's newer template),
+    merges included; a script it cannot read, or two heads, give None (Alembic decides)."""
+    from pipeline.infra.tracking_store import head_of
+
+    def script(name: str, text: str) -> None:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(text))
+
+    (tmp_path / "__init__.py").write_text("")
+    script("a", 'revision = "aaa"\ndown_revision = None\n')
+    script("b", 'revision: str = "bbb"\ndown_revision: Union[str, None] = "aaa"\n')
+    script("c", 'revision = "ccc"\ndown_revision = "aaa"\n')
+    assert head_of(tmp_path) is None  # two heads: bbb and ccc
+    script("d", 'revision: str = "ddd"\ndown_revision = ("bbb", "ccc")\n')  # their merge
+    assert head_of(tmp_path) == "ddd"
+    script("e", 'revision = "eee"\ndown_revision = (\n    "ddd",\n)\n')  # over lines
+    assert head_of(tmp_path) is None

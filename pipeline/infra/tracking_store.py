@@ -47,28 +47,39 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len(SQLITE) :].split("?", 1)[0])
 
 
-_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(.+?)\s*$", re.MULTILINE)
+# `revision = "..."` or, in Alembic's newer template, `revision: str = "..."`
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 def _head_from_files() -> str | None:
-    """MLflow's schema head read from its migration scripts' ``revision`` and
-    ``down_revision`` lines without importing mlflow (about a second and a half of imports a
-    trainer would pay before its first step just to see that the store is complete); None
-    when the scripts cannot be read that way, and :func:`_head` asks Alembic instead."""
+    """MLflow's schema head read from its migration scripts without importing mlflow (about
+    a second and a half of imports a trainer would pay before its first step just to see
+    that the store is complete); None when they cannot be read that way, and :func:`_head`
+    asks Alembic instead."""
     spec = importlib.util.find_spec("mlflow")  # a top-level package: found, not imported
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(spec.submodule_search_locations[0]) / "store" / "db_migrations" / "versions"
+    return head_of(
+        Path(spec.submodule_search_locations[0]) / "store" / "db_migrations" / "versions"
+    )
+
+
+def head_of(folder: Path) -> str | None:
+    """The one revision of the Alembic scripts in ``folder`` that no script names as its
+    ``down_revision``; None unless every script states both as literals on one line each and
+    exactly one such revision exists."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in folder.glob("*.py"):
-        found = dict(m.groups() for m in _REVISION.finditer(script.read_text()))
-        if "revision" not in found:
+        if script.name == "__init__.py":
             continue
+        found = dict(m.groups() for m in _REVISION.finditer(script.read_text()))
         try:
             revision = ast.literal_eval(found["revision"])
-            down = ast.literal_eval(found.get("down_revision", "None"))
-        except (ValueError, SyntaxError):
+            down = ast.literal_eval(found["down_revision"])
+        except (KeyError, ValueError, SyntaxError):  # a form this reader does not know
+            return None
+        if not isinstance(revision, str):
             return None
         revisions.add(revision)
         parents.update([down] if isinstance(down, str) else (down or ()))
