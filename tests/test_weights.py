@@ -150,5 +150,5 @@ def test_the_weights_addresses_are_the_ones_the_libraries_load() -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
     from torchvision.models import VGG16_Weights
 
-    assert ew.URL_INCEPTION_V3 == URL_INCEPTION_V3
-    assert ew.VGG16_URL == VGG16_Weights.IMAGENET1K_V1.url
+    ours = (ew.URL_INCEPTION_V3, ew.VGG16_URL)
+    assert ours == (URL_INCEPTION_V3, VGG16_Weights.IMAGENET1K_V1.url)
