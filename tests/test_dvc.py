@@ -116,7 +116,7 @@ def test_one_chain_by_dvc_three_by_the_grid_and_repro_runs_each_stage_once(
     for chain in CHAINS - {BY_DVC}:
         assert re.search(rf"^{chain}: done in [\d.]+ s \(train", log, re.M), log
     assert "grid: 3/3 chains done and committed" in log
-    # Three writers on one SQLite store: nothing locked out, nothing lost.
+    # The grid's workers writing to one SQLite store at once: nothing locked out, nothing lost.
     assert "locked" not in log and "MLflow logging" not in log
     # DVC finds the grid's chains recorded: repro runs only the stages after them.
     assert _ran(built["rest"]) == {"floor", "noise", "toy", "report"}
