@@ -266,3 +266,43 @@ def test_the_head_reader_knows_both_alembic_templates_and_refuses_what_it_cannot
     assert head_of(tmp_path) == "ddd"
     script("e", 'revision = "eee"\ndown_revision = (\n    "ddd",\n)\n')  # over lines
     assert head_of(tmp_path) is None
+
+
+def test_a_tracking_server_is_asked_for_its_health_once_per_process(
+    params_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_store (the trainer's, then every MLflow client's through setup) asks a server's
+    /health once per process; another address is asked on its own."""
+    import http.server
+    import threading
+
+    from pipeline.infra.errors import PipelineError
+    from pipeline.infra.tracking import check_store
+
+    hits: list[str] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the handler's API)
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("PIPELINE_TRACKING_URI", uri)
+        params = load_params(params_path)
+        assert check_store(params) == check_store(params) == uri
+        assert hits == ["/health"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check_store(params) == uri  # answered before, in this process: not asked again
+    monkeypatch.setenv("PIPELINE_TRACKING_URI", uri + "/")  # another address: asked
+    with pytest.raises(PipelineError, match="unreachable"):
+        check_store(load_params(params_path))

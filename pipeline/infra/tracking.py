@@ -50,6 +50,7 @@ def _check_server(uri: str, timeout: float) -> None:
 
 
 _configured: dict[str, str] = {}
+_answered: set[str] = set()  # tracking servers whose /health answered in this process
 
 
 def study_experiment(params: Params, study_name: str) -> str:
@@ -78,11 +79,12 @@ def check_store(params: Params) -> str:
     trainer calls it before its output folder changes and opens the run while it trains.
     Returns the resolved URI."""
     uri = resolve_uri(params)
-    if uri.startswith(("http://", "https://")):
+    if uri.startswith(("http://", "https://")) and uri not in _answered:
         # MLflow retries for minutes by default; fail fast instead.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(params.tracking.timeout_s)))
         _check_server(uri, params.tracking.timeout_s)
+        _answered.add(uri)  # once per process, as ensure_store for a SQLite file
     ensure_store(params)
     return uri
 
